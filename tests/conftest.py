@@ -1,0 +1,36 @@
+"""Shared test set-up: 8 fake CPU devices, a shared compile cache, quiet TF, the demo world fixture.
+
+Environment variables are set at import time, before any test module imports jax or tensorflow.
+"""
+import os
+import pathlib
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+_REPO = pathlib.Path(__file__).resolve().parents[1]
+os.environ.setdefault("VIIT_COMPILE_CACHE", str(_REPO / ".jax_cache"))
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_compilation_cache_dir", os.environ["VIIT_COMPILE_CACHE"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+try:  # Keep tf.data off any accelerator and its thread pools small on 2 cores.
+  import tensorflow as tf  # noqa: E402
+  tf.config.set_visible_devices([], "GPU")
+except ImportError:  # pragma: no cover - tensorflow is a hard dependency
+  pass
+
+
+@pytest.fixture(scope="session")
+def demo_world(tmp_path_factory) -> pathlib.Path:
+  """The `test` preset of the demo world, generated once per session."""
+  from data import demo_world as dw
+  out = tmp_path_factory.mktemp("world")
+  dw.generate(out, preset="test", seed=0)
+  return out
