@@ -1,0 +1,325 @@
+"""Orbax checkpoints of train state, and where a run's state comes from.
+
+On-disk layout (the contract every phase and importer follows):
+```
+<workdir>/checkpoints/                 an orbax CheckpointManager directory
+<workdir>/checkpoints/<step>/state     StandardSave of {"step": int32[], "params": {...}[, "opt": ...]}
+<workdir>/checkpoints/<step>/meta      JsonSave: {"experiment", "variant", "config": {...}}
+<workdir>/checkpoints/<step>/data      JsonSave: the data position, e.g. {"step": 120, "seed": 0, ...}
+```
+Writes are atomic (orbax writes a temporary directory and renames it on commit) and asynchronous
+(training continues while arrays are written); at most `keep` checkpoints are kept.
+
+`restore_or_init` picks the state in this order:
+1. the workdir's own latest checkpoint (a resumed or restarted run: full state, data position);
+2. else `init_from`: another workdir (its latest checkpoint, or `init_step`) or a `.npz` of public
+   weights; only parameters are taken, renamed by a t5x-style assignment map (a list of
+   `(regex, replacement)`; the first rule whose regex full-matches a *target* parameter name gives the
+   source name via `match.expand(replacement)`; `None` keeps the fresh initialisation; no matching rule
+   means the same name). Source parameters nobody asks for are not read (partial restore).
+3. else the fresh initialisation.
+Restores always go against abstract targets (`jax.ShapeDtypeStruct` with the *current* shardings), so
+a checkpoint written on one mesh / device count / process count restores on another.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import ml_dtypes
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import traverse_util
+
+CHECKPOINT_DIR = "checkpoints"
+State = dict[str, Any]  # {"step": int32[], "params": nested dict, "opt": optax state}
+AssignmentMap = Sequence[tuple[str, str | None]]
+
+_ITEM_HANDLERS = {"meta": ocp.JsonCheckpointHandler, "data": ocp.JsonCheckpointHandler}
+
+
+def checkpoint_dir(workdir: str | os.PathLike) -> str:
+  """`<workdir>/checkpoints` as an absolute path."""
+  return os.path.join(os.path.abspath(os.fspath(workdir)), CHECKPOINT_DIR)
+
+
+class Checkpointer:
+  """The CheckpointManager of one workdir: save every N steps, keep K, async, atomic."""
+
+  def __init__(self, workdir: str | os.PathLike, *, save_every: int, keep: int,
+               async_save: bool = True):
+    """Opens (creating if needed) `<workdir>/checkpoints`.
+
+    Args:
+      workdir: the run directory.
+      save_every: `maybe_save` saves at steps that are multiples of this (and when forced).
+      keep: how many checkpoints to keep (older ones are deleted after a newer one commits).
+      async_save: write arrays in the background while training continues.
+    """
+    if save_every < 1 or keep < 1:
+      raise ValueError(f"save_every and keep must be >= 1, got {save_every}, {keep}")
+    self.directory = checkpoint_dir(workdir)
+    self.save_every = save_every
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
+        cleanup_tmp_directories=True)
+    handlers = {"state": ocp.StandardCheckpointHandler(),
+                **{k: v() for k, v in _ITEM_HANDLERS.items()}}
+    self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+
+  def latest_step(self) -> int | None:
+    """The newest committed checkpoint step, or None."""
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    """Committed checkpoint steps, ascending."""
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state: State, *, data: Mapping[str, Any],
+           meta: Mapping[str, Any]) -> None:
+    """Starts an (async) save of `state` with its data position and meta at `step`."""
+    args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+                              data=ocp.args.JsonSave(dict(data)),
+                              meta=ocp.args.JsonSave(dict(meta)))
+    self._manager.save(step, args=args, force=True)
+
+  def maybe_save(self, step: int, state: State, *, data: Mapping[str, Any],
+                 meta: Mapping[str, Any], force: bool = False) -> bool:
+    """Saves if `step` is a multiple of `save_every` (or `force`) and not saved yet."""
+    if not force and step % self.save_every:
+      return False
+    if step in self._manager.all_steps():
+      return False
+    self.save(step, state, data=data, meta=meta)
+    return True
+
+  def restore(self, step: int, abstract_state: State) -> tuple[State, dict[str, Any]]:
+    """(state, data position) of checkpoint `step`, placed per `abstract_state`'s shardings."""
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+    return restored["state"], dict(restored["data"] or {})
+
+  def read_meta(self, step: int) -> dict[str, Any]:
+    """The `meta` JSON of checkpoint `step`."""
+    return dict(self._manager.restore(step, args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore()))["meta"])
+
+  def wait(self) -> None:
+    """Blocks until any background save has committed."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    """Waits for pending saves and releases the manager."""
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# Assignment maps and parameter sources.
+
+
+def _flat(tree: Any) -> dict[str, Any]:
+  return {"/".join(map(str, k)): v for k, v in traverse_util.flatten_dict(tree).items()}
+
+
+def _unflat(flat: Mapping[str, Any]) -> Any:
+  return traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
+
+
+def map_names(target_names: Sequence[str], assignment_map: AssignmentMap) -> dict[str, str | None]:
+  """Target parameter name -> source name (None: keep the fresh init), per the assignment map."""
+  rules = [(re.compile(pattern), repl) for pattern, repl in assignment_map]
+  out: dict[str, str | None] = {}
+  for name in target_names:
+    out[name] = name
+    for pattern, repl in rules:
+      m = pattern.fullmatch(name)
+      if m:
+        out[name] = None if repl is None else m.expand(repl)
+        break
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class InitReport:
+  """What `load_params_into` did: names taken from the source, kept fresh, and source leftovers."""
+  source: str
+  loaded: tuple[str, ...]
+  kept: tuple[str, ...]
+  unused_source: tuple[str, ...]
+
+  def summary(self) -> str:
+    return (f"init_from {self.source}: loaded {len(self.loaded)} params, kept {len(self.kept)} "
+            f"fresh{(' (' + ', '.join(self.kept[:5]) + ('...' if len(self.kept) > 5 else '') + ')') if self.kept else ''}, "
+            f"{len(self.unused_source)} source params unused")
+
+
+def _plan(target: Mapping[str, jax.ShapeDtypeStruct], source_shapes: Mapping[str, tuple[int, ...]],
+          assignment_map: AssignmentMap, source: str) -> tuple[dict[str, str], list[str]]:
+  """({target: source} to load, [targets kept fresh]); errors name missing or mis-shaped params."""
+  names = map_names(list(target), assignment_map)
+  load, kept, missing, bad_shape = {}, [], [], []
+  for t, s in names.items():
+    if s is None:
+      kept.append(t)
+    elif s not in source_shapes:
+      missing.append(f"{t} (source name {s})" if s != t else t)
+    elif tuple(source_shapes[s]) != tuple(target[t].shape):
+      bad_shape.append(f"{t} {tuple(target[t].shape)} <- {s} {tuple(source_shapes[s])}")
+    else:
+      load[t] = s
+  if missing or bad_shape:
+    raise ValueError(
+        f"Cannot initialise from {source}: "
+        + (f"{len(missing)} target params not in the source: {missing[:10]}; " if missing else "")
+        + (f"{len(bad_shape)} shape mismatches: {bad_shape[:10]}; " if bad_shape else "")
+        + "add an assignment-map rule (regex, source name) or (regex, None) to keep fresh init.")
+  return load, kept
+
+
+def _source_manager(path: str) -> ocp.CheckpointManager:
+  """A read-only manager over `<path>/checkpoints` (or `path` itself if it is one)."""
+  directory = checkpoint_dir(path)
+  if not os.path.isdir(directory):
+    directory = os.path.abspath(path)
+  handlers = {"state": ocp.PyTreeCheckpointHandler(), **{k: v() for k, v in _ITEM_HANDLERS.items()}}
+  return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True),
+                               item_handlers=handlers)
+
+
+def _load_from_workdir(path: str, step: int, target: Mapping[str, jax.ShapeDtypeStruct],
+                       assignment_map: AssignmentMap) -> tuple[dict[str, jax.Array], InitReport]:
+  manager = _source_manager(path)
+  try:
+    steps = manager.all_steps()
+    if not steps:
+      raise FileNotFoundError(f"init_from={path!r}: no committed checkpoint under "
+                              f"{manager.directory}")
+    if step < 0:
+      step = max(steps)
+    elif step not in steps:
+      raise FileNotFoundError(f"init_from={path!r}: no checkpoint at step {step} (have {steps})")
+    meta = manager.item_metadata(step)["state"]
+    tree = meta.tree if hasattr(meta, "tree") else meta
+    if "params" not in tree:
+      raise ValueError(f"init_from={path!r}: checkpoint state has no 'params' (keys {list(tree)})")
+    source_shapes = {k: tuple(v.shape) for k, v in _flat(tree["params"]).items()}
+    load, kept = _plan(target, source_shapes, assignment_map, f"{path} step {step}")
+    # One read per source name; the first target using it decides dtype and sharding.
+    wanted: dict[str, jax.ShapeDtypeStruct] = {}
+    for t, s in load.items():
+      wanted.setdefault(s, target[t])
+    item = {"params": _unflat(wanted)}
+    restore_args = jax.tree.map(
+        lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding, dtype=x.dtype), item)
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=item, restore_args=restore_args, partial_restore=True)))
+    got = _flat(restored["state"]["params"])
+  finally:
+    manager.close()
+  out = {}
+  for t, s in load.items():
+    x = got[s]
+    out[t] = x if x.sharding == target[t].sharding else jax.device_put(x, target[t].sharding)
+  unused = tuple(sorted(set(source_shapes) - set(load.values())))
+  return out, InitReport(f"{path} step {step}", tuple(sorted(load)), tuple(sorted(kept)), unused)
+
+
+def load_npz(path: str) -> dict[str, np.ndarray]:
+  """A big_vision `.npz` as {'/'-joined name: array}: drops a leading `params/`, views bf16 voids."""
+  out = {}
+  with np.load(path, allow_pickle=False) as f:
+    for k in f.files:
+      v = f[k]
+      if v.dtype.kind == "V" and v.dtype.itemsize == 2:
+        v = v.view(ml_dtypes.bfloat16)
+      out[k[len("params/"):] if k.startswith("params/") else k] = v
+  return out
+
+
+def _load_from_npz(path: str, target: Mapping[str, jax.ShapeDtypeStruct],
+                   assignment_map: AssignmentMap) -> tuple[dict[str, jax.Array], InitReport]:
+  try:
+    arrays = load_npz(path)
+  except (OSError, zipfile.BadZipFile, ValueError) as e:
+    raise ValueError(f"init_from={path!r}: not a readable .npz: {e}") from e
+  load, kept = _plan(target, {k: v.shape for k, v in arrays.items()}, assignment_map, path)
+  out = {}
+  for t, s in load.items():
+    host = np.asarray(arrays[s]).astype(target[t].dtype)
+    out[t] = jax.make_array_from_callback(host.shape, target[t].sharding, lambda i, h=host: h[i])
+  unused = tuple(sorted(set(arrays) - set(load.values())))
+  return out, InitReport(path, tuple(sorted(load)), tuple(sorted(kept)), unused)
+
+
+def load_params_into(params: Any, source: str, *, assignment_map: AssignmentMap = (),
+                     step: int = -1) -> tuple[Any, InitReport]:
+  """`params` (placed arrays) with the leaves named by the assignment map replaced from `source`.
+
+  Args:
+    params: the freshly initialised (sharded) parameter tree; its shapes, dtypes and shardings are
+      the restore targets.
+    source: a workdir (or its `checkpoints/` dir) in the layout above, or a `.npz` file.
+    assignment_map: `(regex, replacement or None)` rules, see the module docstring.
+    step: checkpoint step of a workdir source; -1 = latest.
+
+  Returns:
+    (new params, InitReport).
+  """
+  flat = _flat(params)
+  target = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=v.sharding) for k, v in flat.items()}
+  if source.endswith(".npz"):
+    loaded, report = _load_from_npz(source, target, assignment_map)
+  elif os.path.isdir(source):
+    loaded, report = _load_from_workdir(source, step, target, assignment_map)
+  else:
+    raise FileNotFoundError(f"init_from={source!r} is neither a workdir nor a .npz file")
+  flat.update(loaded)
+  return _unflat(flat), report
+
+
+def restore_or_init(
+    checkpointer: Checkpointer,
+    abstract_state: State,
+    init_state: Callable[[], State],
+    *,
+    init_from: str = "",
+    assignment_map: AssignmentMap = (),
+    init_step: int = -1,
+) -> tuple[State, dict[str, Any], str]:
+  """The run's starting state: own latest checkpoint > `init_from` params > fresh init.
+
+  Args:
+    checkpointer: the workdir's checkpointer.
+    abstract_state: ShapeDtypeStructs (with the current shardings) of the full state
+      {"step", "params", "opt"}; the restore target for a resume.
+    init_state: builds the fresh, sharded state (only called when not resuming).
+    init_from: '' or a workdir / `.npz` to take initial parameters from (see `load_params_into`).
+    assignment_map: t5x-style rules for `init_from`.
+    init_step: checkpoint step of an `init_from` workdir; -1 = latest.
+
+  Returns:
+    (state, data position (empty dict if not resumed), a one-line description of the source).
+  """
+  latest = checkpointer.latest_step()
+  if latest is not None:
+    state, data = checkpointer.restore(latest, abstract_state)
+    return state, data, f"resumed from own checkpoint step {latest} ({checkpointer.directory})"
+  state = init_state()
+  if not init_from:
+    return state, {}, "fresh initialisation"
+  params, report = load_params_into(state["params"], init_from, assignment_map=assignment_map,
+                                    step=init_step)
+  logging.info("%s", report.summary())
+  return {**state, "params": params}, {}, report.summary()
+
+
+def abstract_like(tree: Any) -> Any:
+  """ShapeDtypeStructs (with shardings) of placed arrays."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
