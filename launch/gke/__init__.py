@@ -1,0 +1,1 @@
+"""GKE JobSet manifests for Cloud TPU slices (jobset.py), their validation (schema.py)."""

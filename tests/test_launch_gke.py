@@ -1,0 +1,284 @@
+"""TPU topology math, JobSet manifests validated against the Kubernetes API models and a JobSet schema,
+and a local rehearsal of the pods' jax.distributed wiring (the pod script run by bash on 127.0.0.1)."""
+import copy
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+import types
+
+import pytest
+import yaml
+
+from launch import local, tpu_topology
+from launch.gke import jobset, schema
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+WORKDIR = "gs://viit-bucket/runs/phase0"
+MESH = {"data": 1, "fsdp": -1, "tensor": 1}
+
+
+# ---------------------------------------------------------------------------------- topology math
+@pytest.mark.parametrize("name,chips,cores,hosts,per_host,topology,label,machine", [
+    ("v4-8", 4, 8, 1, 4, "2x2x1", "tpu-v4-podslice", "ct4p-hightpu-4t"),
+    ("v4-32", 16, 32, 4, 4, "2x2x4", "tpu-v4-podslice", "ct4p-hightpu-4t"),
+    ("v4-4096", 2048, 4096, 512, 4, "8x16x16", "tpu-v4-podslice", "ct4p-hightpu-4t"),
+    ("v5p-8", 4, 8, 1, 4, "2x2x1", "tpu-v5p-slice", "ct5p-hightpu-4t"),
+    ("v5p-128", 64, 128, 16, 4, "4x4x4", "tpu-v5p-slice", "ct5p-hightpu-4t"),
+    ("v5p-12288", 6144, 12288, 1536, 4, "16x16x24", "tpu-v5p-slice", "ct5p-hightpu-4t"),
+    ("v5litepod-1", 1, 1, 1, 1, "1x1", "tpu-v5-lite-podslice", "ct5lp-hightpu-1t"),
+    ("v5litepod-8", 8, 8, 1, 8, "2x4", "tpu-v5-lite-podslice", "ct5lp-hightpu-8t"),
+    ("v5litepod-16", 16, 16, 4, 4, "4x4", "tpu-v5-lite-podslice", "ct5lp-hightpu-4t"),
+    ("v5litepod-128", 128, 128, 32, 4, "8x16", "tpu-v5-lite-podslice", "ct5lp-hightpu-4t"),
+    ("v5litepod-256", 256, 256, 64, 4, "16x16", "tpu-v5-lite-podslice", "ct5lp-hightpu-4t"),
+    ("v6e-4", 4, 4, 1, 4, "2x2", "tpu-v6e-slice", "ct6e-standard-4t"),
+    ("v6e-256", 256, 256, 64, 4, "16x16", "tpu-v6e-slice", "ct6e-standard-4t"),
+])
+def test_slice_facts(name, chips, cores, hosts, per_host, topology, label, machine):
+  t = tpu_topology.parse_slice(name)
+  assert (t.chips, t.cores, t.hosts, t.chips_per_host, t.topology) == (
+      chips, cores, hosts, per_host, topology)
+  assert (t.gke_accelerator, t.machine_type) == (label, machine)
+  assert t.hosts * t.chips_per_host == t.chips == t.devices
+  dims = [int(d) for d in t.topology.split("x")]
+  assert math.prod(dims) == t.chips
+
+
+@pytest.mark.parametrize("name", ["v5p-7", "v5litepod-12", "v5litepod-512", "v4-4", "v7-8", "v5e-16",
+                                  "v5p-16384", "tpu"])
+def test_bad_slice_names_are_errors(name):
+  with pytest.raises(ValueError):
+    tpu_topology.parse_slice(name)
+
+
+def test_unlisted_v5p_size_gets_cube_like_topology():
+  t = tpu_topology.parse_slice("v5p-384")  # 192 chips: dims all multiples of 4, closest to a cube.
+  assert t.topology == "4x4x12" and t.hosts == 48
+
+
+def test_mesh_resolution_and_errors():
+  assert tpu_topology.resolve_axes(MESH, 16) == {"data": 1, "fsdp": 16, "tensor": 1}
+  assert tpu_topology.resolve_axes({"data": 2, "fsdp": -1, "tensor": 4}, 64) == {
+      "data": 2, "fsdp": 8, "tensor": 4}
+  assert tpu_topology.resolve_axes({"data": 4, "fsdp": 4, "tensor": 4}, 64)["fsdp"] == 4
+  for bad in ({"data": -1, "fsdp": -1}, {"data": 3, "fsdp": -1}, {"data": 0, "fsdp": -1},
+              {"data": 4, "fsdp": 2}):
+    with pytest.raises(ValueError):
+      tpu_topology.resolve_axes(bad, 16)
+
+
+def test_multislice_plan_puts_data_on_dcn_and_matches_jax_hybrid_mesh():
+  from jax.experimental import mesh_utils
+  p = tpu_topology.plan("v5litepod-16", MESH, num_slices=2, batch_size=64)
+  assert p.num_processes == 8 and p.num_devices == 32
+  assert p.mesh.ici_shape == (1, 16, 1) and p.mesh.dcn_shape == (2, 1, 1)
+  assert p.mesh.shape == (2, 16, 1)
+  text = str(p)
+  assert "v5litepod-16" in text and "(2, 16, 1)" in text and "8 per host" in text
+  # The shapes are what jax's hybrid mesh takes: device descriptors of 2 slices x 16 chips (no TPU
+  # here, so plain objects with the attributes mesh_utils reads), data axis = slice index.
+  devices = [types.SimpleNamespace(id=i, slice_index=i // 16, process_index=i // 4,
+                                   platform="cpu", device_kind="fake", coords=None,
+                                   core_on_chip=0) for i in range(32)]
+  mesh = mesh_utils.create_hybrid_device_mesh(p.mesh.ici_shape, p.mesh.dcn_shape, devices)
+  assert mesh.shape == p.mesh.shape
+  for s in range(2):
+    assert {d.slice_index for d in mesh[s].ravel()} == {s}
+  with pytest.raises(ValueError):
+    tpu_topology.plan("v5litepod-16", MESH, num_slices=2, dcn_axis="pipeline")
+
+
+def test_plan_from_the_base_config_mesh():
+  from configs import base
+  config = base.get_config()
+  p = tpu_topology.plan("v5p-128", dict(config.mesh), batch_size=config.train.batch_size * 8)
+  assert p.mesh.mesh == {"data": 1, "fsdp": 64, "tensor": 1}
+  assert p.num_processes == 16 and not p.warnings()
+  bad = tpu_topology.plan("v5p-128", dict(config.mesh), batch_size=24)
+  assert any("not divisible by 16 processes" in w for w in bad.warnings())
+
+
+# ---------------------------------------------------------------------------------- manifests
+def _docs(slice_name, num_slices=1, **kw):
+  cmd = jobset.entry_command("train", "configs/demo_phase0.py:train.total_steps=10", WORKDIR)
+  return jobset.build(name="viit-phase0", slice_name=slice_name, num_slices=num_slices,
+                      image="us-docker.pkg.dev/proj/repo/viit:test", command=cmd, workdir=WORKDIR,
+                      service_account="viit-ksa", **kw)
+
+
+def _env(container):
+  return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+@pytest.mark.parametrize("slice_name,num_slices,hosts,per_host,topology,label", [
+    ("v5litepod-16", 1, 4, 4, "4x4", "tpu-v5-lite-podslice"),
+    ("v5litepod-256", 1, 64, 4, "16x16", "tpu-v5-lite-podslice"),
+    ("v5p-128", 1, 16, 4, "4x4x4", "tpu-v5p-slice"),
+    ("v5litepod-16", 2, 4, 4, "4x4", "tpu-v5-lite-podslice"),
+])
+def test_manifest_validates_and_carries_the_slice(slice_name, num_slices, hosts, per_host,
+                                                  topology, label):
+  docs = _docs(slice_name, num_slices)
+  schema.validate(docs)
+  # What `kubectl apply -f` reads is the YAML: it round-trips and validates the same.
+  loaded = list(yaml.safe_load_all(jobset.to_yaml(docs)))
+  assert loaded == docs
+  schema.validate(loaded)
+
+  service, js = jobset.find(docs, "Service"), jobset.find(docs, "JobSet")
+  assert js["apiVersion"] == "jobset.x-k8s.io/v1alpha2"
+  assert service["spec"]["clusterIP"] == "None"
+  assert service["spec"]["selector"] == {"jobset.sigs.k8s.io/jobset-name": "viit-phase0"}
+  assert js["spec"]["network"] == {"enableDNSHostnames": True, "subdomain": "viit-phase0",
+                                   "publishNotReadyAddresses": True}
+  [rj] = js["spec"]["replicatedJobs"]
+  assert rj["replicas"] == num_slices
+  job = rj["template"]["spec"]
+  assert job["parallelism"] == job["completions"] == hosts
+  assert job["completionMode"] == "Indexed" and job["backoffLimit"] == 0
+  pod = job["template"]["spec"]
+  assert pod["nodeSelector"] == {"cloud.google.com/gke-tpu-accelerator": label,
+                                 "cloud.google.com/gke-tpu-topology": topology}
+  assert pod["serviceAccountName"] == "viit-ksa"
+  [c] = pod["containers"]
+  assert c["resources"]["limits"] == {"google.com/tpu": str(per_host)}
+  env = _env(c)
+  assert env["VIIT_COORDINATOR_ADDRESS"] == "viit-phase0-slice-0-0.viit-phase0:8476"
+  assert env["VIIT_NUM_PROCESSES"] == str(hosts * num_slices)
+  assert env["VIIT_HOSTS_PER_SLICE"] == str(hosts)
+  assert "jobset.sigs.k8s.io/job-index" in env["JOBSET_JOB_INDEX"]["fieldRef"]["fieldPath"]
+  assert ("MEGASCALE_NUM_SLICES" in env) == (num_slices > 1)
+  if num_slices > 1:
+    assert env["MEGASCALE_NUM_SLICES"] == str(num_slices)
+    assert env["MEGASCALE_COORDINATOR_ADDRESS"] == "viit-phase0-slice-0-0.viit-phase0"
+  assert c["command"][:2] == ["bash", "-c"]
+  assert c["command"][2].rstrip().endswith(
+      "exec python -m viit_jax.train "
+      f"--config=configs/demo_phase0.py:train.total_steps=10 --workdir={WORKDIR}")
+
+
+def _pod_spec(docs):
+  return jobset.find(docs, "JobSet")["spec"]["replicatedJobs"][0]["template"]["spec"][
+      "template"]["spec"]
+
+
+@pytest.mark.parametrize("mutate,where", [
+    (lambda d: _pod_spec(d).__setitem__("nodeSelecter", {"a": "b"}), "nodeSelecter"),
+    (lambda d: jobset.find(d, "JobSet")["spec"]["replicatedJobs"][0]["template"]["spec"]
+     .__setitem__("parallelism", "4"), "parallelism"),
+    (lambda d: _pod_spec(d)["containers"][0].pop("name"), "name"),
+    (lambda d: _pod_spec(d)["containers"][0]["resources"].__setitem__("limit", {}), "limit"),
+    (lambda d: jobset.find(d, "JobSet")["spec"].__setitem__("replicatedJob", []), "replicatedJob"),
+    (lambda d: jobset.find(d, "JobSet")["spec"]["replicatedJobs"][0].__setitem__("replicas", 0),
+     "replicas"),
+    (lambda d: jobset.find(d, "JobSet")["spec"]["network"].__setitem__("enableDnsHostnames", True),
+     "enableDnsHostnames"),
+    (lambda d: jobset.find(d, "JobSet").__setitem__("apiVersion", "jobset.x-k8s.io/v1"),
+     "apiVersion"),
+    (lambda d: jobset.find(d, "Service")["spec"].__setitem__("clusterIp", "None"), "clusterIp"),
+    (lambda d: jobset.find(d, "Service")["spec"]["ports"][0].__setitem__("port", "http"), "port"),
+])
+def test_validation_rejects_what_the_api_would(mutate, where):
+  docs = _docs("v5litepod-16", 2)
+  schema.validate(copy.deepcopy(docs))  # Valid before the mutation.
+  mutate(docs)
+  with pytest.raises(schema.ManifestError, match=where):
+    schema.validate(docs)
+
+
+def test_build_refuses_bad_inputs():
+  with pytest.raises(ValueError, match="GCS"):
+    jobset.build(name="x", slice_name="v5litepod-16", num_slices=1, image="i",
+                 command=jobset.entry_command("train", "c.py", "/tmp/w"), workdir="/tmp/w")
+  with pytest.raises(ValueError, match="DNS label"):
+    _docs_named("Viit_Run")
+  with pytest.raises(ValueError, match="63"):
+    _docs_named("v" * 60)
+  with pytest.raises(ValueError, match="set by the launcher"):
+    _docs("v5litepod-16", env={"VIIT_PROCESS_ID": "3"})
+
+
+def _docs_named(name):
+  cmd = jobset.entry_command("train", "c.py", WORKDIR)
+  return jobset.build(name=name, slice_name="v5litepod-16", num_slices=1, image="i", command=cmd,
+                      workdir=WORKDIR)
+
+
+def test_cli_writes_valid_yaml():
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.gke.jobset", "--slice=v5p-128", "--num_slices=2",
+       "--image=img:1", "--entry=train", "--config=configs/demo_phase0.py",
+       f"--workdir={WORKDIR}", "--validate", "--env=LIBTPU_INIT_ARGS=--xla_tpu_x=1"],
+      capture_output=True, text=True, cwd=str(REPO), timeout=60)
+  assert proc.returncode == 0, proc.stderr
+  docs = list(yaml.safe_load_all(proc.stdout))
+  assert [d["kind"] for d in docs] == ["Service", "JobSet"]
+  schema.validate(docs)
+  env = _env(_pod_spec(docs)["containers"][0])
+  assert env["VIIT_NUM_PROCESSES"] == "32" and env["LIBTPU_INIT_ARGS"] == "--xla_tpu_x=1"
+  bad = subprocess.run([sys.executable, "-m", "launch.gke.jobset", "--slice=v5p-7", "--image=i",
+                        "--config=c", f"--workdir={WORKDIR}"],
+                       capture_output=True, text=True, cwd=str(REPO), timeout=60)
+  assert bad.returncode == 2 and "v5p-7" in bad.stderr
+
+
+# ---------------------------------------------------------------------------------- pod rehearsal
+_POD_PROGRAM = r"""
+import json, os, sys
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(os.environ["VIIT_COORDINATOR_ADDRESS"],
+                           int(os.environ["VIIT_NUM_PROCESSES"]), int(os.environ["VIIT_PROCESS_ID"]))
+from jax.experimental import multihost_utils
+import numpy as np
+ids = multihost_utils.process_allgather(np.array([jax.process_index()], np.int32))
+print("POD " + json.dumps({"pid": jax.process_index(), "count": jax.process_count(),
+      "slice": os.environ["MEGASCALE_SLICE_ID"], "argv": sys.argv[1:],
+      "ids": np.asarray(ids).ravel().tolist()}), flush=True)
+jax.distributed.shutdown()
+"""
+
+
+def test_pod_script_wires_jax_distributed_across_slices_and_hosts(tmp_path):
+  """Runs every pod of a 2-slice v5p-16 JobSet (2 slices x 2 hosts) as a local process: the env is
+  taken from the manifest (fieldRefs resolved the way JobSet/Kubernetes fill them in), the container
+  command is run by bash as written, only the coordinator host is swapped for 127.0.0.1."""
+  cmd = [sys.executable, "-c", _POD_PROGRAM, "--config=configs/demo_phase0.py",
+         f"--workdir={WORKDIR}"]
+  docs = jobset.build(name="rehearsal", slice_name="v5p-16", num_slices=2, image="i", command=cmd,
+                      workdir=WORKDIR)
+  schema.validate(docs)
+  js = jobset.find(docs, "JobSet")
+  [rj] = js["spec"]["replicatedJobs"]
+  [container] = rj["template"]["spec"]["template"]["spec"]["containers"]
+  port = local.free_port()
+  procs = []
+  for slice_index in range(rj["replicas"]):
+    for host in range(rj["template"]["spec"]["completions"]):
+      annotations = {"jobset.sigs.k8s.io/job-index": str(slice_index),
+                     "batch.kubernetes.io/job-completion-index": str(host)}
+      env = {k: v for k, v in os.environ.items() if not k.startswith(("VIIT_", "MEGASCALE_"))}
+      env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+      for e in container["env"]:
+        if "value" in e:
+          env[e["name"]] = e["value"]
+        else:
+          path = e["valueFrom"]["fieldRef"]["fieldPath"]
+          env[e["name"]] = annotations[path.split("['")[1].rstrip("']")]
+      host_name = env["VIIT_COORDINATOR_ADDRESS"].rsplit(":", 1)[0]
+      assert host_name == "rehearsal-slice-0-0.rehearsal"
+      env["VIIT_COORDINATOR_ADDRESS"] = f"127.0.0.1:{port}"
+      procs.append(subprocess.Popen(container["command"], env=env, cwd=str(tmp_path),
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+  outs = [p.communicate(timeout=120)[0] for p in procs]
+  assert [p.returncode for p in procs] == [0, 0, 0, 0], "\n".join(outs)
+  pods = [json.loads(l.split("POD ", 1)[1]) for o in outs for l in o.splitlines()
+          if l.startswith("POD ")]
+  assert sorted(p["pid"] for p in pods) == [0, 1, 2, 3]
+  assert all(p["count"] == 4 and p["ids"] == [0, 1, 2, 3] for p in pods)
+  # Process ids are slice-major: slice s holds processes 2s, 2s+1.
+  assert {(p["pid"], p["slice"]) for p in pods} == {(0, "0"), (1, "0"), (2, "1"), (3, "1")}
+  assert all(p["argv"] == ["--config=configs/demo_phase0.py", f"--workdir={WORKDIR}"] for p in pods)
+  assert "[viit] process 3/4 coordinator 127.0.0.1" in "".join(outs)
