@@ -1,0 +1,202 @@
+"""Device meshes, logical axis rules, shardings of state and batches, and multi-process start-up.
+
+This is the only module that knows mesh axis names. Models name their parameter and activation axes
+logically (`batch`, `frames`, `length`, `embed`, `mlp`, `heads`, `kv`, `vocab`, `layers`); `RULES` maps
+them onto the mesh axes `data`, `fsdp`, `tensor`. The default is pure FSDP: parameters are sharded
+along `embed` over `fsdp` (and along `mlp`/`heads`/`vocab` over `tensor` when that axis is > 1), the
+batch over `data` x `fsdp`.
+
+A logical axis whose size is not divisible by its mesh axes is replicated instead (e.g. the single kv
+head of multi-query attention over `tensor`=2); a box whose rank differs from its names (e.g. factored
+optimizer moments) is replicated. Leaves without logical names (scalars, step, optax counts) are
+replicated with `P()`.
+
+Typical use::
+
+  mesh = sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
+  params, shardings = sharding.init_sharded(init_fn, mesh, sharding.RULES, rng)
+  with sharding.use_mesh(mesh, sharding.RULES):   # activates the model's logical constraints
+    out = jitted_step(params, sharding.host_local_to_global(batch, mesh))
+
+Multi-process (JAX multi-controller): `maybe_initialize_distributed()` calls
+`jax.distributed.initialize` when these environment variables are set (launch/local.py sets them):
+  VIIT_COORDINATOR_ADDRESS   host:port of process 0's coordinator, e.g. 127.0.0.1:12345
+  VIIT_NUM_PROCESSES         total number of processes
+  VIIT_PROCESS_ID            this process's id in [0, VIIT_NUM_PROCESSES)
+On CPU, cross-process collectives use gloo. Call it before anything touches jax devices.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+MESH_AXES: tuple[str, ...] = ("data", "fsdp", "tensor")
+
+LogicalRules = tuple[tuple[str, str | tuple[str, ...] | None], ...]
+
+# The one rules table. Order matters: an axis takes the first rule whose mesh axes are still free in
+# that array, so activations [batch, length, embed] shard batch over (data, fsdp) and leave embed
+# unsharded, while parameters [.., embed, ..] shard embed over fsdp.
+RULES: LogicalRules = (
+    ("batch", ("data", "fsdp")),
+    ("frames", None),
+    ("length", None),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("vocab", "tensor"),
+    ("kv", None),
+    ("layers", None),
+)
+
+ENV_COORDINATOR_ADDRESS = "VIIT_COORDINATOR_ADDRESS"
+ENV_NUM_PROCESSES = "VIIT_NUM_PROCESSES"
+ENV_PROCESS_ID = "VIIT_PROCESS_ID"
+
+
+def make_mesh(cfg_mesh: Mapping[str, int], devices: list[jax.Device] | None = None) -> Mesh:
+  """A (data, fsdp, tensor) mesh with Auto axis types.
+
+  cfg_mesh maps every axis name to its size, e.g. {"data": -1, "fsdp": 1, "tensor": 1}; one size
+  may be -1 and absorbs the remaining devices.
+  """
+  if set(cfg_mesh) != set(MESH_AXES):
+    raise ValueError(f"mesh config needs exactly the axes {list(MESH_AXES)}; got {sorted(cfg_mesh)}")
+  devices = list(jax.devices() if devices is None else devices)
+  sizes = [int(cfg_mesh[name]) for name in MESH_AXES]
+  if sizes.count(-1) > 1:
+    raise ValueError(f"at most one mesh axis may be -1, got {dict(cfg_mesh)}")
+  if any(s == 0 or s < -1 for s in sizes):
+    raise ValueError(f"mesh sizes must be positive or -1, got {dict(cfg_mesh)}")
+  known = math.prod(s for s in sizes if s != -1)
+  if -1 in sizes:
+    if len(devices) % known:
+      raise ValueError(f"mesh {dict(cfg_mesh)} does not divide {len(devices)} devices")
+    sizes[sizes.index(-1)] = len(devices) // known
+  if math.prod(sizes) != len(devices):
+    raise ValueError(f"mesh {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices, "
+                     f"there are {len(devices)}")
+  return jax.make_mesh(tuple(sizes), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES),
+                       devices=devices)
+
+
+@contextlib.contextmanager
+def use_mesh(mesh: Mesh, rules: LogicalRules = RULES) -> Iterator[None]:
+  """Makes `mesh` current and installs `rules`, so models' logical constraints take effect."""
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    yield
+
+
+def _mesh_axes_size(mesh: Mesh, axes: str | tuple[str, ...]) -> int:
+  return math.prod(mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes))
+
+
+def logical_to_spec(names: tuple[str | None, ...], shape: tuple[int, ...], mesh: Mesh,
+                    rules: LogicalRules = RULES) -> P:
+  """PartitionSpec for an array of `shape` whose axes have logical `names`.
+
+  Mesh axes that do not divide their dimension are dropped (that dimension is replicated).
+  """
+  if len(names) != len(shape):
+    return P()
+  mesh_axes = nn.logical_to_mesh_axes(names, rules)
+  spec = []
+  for dim, axes in zip(shape, mesh_axes):
+    if axes is None or dim % _mesh_axes_size(mesh, axes):
+      spec.append(None)
+    else:
+      spec.append(axes)
+  return P(*spec)
+
+
+def _is_box(x: Any) -> bool:
+  return isinstance(x, nn.Partitioned)
+
+
+def logical_to_shardings(abstract_tree: Any, mesh: Mesh, rules: LogicalRules = RULES) -> Any:
+  """NamedShardings for a (possibly boxed) tree, with the structure of the *unboxed* tree.
+
+  Leaves boxed by `nn.with_logical_partitioning` get their logical names mapped through `rules`;
+  boxes made with `nn.with_partitioning` carry mesh axes directly; other leaves are replicated.
+  """
+  def one(leaf: Any) -> NamedSharding:
+    if isinstance(leaf, nn.LogicallyPartitioned):
+      return NamedSharding(mesh, logical_to_spec(tuple(leaf.names), tuple(leaf.value.shape), mesh,
+                                                 rules))
+    if isinstance(leaf, nn.Partitioned):
+      return NamedSharding(mesh, P(*leaf.names) if len(leaf.names) == leaf.value.ndim else P())
+    return NamedSharding(mesh, P())
+
+  return jax.tree_util.tree_map(one, abstract_tree, is_leaf=_is_box)
+
+
+def logical_names(abstract_tree: Any) -> Any:
+  """The logical axis names of every boxed leaf (None for unboxed leaves), unboxed structure."""
+  return jax.tree_util.tree_map(lambda x: tuple(x.names) if _is_box(x) else None, abstract_tree,
+                                is_leaf=_is_box)
+
+
+def init_sharded(init_fn: Any, mesh: Mesh, rules: LogicalRules, *args: Any) -> tuple[Any, Any]:
+  """Initialises straight into shardings: eval_shape, then jit with out_shardings.
+
+  init_fn(*args) returns a tree whose parameters are boxed with logical names (Linen `init` output).
+  Returns (unboxed tree placed on the mesh, its NamedShardings).
+  """
+  abstract = jax.eval_shape(init_fn, *args)
+  shardings = logical_to_shardings(abstract, mesh, rules)
+  with use_mesh(mesh, rules):
+    tree = jax.jit(lambda *a: nn.unbox(init_fn(*a)), out_shardings=shardings)(*args)
+  return tree, shardings
+
+
+def batch_spec(rules: LogicalRules = RULES) -> P:
+  """PartitionSpec of the leading (batch) axis."""
+  return P(nn.logical_to_mesh_axes(("batch",), rules)[0])
+
+
+def batch_shardings(batch: Any, mesh: Mesh, rules: LogicalRules = RULES) -> Any:
+  """NamedShardings for a batch tree: leading axis over the batch mesh axes, scalars replicated."""
+  spec = batch_spec(rules)
+  return jax.tree_util.tree_map(
+      lambda x: NamedSharding(mesh, spec if np.ndim(x) >= 1 else P()), batch)
+
+
+def host_local_to_global(batch: Any, mesh: Mesh, rules: LogicalRules = RULES) -> Any:
+  """Per-process numpy batch -> global jax arrays sharded along the batch axis.
+
+  Each process passes its own rows (global batch / process count); with one process the local
+  batch is the global batch.
+  """
+  shardings = batch_shardings(batch, mesh, rules)
+  return jax.tree_util.tree_map(
+      lambda x, s: jax.make_array_from_process_local_data(s, np.asarray(x)), batch, shardings)
+
+
+def maybe_initialize_distributed() -> bool:
+  """Calls jax.distributed.initialize from the VIIT_* environment variables; True if it did.
+
+  Does nothing (False) when none is set or when already initialised; a partial set is an error.
+  """
+  names = (ENV_COORDINATOR_ADDRESS, ENV_NUM_PROCESSES, ENV_PROCESS_ID)
+  values = {n: os.environ.get(n) for n in names}
+  present = [n for n, v in values.items() if v]
+  if not present:
+    return False
+  if len(present) != len(names):
+    missing = [n for n in names if n not in present]
+    raise ValueError(f"multi-process start needs all of {list(names)}; missing {missing}")
+  if jax.distributed.is_initialized():
+    return False
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address=values[ENV_COORDINATOR_ADDRESS],
+                             num_processes=int(values[ENV_NUM_PROCESSES]),
+                             process_id=int(values[ENV_PROCESS_ID]))
+  return True
