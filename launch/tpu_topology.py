@@ -12,11 +12,13 @@ JAX sees one device per chip on all four (v4 and v5p run their two TensorCores a
 device), so a slice has `chips` JAX devices and `hosts` JAX processes.
 
 Mesh: the config's `mesh` (ordered axis -> size, one -1 allowed, e.g. {data: 1, fsdp: -1, tensor: 1})
-describes ONE slice and is laid on its ICI. With several slices (Multislice) the slices are joined over
-the data-center network (DCN) along one axis, `data` by default: the global mesh is ICI x DCN per axis,
-the shapes `jax.experimental.mesh_utils.create_hybrid_device_mesh(ici_shape, dcn_shape)` takes.
+covers every device of the job, as `viit_jax.sharding.make_mesh` builds it. On one slice it all lies
+on the slice's ICI. With several slices (Multislice) the slices are joined over the data-center network
+(DCN) along one axis, `data` by default, which must then be a multiple of the number of slices: the
+global mesh is ICI x DCN per axis, the shapes
+`jax.experimental.mesh_utils.create_hybrid_device_mesh(ici_shape, dcn_shape)` takes.
 
-  python -m launch.tpu_topology --slice=v5p-128 --num_slices=2 --mesh=data=1,fsdp=-1,tensor=1
+  python -m launch.tpu_topology --slice=v5p-128 --num_slices=2 --mesh=data=2,fsdp=-1,tensor=1
 """
 from __future__ import annotations
 
@@ -185,15 +187,27 @@ class MeshPlan:
 
 def plan_mesh(mesh: Mapping[str, int], devices_per_slice: int, num_slices: int = 1,
               dcn_axis: str = "data") -> MeshPlan:
-  """Lays `mesh` (one slice's axes, -1 allowed) on ICI and joins `num_slices` along `dcn_axis`."""
+  """Splits the config's global `mesh` (-1 allowed) into ICI (per slice) and DCN (across slices).
+
+  The config mesh covers all devices of the job, as `viit_jax.sharding.make_mesh` builds it. With
+  several slices, `dcn_axis` must be a multiple of `num_slices`: that many of its entries go across
+  slices (DCN), the rest of it and every other axis stay inside a slice (ICI).
+  """
   if num_slices < 1:
     raise ValueError(f"num_slices must be >= 1, got {num_slices}")
-  ici = resolve_axes(mesh, devices_per_slice)
-  if num_slices > 1 and dcn_axis not in ici:
-    raise ValueError(f"DCN axis {dcn_axis!r} is not a mesh axis ({list(ici)})")
-  dcn = {a: (num_slices if a == dcn_axis else 1) for a in ici}
-  return MeshPlan(axes=tuple(ici), ici=ici, dcn=dcn,
-                  mesh={a: ici[a] * dcn[a] for a in ici})
+  glob = resolve_axes(mesh, devices_per_slice * num_slices)
+  if num_slices > 1:
+    if dcn_axis not in glob:
+      raise ValueError(f"DCN axis {dcn_axis!r} is not a mesh axis ({list(glob)})")
+    if glob[dcn_axis] % num_slices:
+      others = [a for a in glob if a != dcn_axis]
+      raise ValueError(
+          f"Mesh {glob} over {num_slices} slices: the {dcn_axis!r} axis ({glob[dcn_axis]}) must be "
+          f"a multiple of the number of slices, which it spans over DCN. Set e.g. "
+          f"mesh.{dcn_axis}={num_slices} with {' or '.join(f'mesh.{a}=-1' for a in others)} "
+          "in the config argument")
+  dcn = {a: (num_slices if a == dcn_axis else 1) for a in glob}
+  return MeshPlan(axes=tuple(glob), ici={a: glob[a] // dcn[a] for a in glob}, dcn=dcn, mesh=glob)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,7 +286,7 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--slice", required=True, help="e.g. v5litepod-16, v5p-128, v4-8, v6e-256")
   parser.add_argument("--num_slices", type=int, default=1)
   parser.add_argument("--mesh", default="data=1,fsdp=-1,tensor=1",
-                      help="one slice's mesh, axis=size,... (one -1 allowed)")
+                      help="the job's mesh, axis=size,... (one -1 allowed)")
   parser.add_argument("--dcn_axis", default="data")
   parser.add_argument("--batch_size", type=int, default=None)
   args = parser.parse_args(argv)

@@ -71,7 +71,8 @@ def test_mesh_resolution_and_errors():
 
 def test_multislice_plan_puts_data_on_dcn_and_matches_jax_hybrid_mesh():
   from jax.experimental import mesh_utils
-  p = tpu_topology.plan("v5litepod-16", MESH, num_slices=2, batch_size=64)
+  p = tpu_topology.plan("v5litepod-16", {"data": 2, "fsdp": -1, "tensor": 1}, num_slices=2,
+                       batch_size=64)
   assert p.num_processes == 8 and p.num_devices == 32
   assert p.mesh.ici_shape == (1, 16, 1) and p.mesh.dcn_shape == (2, 1, 1)
   assert p.mesh.shape == (2, 16, 1)
@@ -86,8 +87,14 @@ def test_multislice_plan_puts_data_on_dcn_and_matches_jax_hybrid_mesh():
   assert mesh.shape == p.mesh.shape
   for s in range(2):
     assert {d.slice_index for d in mesh[s].ravel()} == {s}
-  with pytest.raises(ValueError):
+  with pytest.raises(ValueError, match="not a mesh axis"):
     tpu_topology.plan("v5litepod-16", MESH, num_slices=2, dcn_axis="pipeline")
+  # Pure FSDP (data=1) cannot put slices on the data axis: a clear error that says what to set.
+  with pytest.raises(ValueError, match="mesh.data=2 with mesh.fsdp=-1"):
+    tpu_topology.plan("v5litepod-16", MESH, num_slices=2)
+  # data=-1 absorbs the slices too: 4 slices x 16 chips with fsdp=16 -> data 4 over DCN.
+  p4 = tpu_topology.plan("v5litepod-16", {"data": -1, "fsdp": 16, "tensor": 1}, num_slices=4)
+  assert p4.mesh.ici_shape == (1, 16, 1) and p4.mesh.dcn_shape == (4, 1, 1)
 
 
 def test_plan_from_the_base_config_mesh():

@@ -1,0 +1,172 @@
+"""launch/xm_launch.py: local sweeps through a real XManager local experiment, GKE/Vertex dry runs."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from launch.gke import schema
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+XM_LAUNCH = REPO / "launch" / "xm_launch.py"
+
+_CONFIG = '''
+import ml_collections
+from viit_jax import config_lib
+
+def get_config(arg=None):
+  c = ml_collections.ConfigDict()
+  c.lr = 0.1
+  c.steps = 2
+  c.name = "x"
+  c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 1})
+  c.train = ml_collections.ConfigDict({"batch_size": 8})
+  return config_lib.finalize(c, arg)
+
+def sweep():
+  return [{"lr": 0.5}, {"lr": 0.25, "steps": 3, "name": "a,b"}]
+'''
+
+# A stand-in entry point with the same command-line contract as viit_jax's entry points.
+_ENTRY = '''
+import importlib.util, json, os, sys
+from absl import app, flags
+_CONFIG = flags.DEFINE_string("config", None, "")
+_WORKDIR = flags.DEFINE_string("workdir", None, "")
+_TAG = flags.DEFINE_string("tag", "", "")
+
+def main(argv):
+  path, _, arg = _CONFIG.value.partition(":")
+  spec = importlib.util.spec_from_file_location("cfg", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(arg or None)
+  os.makedirs(_WORKDIR.value, exist_ok=True)
+  pid = os.environ.get("VIIT_PROCESS_ID", "-")
+  with open(os.path.join(_WORKDIR.value, f"done_{pid}.json"), "w") as f:
+    json.dump({"config": config.to_dict(), "tag": _TAG.value,
+               "num_processes": os.environ.get("VIIT_NUM_PROCESSES"),
+               "xla_flags": os.environ.get("XLA_FLAGS", "")}, f)
+  print("entry done", config.lr, flush=True)
+  if os.environ.get("FAIL_LR") == str(config.lr):
+    sys.exit(5)
+
+app.run(main)
+'''
+
+
+@pytest.fixture()
+def project(tmp_path):
+  (tmp_path / "pkg").mkdir()
+  (tmp_path / "pkg" / "__init__.py").write_text("")
+  (tmp_path / "pkg" / "entry.py").write_text(_ENTRY)
+  (tmp_path / "cfg.py").write_text(_CONFIG)
+  db = tmp_path / "xm_db.yaml"
+  db.write_text(f"sql_connector: sqlite\nsql_connection_settings:\n  backend: sqlite\n"
+                f"  db_name: {tmp_path / 'xm.sqlite3'}\n")
+  return tmp_path
+
+
+def _xm_launch(project, *args, env_extra=None, timeout=120):
+  env = dict(os.environ, PYTHONPATH=str(project))
+  env.update(env_extra or {})
+  return subprocess.run([sys.executable, str(XM_LAUNCH), *args], capture_output=True, text=True,
+                        cwd=str(REPO), env=env, timeout=timeout)
+
+
+def test_local_sweep_runs_each_point_as_an_xm_work_unit(project):
+  workdir = project / "runs"
+  proc = _xm_launch(project, "--executor=local", "--entry=pkg.entry",
+                    f"--config={project / 'cfg.py'}:steps=7", f"--workdir={workdir}",
+                    "--num_processes=2", "--devices_per_process=2",
+                    f"--xm_db_yaml_config_path={project / 'xm_db.yaml'}", "--", "--tag=hello")
+  out = proc.stdout + proc.stderr
+  assert proc.returncode == 0, out
+  assert "2/2 work unit(s) succeeded" in out
+  assert "mesh           {'data': 1, 'fsdp': 4, 'tensor': 1}" in out
+  index = json.loads((workdir / "sweep.json").read_text())
+  assert [p["overrides"] for p in index] == [{"lr": 0.5}, {"lr": 0.25, "steps": 3, "name": "a,b"}]
+  for point, lr, steps, name in ((index[0], 0.5, 7, "x"), (index[1], 0.25, 3, "a,b")):
+    for pid in ("0", "1"):  # Both processes of the work unit, started by launch/local.py.
+      done = json.loads((pathlib.Path(point["workdir"]) / f"done_{pid}.json").read_text())
+      assert done["config"]["lr"] == lr and done["config"]["steps"] == steps
+      assert done["config"]["name"] == name and done["tag"] == "hello"
+      assert done["num_processes"] == "2"
+      assert "--xla_force_host_platform_device_count=2" in done["xla_flags"]
+  assert pathlib.Path(index[1]["workdir"]).name == "01_lr=0.25_steps=3_name=a-b"
+  # The experiment and its two work units are in XManager's own (sqlite) metadata store.
+  import sqlite3
+  with sqlite3.connect(project / "xm.sqlite3") as db:
+    assert db.execute("SELECT COUNT(*) FROM work_unit").fetchone()[0] == 2
+
+
+def test_local_sweep_reports_a_failed_point_and_exits_nonzero(project):
+  proc = _xm_launch(project, "--executor=local", "--entry=pkg.entry", f"--config={project}/cfg.py",
+                    f"--workdir={project / 'runs'}",
+                    f"--xm_db_yaml_config_path={project / 'xm_db.yaml'}",
+                    env_extra={"FAIL_LR": "0.5"})
+  out = proc.stdout + proc.stderr
+  assert proc.returncode == 1, out
+  assert "FAILED" in out and "1/2 work unit(s) succeeded" in out
+  # The failing first point did not stop the second one.
+  assert (project / "runs" / "01_lr=0.25_steps=3_name=a-b" / "done_-.json").exists()
+
+
+def test_bad_sweep_key_fails_before_anything_runs(project):
+  (project / "cfg.py").write_text(_CONFIG.replace('{"lr": 0.5}', '{"lrr": 0.5}'))
+  proc = _xm_launch(project, "--executor=local", "--entry=pkg.entry", f"--config={project}/cfg.py",
+                    f"--workdir={project / 'runs'}",
+                    f"--xm_db_yaml_config_path={project / 'xm_db.yaml'}")
+  assert proc.returncode == 2 and "lrr" in proc.stderr, proc.stdout + proc.stderr
+  assert not (project / "runs").exists()
+
+
+def test_gke_dry_run_writes_one_valid_jobset_per_sweep_point(project):
+  spec_dir = project / "specs"
+  proc = _xm_launch(project, "--executor=gke", "--slice=v5litepod-16", "--num_slices=2",
+                    "--image=img:1", "--entry=train", f"--config={project}/cfg.py:mesh.data=2",
+                    "--workdir=gs://bucket/sweep", "--dry_run", f"--spec_dir={spec_dir}")
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert "ICI          (1, 16, 1)" in proc.stdout and "DCN          (2, 1, 1)" in proc.stdout
+  files = sorted(spec_dir.iterdir())
+  assert [f.name for f in files] == ["jobset_00.yaml", "jobset_01.yaml"]
+  names, commands = [], []
+  for f in files:
+    docs = list(yaml.safe_load_all(f.read_text()))
+    schema.validate(docs)
+    js = next(d for d in docs if d["kind"] == "JobSet")
+    names.append(js["metadata"]["name"])
+    pod = js["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    commands.append(pod["containers"][0]["command"][2].splitlines()[-1])
+  assert names == ["viit-train-0", "viit-train-1"]
+  assert commands[0].endswith(f"--config={project}/cfg.py:mesh.data=2,lr=0.5 "
+                              "--workdir=gs://bucket/sweep/00_lr=0.5")
+  assert "lr=0.25,steps=3,name=" in commands[1]
+  # Pure FSDP over 2 slices is refused with the fix in the message.
+  bad = _xm_launch(project, "--executor=gke", "--slice=v5litepod-16", "--num_slices=2",
+                   "--image=img:1", f"--config={project}/cfg.py", "--workdir=gs://bucket/sweep",
+                   "--dry_run")
+  assert bad.returncode == 2 and "mesh.data=2" in bad.stderr
+
+
+def test_vertex_dry_run_builds_tpu_custom_jobs(project):
+  from google.cloud import aiplatform_v1 as aip
+  spec_dir = project / "specs"
+  proc = _xm_launch(project, "--executor=vertex", "--slice=v5litepod-16", "--image=img:1",
+                    "--entry=train", f"--config={project}/cfg.py", "--workdir=gs://bucket/v",
+                    "--dry_run", f"--spec_dir={spec_dir}", "--nosweep")
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  text = (spec_dir / "custom_job_00.json").read_text()
+  job = aip.CustomJob.from_json(text)  # The Vertex API's own message type parses it.
+  [pool] = job.job_spec.worker_pool_specs
+  assert pool.machine_spec.machine_type == "ct5lp-hightpu-4t"
+  assert pool.machine_spec.tpu_topology == "4x4" and pool.replica_count == 1
+  assert list(pool.container_spec.command) == [
+      "python", "-m", "viit_jax.train", f"--config={project}/cfg.py", "--workdir=gs://bucket/v"]
+  assert job.job_spec.base_output_directory.output_uri_prefix == "gs://bucket/v"
+  v5p = _xm_launch(project, "--executor=vertex", "--slice=v5p-128", "--image=img:1",
+                   f"--config={project}/cfg.py", "--workdir=gs://bucket/v", "--dry_run")
+  assert v5p.returncode == 2 and "--executor=gke" in v5p.stderr
