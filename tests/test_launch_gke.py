@@ -289,3 +289,22 @@ def test_pod_script_wires_jax_distributed_across_slices_and_hosts(tmp_path):
   assert {(p["pid"], p["slice"]) for p in pods} == {(0, "0"), (1, "0"), (2, "1"), (3, "1")}
   assert all(p["argv"] == ["--config=configs/demo_phase0.py", f"--workdir={WORKDIR}"] for p in pods)
   assert "[viit] process 3/4 coordinator 127.0.0.1" in "".join(outs)
+
+
+def test_dockerfile_copies_what_the_repository_has():
+  """No Docker engine here: check the Dockerfile's inputs exist and the pod command fits the image."""
+  dockerfile = REPO / "launch" / "gke" / "Dockerfile"
+  lines = [l.strip() for l in dockerfile.read_text().splitlines()
+           if l.strip() and not l.strip().startswith("#")]
+  assert lines[0].startswith("FROM python:3.11")
+  copies = [l.split()[1:-1] for l in lines if l.startswith("COPY ")]
+  assert copies, "no COPY lines"
+  for sources in copies:
+    for src in sources:
+      assert (REPO / src).exists(), f"Dockerfile copies {src}, which the repository lacks"
+  assert any("jax[tpu]" in l for l in lines)
+  assert "WORKDIR /app" in lines
+  # What the pods run: the entry points, their configs (relative to /app) and the data code.
+  for package in ("viit_jax", "configs", "data", "launch"):
+    assert [package] in copies, package
+  assert (REPO / "launch" / "gke" / "Dockerfile.dockerignore").exists()
