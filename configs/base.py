@@ -21,9 +21,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # Model: a named variant from viit_jax/models/variants.py; compute dtype vs master-weight dtype.
   c.model = ml_collections.ConfigDict()
-  c.model.variant = "vlm_test"
+  c.model.variant = "test"
   c.model.dtype = "bfloat16"  # Activations / matmul inputs (mixed precision).
-  c.model.param_dtype = "float32"  # Master weights and optimizer state.
+  c.model.param_dtype = "float32"  # Master weights and optimizer state (always float32).
+  c.model.remat_policy = "none"  # none | full | dots | dots_no_batch | nothing_saveable
+  c.model.vocab_size = 0  # 0 = the variant's; must cover the tokenizer's ids.
 
   # Device mesh: one size per axis; -1 absorbs the remaining devices. Default: pure FSDP.
   c.mesh = ml_collections.ConfigDict()
@@ -33,17 +35,27 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # Data: seqio task / mixture names, registered on import of data.tasks for `world_dir`.
   c.data = ml_collections.ConfigDict()
+  c.data.source = "demo"  # demo (the demo world) | real (public data sets in data.dirs)
   c.data.world_dir = "runs/demo/world"  # Demo world root (python -m data.demo_world --out=...).
-  c.data.vocab_path = ""  # SentencePiece model; '' = <world_dir>/spm/demo.model.
-  c.data.task = "demo_stills_caption"
+  c.data.vocab_path = ""  # SentencePiece model; '' = <world_dir>/spm/demo.model (demo only).
+  c.data.dirs = ml_collections.ConfigDict()  # data.source=real: roots in their public formats.
+  for name in ("coco", "smit", "webvid", "internvid", "msrvtt", "nextqa", "kinetics"):
+    c.data.dirs[name] = ""
+  c.data.tfds_data_dir = ""  # data.source=real: prepared TFDS shards ('' = decode mp4 directly).
+  c.data.viit_dir = ""  # Output of viit_jax.synthesize: registers the VIIT tasks and mixture.
+  c.data.task = "demo_stills_caption"  # seqio task or mixture to train on.
   c.data.train_split = "train"
   c.data.eval_task = "demo_stills_caption"  # '' = no held-out loss / samples.
-  c.data.eval_split = "validation"
+  c.data.eval_split = "val"
   c.data.num_frames = 1  # T frames per example (1 = still images).
   c.data.fps = 2.0  # Frame sampling rate for videos.
-  c.data.res = 64  # Square frame size in pixels.
+  c.data.res = 16  # Square frame size in pixels (the model's image_size).
   c.data.text_len = 32  # Token length L of [BOS prefix \n suffix EOS] (visual tokens excluded).
-  c.data.shuffle_buffer = 1024
+  c.data.shuffle_buffer = 64  # Examples hold decoded frames: keep it small.
+  c.data.decode_workers = 1  # Parallel PyAV decoders per task.
+  # slice: every process reads the global stream and keeps its rows (order independent of the
+  # process count); shard: each process reads its 1/P of the data (scales to many hosts).
+  c.data.process_split = "slice"
 
   # Training loop.
   c.train = ml_collections.ConfigDict()

@@ -1,0 +1,496 @@
+"""The training loop every trainer shares (VLM phases 0-2 in train.py, the dual encoder later).
+
+A trainer brings a `Task`: how to initialise parameters, the loss, a data iterator that starts at any
+step, and optional eval hooks. `run` does the rest:
+
+  workdir guard (config.json) -> optimizer from config.optim -> abstract init (jax.eval_shape) ->
+  shardings from the params' logical axes -> restore_or_init (own checkpoint > init_from > scratch),
+  straight into the shardings -> AOT-compiled train step (memory report per device) -> the step loop:
+  host-local batches -> global arrays -> step -> NaN/Inf guard -> metrics (TensorBoard + JSONL +
+  progress line) -> async checkpoints every N steps -> eval hooks -> final checkpoint.
+
+Step semantics: `state["step"]` counts the updates applied. The checkpoint at step s holds the state
+after s updates and data position s: the next batch is the data iterator's batch number s, so a
+resumed run sees exactly the batches an uninterrupted one would (data order is a function of the step).
+
+Loss contract: `loss_fn(params, batch, rng) -> (loss_sum f32[], weight f32[], metric_sums)`; the
+reported loss is sum(loss_sum) / sum(weight) over the micro-batches of a step, and each metric sum is
+divided by the same total weight. With gradient accumulation the gradient is that of the same ratio,
+so 4 micro-batches give the gradient of the one large batch.
+
+Frozen parameters (config.optim.freeze) are passed to the loss as non-differentiated inputs and are
+absent from the optimizer state: they cost no gradient computation and no optimizer memory.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import traverse_util
+
+from viit_jax import checkpoints
+from viit_jax import config_lib
+from viit_jax import optim
+from viit_jax import sharding as sharding_lib
+
+Params = Any  # Nested dict of arrays.
+Batch = Mapping[str, Any]  # One batch: every leaf has the batch dimension first.
+State = dict[str, Any]  # {"step": int32[], "params": Params, "opt": optax state}
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+MEMORY_FILE = "memory.json"
+
+
+class LossFn(Protocol):
+  def __call__(self, params: Params, batch: Batch, rng: jax.Array
+               ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+    """(loss_sum f32[], weight f32[], {name: metric sum f32[]}) of one (micro-)batch."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+  """What an eval hook reports: scalars (TensorBoard + JSONL) and texts (e.g. decoded samples)."""
+  scalars: Mapping[str, float]
+  texts: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What a trainer provides to `run`.
+
+  Attributes:
+    init_fn: rng -> params (may carry flax logical-partitioning boxes); traced under jit, never
+      run eagerly, so it can be as large as the model.
+    loss_fn: see `LossFn`; traced once inside the jitted step.
+    data_fn: first step s -> iterator over the *host-local* rows of global batches s, s+1, ...
+      (numpy; leading dim = global batch / process count). Must be a pure function of s (and the
+      config): that is what makes resume exact.
+    batch_spec: global shape and dtype of each batch leaf (for AOT compilation).
+    eval_fn: (params, step) -> EvalResult, run every `train.eval_every` steps and at the end.
+  """
+  init_fn: Callable[[jax.Array], Params]
+  loss_fn: LossFn
+  data_fn: Callable[[int], Iterator[Batch]]
+  batch_spec: Mapping[str, jax.ShapeDtypeStruct]
+  eval_fn: Callable[[Params, int], EvalResult] | None = None
+
+
+@dataclasses.dataclass
+class RunResult:
+  """What `run` returns: the final state (on device), its step, and the last logged metrics."""
+  state: State
+  step: int
+  metrics: dict[str, float]
+  memory: dict[str, float]
+  source: str
+
+
+class NonFiniteLossError(RuntimeError):
+  """The loss or gradient norm became NaN/Inf; the run stopped without saving that state."""
+
+
+class WorkdirMismatchError(RuntimeError):
+  """The workdir holds another experiment's config and `force` was not given."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Workdir guard.
+
+
+def check_workdir(workdir: str, config: ml_collections.ConfigDict, *, force: bool) -> None:
+  """Refuses a workdir created with another config (unless `force`), then records this config.
+
+  The record is `<workdir>/config.json`. An identical config (a restart of the same command) is
+  always accepted; a different one only with `force` (the user's `--resume`), and is then recorded.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  current = config_lib.to_plain(config)
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+    changes = config_lib.diff(previous, current)
+    if changes and not force:
+      raise WorkdirMismatchError(
+          f"Workdir {workdir} holds experiment {previous.get('experiment')!r} with another config "
+          f"({len(changes)} differences: {'; '.join(changes[:8])}). Use another --workdir, or pass "
+          "--resume to continue it with this config.")
+    if not changes:
+      return
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+      f.write(config_lib.to_json(config))
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------------
+# Metrics.
+
+
+class MetricWriter:
+  """Scalars and texts to TensorBoard event files and `metrics.jsonl` (process 0 only)."""
+
+  def __init__(self, workdir: str):
+    self._active = jax.process_index() == 0
+    self._jsonl = None
+    self._tb = None
+    if not self._active:
+      return
+    os.makedirs(workdir, exist_ok=True)
+    self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a")
+    import tensorflow as tf  # Deferred: only process 0 writes, and tf is heavy to import.
+    self._tf = tf
+    self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tb"))
+
+  def write(self, step: int, scalars: Mapping[str, float], texts: Mapping[str, str] = ()) -> None:
+    if not self._active:
+      return
+    record = {"step": step, "time": time.time(), **{k: float(v) for k, v in scalars.items()}}
+    if texts:
+      record["texts"] = dict(texts)
+    self._jsonl.write(json.dumps(record) + "\n")
+    self._jsonl.flush()
+    with self._tb.as_default(step=step):
+      for k, v in scalars.items():
+        self._tf.summary.scalar(k, float(v))
+      for k, v in dict(texts).items():
+        self._tf.summary.text(k, v)
+    self._tb.flush()
+
+  def close(self) -> None:
+    if self._active:
+      self._jsonl.close()
+      self._tb.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# Optimizer-state shardings.
+
+
+def opt_state_shardings(abstract_opt: Any, abstract_params: Params,
+                        mesh: jax.sharding.Mesh) -> Any:
+  """Shardings of an optimizer state that follow the shardings of the parameters it tracks.
+
+  An optax state leaf whose path ends with a parameter's path takes that parameter's sharding if
+  it has the parameter's shape (moments), or the parameter's spec without one dimension if it
+  has one dimension fewer (Adafactor's factored row/column statistics). Everything else
+  (counts, placeholders) is replicated.
+  """
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  params = {k: v for k, v in traverse_util.flatten_dict(abstract_params).items()}
+
+  def one(path, leaf):
+    keys = tuple(k.key for k in path if isinstance(k, jax.tree_util.DictKey))
+    for i in range(len(keys)):
+      if keys[i:] in params:
+        param = params[keys[i:]]
+        break
+    else:
+      return replicated
+    shape, leaf_shape = tuple(param.shape), tuple(leaf.shape)
+    spec = tuple(param.sharding.spec) + (None,) * (len(shape) - len(param.sharding.spec))
+    if leaf_shape == shape:
+      return param.sharding
+    if len(leaf_shape) == len(shape) - 1:
+      for d in range(len(shape)):
+        if shape[:d] + shape[d + 1:] == leaf_shape:
+          return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(
+              *(spec[:d] + spec[d + 1:])))
+    return replicated
+
+  return jax.tree_util.tree_map_with_path(one, abstract_opt)
+
+
+# ------------------------------------------------------------------------------------------------
+# The step (a pure module-level function; `run` jits it once with explicit shardings).
+
+
+def _tree_add(a: Any, b: Any) -> Any:
+  return jax.tree.map(jnp.add, a, b)
+
+
+def _loss_and_grads(loss_fn: LossFn, trainable: Params, frozen: Params, batch: Batch,
+                    rng: jax.Array) -> tuple[jax.Array, jax.Array, dict[str, jax.Array], Params]:
+  """(loss_sum, weight, metric sums, d loss_sum / d trainable) of one micro-batch."""
+
+  def f(t):
+    loss_sum, weight, metrics = loss_fn(optim.merge_params(t, frozen), batch, rng)
+    return loss_sum.astype(jnp.float32), (weight.astype(jnp.float32), metrics)
+
+  (loss_sum, (weight, metrics)), grads = jax.value_and_grad(f, has_aux=True)(trainable)
+  return loss_sum, weight, metrics, grads
+
+
+def train_step(state: State, batch: Batch, *, loss_fn: LossFn, tx: optax.GradientTransformation,
+               schedule: optax.Schedule, freeze: str, micro_batches: int, seed: int,
+               batch_constraint: Callable[[Batch], Batch]) -> tuple[State, dict[str, jax.Array]]:
+  """One update on a global batch (split into `micro_batches` accumulated passes).
+
+  Args:
+    state: {"step": int32[], "params", "opt"}; donated.
+    batch: global arrays, leading dim B (divisible by micro_batches).
+    batch_constraint: re-imposes the batch sharding on one micro-batch.
+
+  Returns:
+    (new state, metrics {"loss", "grad_norm", "param_norm", "lr", ...} f32[] replicated).
+  """
+  trainable, frozen = optim.split_params(state["params"], freeze)
+  frozen = jax.lax.stop_gradient(frozen)
+  rng = jax.random.fold_in(jax.random.PRNGKey(seed), state["step"])
+  if micro_batches == 1:
+    loss_sum, weight, metrics, grads = _loss_and_grads(loss_fn, trainable, frozen, batch, rng)
+  else:
+    def split(x):  # [B, ...] -> [M, B / M, ...]; micro-batch i holds rows i, M + i, 2M + i, ...
+      x = x.reshape((x.shape[0] // micro_batches, micro_batches) + x.shape[1:])
+      return jnp.swapaxes(x, 0, 1)
+
+    micro = jax.tree.map(split, batch)
+
+    def body(carry, inputs):
+      mb, i = inputs
+      out = _loss_and_grads(loss_fn, trainable, frozen, batch_constraint(mb),
+                            jax.random.fold_in(rng, i))
+      return _tree_add(carry, out), None
+
+    zero = jax.eval_shape(
+        lambda: _loss_and_grads(loss_fn, trainable, frozen, jax.tree.map(lambda x: x[0], micro),
+                                rng))
+    zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero)
+    (loss_sum, weight, metrics, grads), _ = jax.lax.scan(
+        body, zero, (micro, jnp.arange(micro_batches)))
+  grads = jax.tree.map(lambda g: g / weight, grads)
+  updates, opt = tx.update(grads, state["opt"], trainable)
+  trainable = optax.apply_updates(trainable, updates)
+  new_state = {"step": state["step"] + 1, "params": optim.merge_params(trainable, frozen),
+               "opt": opt}
+  out = {"loss": loss_sum / weight, "grad_norm": optax.global_norm(grads),
+         "param_norm": optax.global_norm(trainable), "lr": schedule(state["step"]),
+         **{k: v / weight for k, v in metrics.items()}}
+  return new_state, out
+
+
+# ------------------------------------------------------------------------------------------------
+# Memory report.
+
+
+def memory_report(compiled: Any) -> dict[str, float]:
+  """Per-device memory of a compiled SPMD program in MiB (XLA's memory_analysis)."""
+  ma = compiled.memory_analysis()
+  if ma is None:
+    return {}
+  fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
+            "alias_size_in_bytes", "generated_code_size_in_bytes")
+  mib = {f.replace("_size_in_bytes", "_mib"): getattr(ma, f, 0) / 2**20 for f in fields}
+  mib["peak_estimate_mib"] = (mib["argument_mib"] + mib["output_mib"] + mib["temp_mib"]
+                              - mib["alias_mib"])
+  return mib
+
+
+def _format_memory(mib: Mapping[str, float]) -> str:
+  if not mib:
+    return "memory analysis unavailable on this backend"
+  return ("compiled train step, per device: "
+          f"arguments {mib['argument_mib']:.1f} MiB, outputs {mib['output_mib']:.1f} MiB, "
+          f"temporaries {mib['temp_mib']:.1f} MiB, aliased (donated) {mib['alias_mib']:.1f} MiB, "
+          f"code {mib['generated_code_mib']:.1f} MiB; peak estimate "
+          f"{mib['peak_estimate_mib']:.1f} MiB")
+
+
+def _eta(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  s = int(seconds)
+  return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+# ------------------------------------------------------------------------------------------------
+# The loop.
+
+
+def _host_metrics(metrics: Mapping[str, jax.Array]) -> dict[str, float]:
+  return {k: float(v) for k, v in jax.device_get(dict(metrics)).items()}
+
+
+def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
+        mesh: jax.sharding.Mesh, force: bool = False,
+        log: Callable[[str], None] = print) -> RunResult:
+  """Trains `task` per `config` (sections train, optim, init_*) in `workdir`. See module docstring.
+
+  Raises:
+    WorkdirMismatchError: `workdir` holds another experiment's config and not `force`.
+    NonFiniteLossError: NaN/Inf loss or gradient; the state of that step is not saved.
+  """
+  workdir = os.path.abspath(workdir)
+  tc = config.train
+  total = int(tc.total_steps)
+  if tc.batch_size % tc.micro_batches:
+    raise ValueError(f"train.batch_size {tc.batch_size} is not divisible by train.micro_batches "
+                     f"{tc.micro_batches}")
+  check_workdir(workdir, config, force=force)
+  tx, schedule = optim.make_optimizer(config.optim, total)
+  rules = sharding_lib.RULES
+
+  # Abstract state with shardings: params from their logical axes, opt state via the compiler.
+  boxed = jax.eval_shape(task.init_fn, jax.random.PRNGKey(config.seed))
+  param_shardings = sharding_lib.logical_to_shardings(boxed, mesh, rules)
+  abstract_params = jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), nn.unbox(boxed),
+      param_shardings)
+  trainable_names, frozen_names = optim.trainable_names(abstract_params, config.optim.freeze)
+  abstract_trainable, _ = optim.split_params(abstract_params, config.optim.freeze)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  abstract_opt = jax.eval_shape(tx.init, abstract_trainable)
+  opt_shardings = opt_state_shardings(abstract_opt, abstract_trainable, mesh)
+  state_shardings = {"step": replicated, "params": param_shardings, "opt": opt_shardings}
+  abstract_state = jax.tree.map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+      {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": abstract_params,
+       "opt": abstract_opt}, state_shardings)
+  log(f"params: {optim.tree_size(abstract_params):,} ({len(trainable_names)} trainable arrays, "
+      f"{len(frozen_names)} frozen by {config.optim.freeze!r}); optimizer state "
+      f"{optim.tree_size(abstract_opt):,} elements for {optim.tree_size(abstract_trainable):,} "
+      "trainable params")
+
+  def init_state(rng):
+    params = nn.unbox(task.init_fn(rng))
+    trainable, _ = optim.split_params(params, config.optim.freeze)
+    return {"step": jnp.zeros((), jnp.int32), "params": params, "opt": tx.init(trainable)}
+
+  def fresh_state():
+    with sharding_lib.use_mesh(mesh, rules):
+      return jax.jit(init_state, out_shardings=state_shardings)(jax.random.PRNGKey(config.seed))
+
+  ckpt = checkpoints.Checkpointer(workdir, save_every=int(tc.checkpoint_every),
+                                  keep=int(tc.keep_checkpoints), async_save=tc.async_checkpoints)
+  state, data_position, source = checkpoints.restore_or_init(
+      ckpt, abstract_state, fresh_state, init_from=config.init_from,
+      assignment_map=tuple(tuple(r) for r in config.init_assignment_map),
+      init_step=config.init_step)
+  start = int(jax.device_get(state["step"]))
+  log(f"state: {source}; starting at step {start} of {total}")
+  if data_position and int(data_position.get("step", start)) != start:
+    raise RuntimeError(f"Checkpoint data position {data_position} does not match its step {start}")
+
+  # The jitted step: explicit shardings, donated state, compiled ahead of time.
+  batch_sharding = jax.sharding.NamedSharding(mesh, sharding_lib.batch_spec(rules))
+  batch_shardings = {k: batch_sharding for k in task.batch_spec}
+  step_fn = functools.partial(
+      train_step, loss_fn=task.loss_fn, tx=tx, schedule=schedule, freeze=config.optim.freeze,
+      micro_batches=int(tc.micro_batches), seed=int(config.seed),
+      batch_constraint=lambda b: jax.tree.map(
+          lambda x: jax.lax.with_sharding_constraint(x, batch_sharding), b))
+  jitted = jax.jit(step_fn, in_shardings=(state_shardings, batch_shardings),
+                   out_shardings=(state_shardings, replicated), donate_argnums=(0,))
+  abstract_batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_shardings[k])
+                    for k, v in task.batch_spec.items()}
+  t0 = time.time()
+  with sharding_lib.use_mesh(mesh, rules):
+    compiled = jitted.lower(abstract_state, abstract_batch).compile()
+  memory = memory_report(compiled)
+  log(f"compiled train step in {time.time() - t0:.1f}s; {_format_memory(memory)}")
+  writer = MetricWriter(workdir)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, MEMORY_FILE), "w") as f:
+      json.dump(memory, f, indent=1)
+
+  meta = {"experiment": config.experiment, "variant": config.model.variant,
+          "config": config_lib.to_plain(config)}
+
+  def data_pos(step):
+    return {"step": step, "seed": int(config.seed), "batch_size": int(tc.batch_size)}
+
+  def run_eval(step):
+    if task.eval_fn is None:
+      return
+    t = time.time()
+    result = task.eval_fn(state["params"], step)
+    scalars = {f"eval/{k}": v for k, v in result.scalars.items()}
+    writer.write(step, scalars, {f"eval/{k}": v for k, v in result.texts.items()})
+    log(f"eval at step {step} ({time.time() - t:.1f}s): "
+        + ", ".join(f"{k} {v:.4f}" for k, v in scalars.items()))
+    for k, v in result.texts.items():
+      log(f"  {k}: {v}")
+
+  def check(step, metrics):
+    host = _host_metrics(metrics)
+    bad = {k: host[k] for k in ("loss", "grad_norm") if not math.isfinite(host[k])}
+    if bad:
+      ckpt.wait()
+      last = ckpt.latest_step()
+      ckpt.close()
+      writer.close()
+      raise NonFiniteLossError(
+          f"Non-finite {', '.join(f'{k}={v}' for k, v in bad.items())} at step {step}; stopping "
+          f"without saving this state. Last good checkpoint: "
+          f"{'none' if last is None else f'step {last}'} in {ckpt.directory}")
+    return host
+
+  data_iter = task.data_fn(start)
+  pending: tuple[int, Any] | None = None
+  window: list[dict[str, float]] = []
+  last_metrics: dict[str, float] = {}
+  t_window, steps_window = time.time(), 0
+  t_start = time.time()
+  try:
+    for step in range(start + 1, total + 1):
+      host_batch = next(data_iter)
+      batch = sharding_lib.host_local_to_global(dict(host_batch), mesh, rules)
+      state, metrics = compiled(state, batch)
+      if pending is not None:  # Check the previous step while this one runs.
+        window.append(check(*pending))
+      pending = (step, metrics)
+      steps_window += 1
+      final = step == total
+      save_now = final or step % tc.checkpoint_every == 0
+      log_now = final or step % tc.log_every == 0
+      eval_now = final or (tc.eval_every > 0 and step % tc.eval_every == 0)
+      if save_now or log_now or eval_now:
+        window.append(check(*pending))
+        pending = None
+      if log_now:
+        dt = time.time() - t_window
+        mean = {k: float(np.mean([w[k] for w in window])) for k in window[-1]}
+        steps_s = steps_window / dt
+        ex_s = steps_s * tc.batch_size
+        scalars = {**{f"train/{k}": v for k, v in mean.items()}, "train/steps_per_s": steps_s,
+                   "train/examples_per_s": ex_s}
+        writer.write(step, scalars)
+        last_metrics = scalars
+        log(f"step {step}/{total} | loss {mean['loss']:.4f} | lr {mean['lr']:.2e} | "
+            f"{ex_s:.1f} ex/s | {steps_s:.2f} steps/s | "
+            f"ETA {_eta((total - step) / steps_s if steps_s > 0 else math.inf)}")
+        window, steps_window, t_window = [], 0, time.time()
+      if save_now:
+        ckpt.maybe_save(step, state, data=data_pos(step), meta=meta, force=final)
+      if eval_now:
+        t_eval = time.time()
+        run_eval(step)
+        t_window += time.time() - t_eval  # Throughput counts training steps only.
+    if pending is not None:
+      check(*pending)
+    if start == total:
+      log(f"nothing to do: already at step {total}")
+  except NonFiniteLossError:
+    raise
+  except BaseException:
+    ckpt.close()
+    writer.close()
+    raise
+  ckpt.close()
+  writer.close()
+  log(f"done: step {total} in {time.time() - t_start:.1f}s")
+  return RunResult(state=state, step=total, metrics=last_metrics, memory=memory, source=source)
