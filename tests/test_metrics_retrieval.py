@@ -4,7 +4,7 @@ import itertools
 import jax
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from viit_jax.metrics import retrieval as R
 
@@ -167,13 +167,15 @@ def test_sharded_equals_numpy(n_texts, n_videos, block_size):
             == R.retrieval_metrics(texts @ videos.T, gt, policy))
 
 
-def test_eight_devices_equal_one_device_and_a_2d_mesh():
+def test_eight_devices_equal_one_device_and_other_meshes():
   texts, videos, gt = _integer_embeddings(7, 50, 20)
   one = Mesh(np.array(jax.devices()[:1]), ("x",))
   grid = Mesh(np.array(jax.devices()).reshape(2, 4), ("a", "b"))
+  auto_3d = jax.make_mesh((2, 2, 2), ("p", "q", "r"), axis_types=(AxisType.Auto,) * 3)
   results = [R.sharded_retrieval_metrics(texts, videos, gt, mesh=mesh, block_size=3)
-             for mesh in (None, one, grid)]
-  assert results[0] == results[1] == results[2]
+             for mesh in (None, one, grid, auto_3d)]
+  assert results[0] == results[1] == results[2] == results[3]
+  assert results[0] == R.retrieval_metrics(texts @ videos.T, gt)
   # Already-sharded jax inputs (as an evaluation loop would hold them) give the same numbers.
   sharding = NamedSharding(grid, P(("a", "b")))
   on_device = R.sharded_retrieval_metrics(jax.device_put(texts[:48], sharding),
