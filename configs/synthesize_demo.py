@@ -1,0 +1,80 @@
+"""Video instruction data synthesis on the demo world with the offline `rules` back-end.
+
+`base_config()` here is the locked base of every synthesis run: it declares every field with its
+default (configs/synthesize_openai.py builds on it).
+
+Run:
+  python -m data.demo_world --out=/tmp/world --preset=demo --seed=0
+  python -m viit_jax.synthesize --config=configs/synthesize_demo.py:world_dir=/tmp/world \
+      --workdir=/tmp/viit_data
+  # -> /tmp/viit_data/v1/{manifest.json, units/unit-*.{tfrecord,jsonl,rejects.jsonl,meta.json}}
+"""
+import ml_collections
+
+from viit_jax import config_lib
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every synthesis field with its default (not locked; get_config locks)."""
+  c = ml_collections.ConfigDict()
+  # Input: VidLN-format JSONL (data/readers.py). '' = <world_dir>/vidln/train.jsonl. Video paths
+  # are relative to the file's directory.
+  c.world_dir = ""
+  c.narratives = ""
+  c.video_path_template = ""  # '' = each line's video_path; else e.g. "{dataset_id}/{video_id}.mp4".
+  c.check_video_files = True  # Reject lines whose video is missing (synthesis itself reads text).
+  c.kinds = ("temporal", "causal", "shortqa")  # One prompt per (clip, kind).
+  c.seed = 0  # Few-shot draws (per clip and kind) and the rules back-end's choices.
+
+  # Output: <workdir>/<version>/ ; a version is bound to its settings (backend, model, templates,
+  # seed, input): running the same version with other settings is refused.
+  c.version = "v1"
+  c.unit_size = 64  # Clips per work unit (each unit is written atomically; restart skips it).
+  c.num_shards = 1  # Several processes may share a version: process k does units i % n == k.
+  c.shard_index = 0
+  c.retry_backend_errors = True  # On restart, redo units whose prompts failed at the back-end.
+
+  c.backend = "rules"  # rules | openai | local
+
+  # Reply validation (viit_jax/synthesis/validate.py).
+  c.validate = ml_collections.ConfigDict()
+  c.validate.min_question_words = 3
+  c.validate.max_question_words = 40
+  c.validate.max_answer_words = 60
+  c.validate.shortqa_max_answer_words = 2  # The paper: fewer than three words.
+  c.validate.copy_min_words = 10  # A verbatim narrative span this long as answer = copy.
+
+  # OpenAI-compatible chat-completions server (vLLM, llama.cpp server, hosted APIs).
+  c.openai = ml_collections.ConfigDict()
+  c.openai.base_url = "http://127.0.0.1:8000/v1"  # .../chat/completions is appended.
+  c.openai.model = ""  # The served model's name (required for backend=openai).
+  c.openai.api_key_env = ""  # Name of the env var holding the key; '' = send no key.
+  c.openai.concurrency = 8  # Requests in flight.
+  c.openai.timeout_s = 60.0  # Per request (socket timeout).
+  c.openai.max_retries = 5  # On 429, 5xx, timeouts, connection errors.
+  c.openai.backoff_base_s = 1.0  # Backoff before retry k: base * 2^k, jittered in [x/2, x].
+  c.openai.backoff_max_s = 60.0
+  c.openai.retry_after_max_s = 300.0  # Cap on a server's Retry-After.
+  c.openai.requests_per_second = 0.0  # Token-bucket rate limit; 0 = none.
+  c.openai.burst = 8  # Token-bucket size.
+  c.openai.temperature = 0.7
+  c.openai.top_p = 0.95
+  c.openai.max_tokens = 256
+
+  # Our Gemma decoder (not runnable until viit_jax.decoding exists; see backends.py).
+  c.local = ml_collections.ConfigDict()
+  c.local.variant = "gemma_2b"
+  c.local.checkpoint = ""  # .npz of the LM.
+  c.local.vocab = ""  # SentencePiece model.
+  c.local.temperature = 0.7
+  c.local.top_p = 0.95
+  c.local.max_decode_len = 128
+  c.local.batch_size = 8
+  return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  c = base_config()
+  c.backend = "rules"
+  c.unit_size = 16
+  return config_lib.finalize(c, arg)

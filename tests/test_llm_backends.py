@@ -1,0 +1,352 @@
+"""The openai back-end against a real HTTP server on 127.0.0.1 (stdlib ThreadingHTTPServer).
+
+The server answers each request according to a `(mode=...)` marker in the clip's narrative: well,
+slowly (client timeout), 429 then success, 5xx, malformed JSON, an unusable reply. Its request log
+(payload hash, attempt, status, times) is what the tests check, together with the dataset's
+manifest and rejects. The last test SIGKILLs a synthesize subprocess halfway and reruns it.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import http.server
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from configs import synthesize_openai
+from viit_jax import synthesize
+from viit_jax.synthesis import backends
+from viit_jax.synthesis import cache as cache_lib
+from viit_jax.synthesis import narratives as narratives_lib
+from viit_jax.synthesis import templates
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+REPLIES = {
+    "temporal": "Question: What does the shape do right after it stops?\nAnswer: It turns around.",
+    "causal": "Question: Why does the shape stop?\nAnswer: Because it reaches the edge.",
+    "shortqa": "Question: How many shapes are there?\nAnswer: Two.",
+}
+
+
+class FakeLLM:
+  """An OpenAI-compatible /v1/chat/completions server with scripted misbehaviour.
+
+  Modes (from "(mode=X)" in the prompt's last user message): ok, slow (never answers within the
+  client's timeout), slow_once, r429 (429 with Retry-After first, then ok), e500 (always 500),
+  e503_once, malformed (200 with broken JSON), badreply (200, but no "Question:" line).
+  """
+
+  def __init__(self, slow_s: float = 1.5, retry_after_s: float = 0.3, delay_s: float = 0.0,
+               api_key: str | None = None):
+    self.slow_s, self.retry_after_s, self.delay_s = slow_s, retry_after_s, delay_s
+    self.api_key = api_key
+    self.log: list[dict] = []
+    self.lock = threading.Lock()
+    self.attempts: collections.Counter[str] = collections.Counter()
+    fake = self
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+      def log_message(self, *args):  # quiet
+        pass
+
+      def do_POST(self):  # noqa: N802
+        fake.handle(self)
+
+    self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    self.server.daemon_threads = True
+    self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    self.thread.start()
+    self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+  def close(self):
+    self.server.shutdown()
+    self.server.server_close()
+
+  def handle(self, h: http.server.BaseHTTPRequestHandler) -> None:
+    t0 = time.time()
+    body = h.rfile.read(int(h.headers["Content-Length"]))
+    payload = json.loads(body)
+    key = backends.payload_key(payload)
+    system = payload["messages"][0]["content"]
+    kind = next(k for k, task in templates.TASKS.items() if task in system)
+    m = re.search(r"\(mode=(\w+)\)", payload["messages"][-1]["content"])
+    mode = m.group(1) if m else "ok"
+    with self.lock:
+      self.attempts[key] += 1
+      n = self.attempts[key]
+    status, headers, out = 200, {}, None
+    if self.api_key is not None and h.headers.get("Authorization") != f"Bearer {self.api_key}":
+      status, out = 401, b'{"error": "bad key"}'
+    elif mode == "slow" or (mode == "slow_once" and n == 1):
+      time.sleep(self.slow_s)
+    elif mode == "r429" and n == 1:
+      status, headers, out = 429, {"Retry-After": str(self.retry_after_s)}, b'{"error": "slow down"}'
+    elif mode == "e500" or (mode == "e503_once" and n == 1):
+      status, out = (500 if mode == "e500" else 503), b'{"error": "boom"}'
+    elif mode == "malformed":
+      out = b'{"choices": [{"message": {"content": "Question'
+    if out is None:
+      time.sleep(self.delay_s)
+      content = "I am sorry, I cannot see videos." if mode == "badreply" else REPLIES[kind]
+      out = json.dumps({"id": "x", "object": "chat.completion", "model": payload["model"],
+                        "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                            "role": "assistant", "content": content}}]}).encode()
+    sent = True
+    try:
+      h.send_response(status)
+      for k, v in headers.items():
+        h.send_header(k, v)
+      h.send_header("Content-Type", "application/json")
+      h.send_header("Content-Length", str(len(out)))
+      h.end_headers()
+      h.wfile.write(out)
+      h.wfile.flush()
+    except (BrokenPipeError, ConnectionResetError):
+      sent = False
+    with self.lock:
+      self.log.append({"key": key, "mode": mode, "kind": kind, "n": n, "status": status,
+                       "t0": t0, "t1": time.time(), "sent": sent})
+
+
+@pytest.fixture
+def fake_llm():
+  servers = []
+
+  def make(**kw) -> FakeLLM:
+    servers.append(FakeLLM(**kw))
+    return servers[-1]
+
+  yield make
+  for s in servers:
+    s.close()
+
+
+def write_vidln(path: pathlib.Path, clips: dict[str, list[tuple[str, str]]]) -> pathlib.Path:
+  """A VidLN JSONL (contract format) with the given {video_id: [(actor_name, description)]}."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with path.open("w") as f:
+    for vid, actors in clips.items():
+      f.write(json.dumps({
+          "dataset_id": "test", "video_id": vid, "video_path": f"videos/{vid}.mp4",
+          "annotator_id": "ann0",
+          "actor_narratives": [{"actor_idx": i, "actor_name": name, "description": desc,
+                                "time_alignment": [{"utterance": desc.split()[2],
+                                                    "start_time": 0.5, "end_time": 1.0}]}
+                               for i, (name, desc) in enumerate(actors)]}) + "\n")
+  return path
+
+
+def _config(narratives: pathlib.Path, server: FakeLLM, extra: str = ""):
+  arg = (f"narratives={narratives},check_video_files=false,openai.base_url={server.base_url},"
+         "openai.model=fake-llm,openai.timeout_s=0.5,openai.max_retries=2,"
+         "openai.backoff_base_s=0.05,openai.backoff_max_s=0.2")
+  return synthesize_openai.get_config(arg + ("," + extra if extra else ""))
+
+
+def _mode_clips(modes: list[str]) -> dict[str, list[tuple[str, str]]]:
+  return {f"clip_{i:02d}_{mode}": [
+      ("the red circle", f"The red circle moves left, then stops {i} times (mode={mode})."),
+      ("the blue square", "The blue square spins.")] for i, mode in enumerate(modes)}
+
+
+def test_retries_rejects_and_request_log(tmp_path, fake_llm):
+  server = fake_llm()
+  modes = ["ok", "ok", "slow", "slow_once", "r429", "e500", "e503_once", "malformed", "badreply"]
+  nar = write_vidln(tmp_path / "vidln" / "train.jsonl", _mode_clips(modes))
+  config = _config(nar, server, "openai.concurrency=8,unit_size=16")
+  manifest = synthesize.run(config, tmp_path / "out")
+
+  # Dataset: what was answered well (possibly after retries) is in; every failure is a reject.
+  assert manifest["counts_per_kind"] == {"causal": 5, "shortqa": 5, "temporal": 5}
+  assert manifest["rejects_per_reason"] == {
+      "backend_timeout": 3, "backend_http_500": 3, "backend_malformed_response": 3,
+      "no_question": 3}
+  rejects = [json.loads(x) for x in (tmp_path / "out/v1/rejects.jsonl").read_text().splitlines()]
+  by_reason = collections.defaultdict(set)
+  for r in rejects:
+    by_reason[r["reason"]].add(r["clip_id"])
+  assert by_reason["backend_timeout"] == {"clip_02_slow"}
+  assert by_reason["backend_http_500"] == {"clip_05_e500"}
+  assert by_reason["backend_malformed_response"] == {"clip_07_malformed"}
+  assert by_reason["no_question"] == {"clip_08_badreply"}
+  bad = [r for r in rejects if r["reason"] == "no_question"]
+  assert all(r["reply"] == "I am sorry, I cannot see videos." for r in bad)
+  assert all('"choices"' in r["detail"] for r in rejects
+             if r["reason"] == "backend_malformed_response")
+  records = [json.loads(x) for p in sorted((tmp_path / "out/v1/units").glob("*.jsonl"))
+             if not p.name.endswith("rejects.jsonl") for x in p.read_text().splitlines()]
+  assert {r["prompt_id"] for r in records} | {r["prompt_id"] for r in rejects} == {
+      f"{c}/{k}" for c in _mode_clips(modes) for k in templates.KINDS}
+  assert len(records) + len(rejects) == 27
+
+  # Server log: attempts per prompt by mode (max_retries=2 -> at most 3 requests). A slow
+  # request is logged when its sleep ends, after the client gave up: wait for those lines.
+  deadline = time.time() + 5
+  while time.time() < deadline and sum(e["mode"] in ("slow", "slow_once") for e in server.log) < 15:
+    time.sleep(0.05)
+  per_key = collections.defaultdict(list)
+  for e in server.log:
+    per_key[e["key"]].append(e)
+  attempts_by_mode = collections.defaultdict(set)
+  for entries in per_key.values():
+    attempts_by_mode[entries[0]["mode"]].add(len(entries))
+  assert dict(attempts_by_mode) == {
+      "ok": {1}, "slow": {3}, "slow_once": {2}, "r429": {2}, "e500": {3}, "e503_once": {2},
+      "malformed": {1},   # broken JSON is not retried
+      "badreply": {1}}
+  for entries in per_key.values():
+    if entries[0]["mode"] == "r429":   # Retry-After honoured (backoff alone would be <= 0.2 s)
+      entries.sort(key=lambda e: e["n"])
+      assert entries[1]["t0"] - entries[0]["t1"] >= server.retry_after_s - 0.02
+
+  # Rerun: the unit had back-end errors, so it is redone; replies received are read from the
+  # cache, so no prompt whose reply arrived is sent again; only the failed ones are.
+  cache_file = tmp_path / "out/cache/replies.jsonl"
+  cached = {json.loads(x)["key"] for x in cache_file.read_text().splitlines()}
+  assert {per_key[k][0]["mode"] for k in cached} == {"ok", "slow_once", "r429", "e503_once",
+                                                     "badreply"}
+  assert len(cached) == 18
+  n_before = len(server.log)
+  manifest2 = synthesize.run(config, tmp_path / "out")
+  deadline = time.time() + 5
+  while time.time() < deadline and len(server.log) < n_before + 9 + 9 + 3:
+    time.sleep(0.05)
+  second = server.log[n_before:]
+  assert not {e["key"] for e in second} & cached
+  assert collections.Counter(e["mode"] for e in second) == {"slow": 9, "e500": 9, "malformed": 3}
+  assert manifest2["counts_per_kind"] == manifest["counts_per_kind"]
+  assert manifest2["rejects_per_reason"] == manifest["rejects_per_reason"]
+  run_files = sorted((tmp_path / "out/v1/runs").glob("*.json"))
+  stats = json.loads(run_files[-1].read_text())["backend_stats"]
+  assert stats["cache_hits"] == 18   # 15 accepted + 3 badreply (answered, rejected by validation)
+  assert stats["retries/http_500"] == 6 and stats["errors/http_500"] == 3
+
+
+def test_rate_limit_and_api_key(tmp_path, fake_llm, monkeypatch):
+  server = fake_llm(api_key="sekret")
+  nar = write_vidln(tmp_path / "vidln" / "train.jsonl", _mode_clips(["ok"] * 4))
+  extra = ("openai.api_key_env=VIIT_TEST_KEY,openai.requests_per_second=10,openai.burst=1,"
+           "openai.concurrency=8,kinds=('temporal','causal')")
+  monkeypatch.delenv("VIIT_TEST_KEY", raising=False)
+  with pytest.raises(ValueError, match="VIIT_TEST_KEY"):
+    synthesize.run(_config(nar, server, extra), tmp_path / "out")
+  monkeypatch.setenv("VIIT_TEST_KEY", "sekret")
+  manifest = synthesize.run(_config(nar, server, extra), tmp_path / "out")
+  assert manifest["num_examples"] == 8 and manifest["rejects_per_reason"] == {}
+  assert all(e["status"] == 200 for e in server.log) and len(server.log) == 8
+  starts = sorted(e["t0"] for e in server.log)
+  assert starts[-1] - starts[0] >= 7 * 0.1 - 0.05   # 10 requests/s, burst 1: >= 0.1 s apart
+  # A wrong key is a non-retried 401, counted as a reject (fresh workdir: the key is not part
+  # of the cache key, so the first workdir would answer everything from its cache).
+  monkeypatch.setenv("VIIT_TEST_KEY", "wrong")
+  n = len(server.log)
+  manifest = synthesize.run(_config(nar, server, extra), tmp_path / "out2")
+  assert manifest["rejects_per_reason"] == {"backend_http_401": 8}
+  assert len(server.log) - n == 8
+
+
+def test_identical_requests_in_a_batch_are_sent_once(tmp_path, fake_llm):
+  server = fake_llm()
+  config = _config(tmp_path / "unused.jsonl", server)
+  backend = backends.make(config, str(tmp_path / "cache.jsonl"))
+  nar = narratives_lib.Narrative("v0", "v0", "videos/v0.mp4", "a", (
+      narratives_lib.ActorNarrative(0, "the red circle", "The red circle moves left."),))
+  p = templates.build_prompt(nar, "causal", seed=0)
+  twin = dataclasses.replace(p, prompt_id="v1/causal", clip_id="v1")
+  out = backend.complete([p, twin])
+  assert [c.prompt_id for c in out] == ["v0/causal", "v1/causal"]
+  assert out[0].text == out[1].text == REPLIES["causal"]
+  assert len(server.log) == 1 and backend.stats()["deduplicated"] == 1
+
+
+def test_cache_survives_torn_line(tmp_path):
+  path = tmp_path / "replies.jsonl"
+  path.write_text(json.dumps({"key": "a", "prompt_id": "c/temporal", "text": "A"}) + "\n"
+                  + '{"key": "b", "prompt_id": "c/ca')   # killed mid-write
+  cache = cache_lib.ReplyCache(path)
+  assert cache.torn_lines == 1 and cache.get("a") == "A" and cache.get("b") is None
+  cache.put("b", "c/causal", "B")
+  cache.close()
+  again = cache_lib.ReplyCache(path)
+  assert again.get("a") == "A" and again.get("b") == "B" and again.torn_lines == 1
+  again.close()
+
+
+def test_local_backend_names_the_missing_piece(tmp_path):
+  config = synthesize_openai.get_config("backend=local")
+  with pytest.raises(backends.LocalBackendUnavailable, match=r"viit_jax\.decoding"):
+    backends.make(config, str(tmp_path / "cache.jsonl"))
+  nar = narratives_lib.Narrative("v0", "v0", "videos/v0.mp4", "a", (
+      narratives_lib.ActorNarrative(0, "the red circle", "The red circle moves left."),))
+  prompt = templates.build_prompt(nar, "shortqa", seed=0)
+  text = backends.render_gemma_prompt(prompt)
+  assert text.startswith("<start_of_turn>user\n" + templates.system_message("shortqa"))
+  assert text.endswith("the red circle: The red circle moves left.<end_of_turn>\n"
+                       "<start_of_turn>model\n")
+  assert text.count("<start_of_turn>model\n") == 3   # two few-shot answers + the open turn
+  assert backends.parse_gemma_reply("Question: Q?\nAnswer: A.<end_of_turn>\n<start_of_turn>user"
+                                    ) == "Question: Q?\nAnswer: A."
+
+
+def test_sigkill_halfway_then_resume(tmp_path, fake_llm):
+  """SIGKILL the job mid-unit; the rerun completes it, sending no answered prompt again."""
+  clips = {f"v{i:02d}": [("the red circle", f"The red circle moves left, then stops {i} times."),
+                         ("the blue square", "The blue square spins.")] for i in range(16)}
+  nar = write_vidln(tmp_path / "vidln" / "train.jsonl", clips)
+  server = fake_llm(delay_s=0.05)
+  workdir = tmp_path / "out"
+  arg = (f"narratives={nar},check_video_files=false,openai.base_url={server.base_url},"
+         "openai.model=fake-llm,openai.concurrency=4,unit_size=2")   # 8 units of 6 prompts
+  cmd = [sys.executable, "-m", "viit_jax.synthesize",
+         f"--config=configs/synthesize_openai.py:{arg}", f"--workdir={workdir}"]
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
+  # Kill once 14 replies are cached: units 0-1 (12 prompts) are done, unit 2 is half way (its
+  # replies arrive in waves of 4, 50 ms apart, so the 18 it needs cannot land within one poll).
+  cache_file = workdir / "cache/replies.jsonl"
+  deadline = time.time() + 90
+  while time.time() < deadline and proc.poll() is None:
+    if cache_file.exists() and cache_file.read_bytes().count(b"\n") >= 14:
+      proc.send_signal(signal.SIGKILL)
+      break
+    time.sleep(0.005)
+  out, _ = proc.communicate(timeout=60)
+  assert proc.returncode == -signal.SIGKILL, out.decode()[-3000:]
+  assert not (workdir / "v1/manifest.json").exists()
+  finished_units = len(list((workdir / "v1/units").glob("*.meta.json")))
+  assert finished_units == 2
+  cached = {json.loads(line)["key"] for line in cache_file.read_text().splitlines()
+            if line.endswith("}")}
+  assert 14 <= len(cached) < 18   # the finished units' 12 replies + part of unit 2's
+  rerun_start = time.time()   # requests in flight at the kill are logged late: split by start
+
+  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=120)
+  assert proc.returncode == 0, proc.stdout.decode()[-3000:] + proc.stderr.decode()[-3000:]
+  manifest = json.loads((workdir / "v1/manifest.json").read_text())
+  assert manifest["counts_per_kind"] == {"causal": 16, "shortqa": 16, "temporal": 16}
+  assert manifest["rejects_per_reason"] == {}
+
+  # The output is complete and holds each prompt exactly once.
+  ids = [json.loads(line)["prompt_id"] for p in sorted((workdir / "v1/units").glob("*.jsonl"))
+         if not p.name.endswith("rejects.jsonl") for line in p.read_text().splitlines()]
+  assert sorted(ids) == sorted(f"{c}/{k}" for c in clips for k in templates.KINDS)
+  # No prompt whose reply reached the cache was sent again; every prompt was answered once in all
+  # except those in flight at the kill.
+  second = [e for e in server.log if e["t0"] >= rerun_start]
+  assert not {e["key"] for e in second} & cached
+  assert len({e["key"] for e in server.log}) == 48
+  assert len(second) == 48 - len(cached)
+  run = json.loads(sorted((workdir / "v1/runs").glob("*.json"))[-1].read_text())
+  assert run["units_skipped"] == finished_units
+  assert run["backend_stats"]["cache_hits"] == len(cached) - 12 >= 2   # the partial unit's
+  assert run["backend_stats"]["requests"] == 48 - len(cached)

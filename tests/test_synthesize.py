@@ -1,0 +1,347 @@
+"""Instruction synthesis with the rules back-end: coverage, consistency with the narrative, order
+dependence, validation, templates, the on-disk dataset and resuming; the seqio tasks on top."""
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import pathlib
+import re
+
+import pytest
+import tensorflow as tf
+
+from configs import synthesize_demo
+from data import rejects as rejects_lib
+from viit_jax import synthesize
+from viit_jax.synthesis import narratives as narratives_lib
+from viit_jax.synthesis import rules
+from viit_jax.synthesis import templates
+from viit_jax.synthesis import validate
+
+_NUM = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+_IRREGULAR = {"be": "is", "have": "has", "do": "does", "go": "goes"}
+
+
+@pytest.fixture(scope="module")
+def synthesized(demo_world, tmp_path_factory):
+  """The rules back-end run once over the demo world's VidLN narratives."""
+  workdir = tmp_path_factory.mktemp("synth")
+  config = synthesize_demo.get_config(f"world_dir={demo_world},unit_size=5")
+  manifest = synthesize.run(config, workdir)
+  nars = narratives_lib.read(demo_world / "vidln" / "train.jsonl", rejects_lib.Rejects("t"), "",
+                             True)
+  records = [json.loads(line) for p in sorted((workdir / "v1/units").glob("unit-*.jsonl"))
+             if not p.name.endswith(".rejects.jsonl") for line in p.read_text().splitlines()]
+  return workdir, manifest, {n.clip_id: n for n in nars}, records
+
+
+# ------------------------------------------------------------------------------------------------
+# An independent checker: answers against the raw description text (string positions), not
+# against the rules module's own parse.
+
+
+def _present(base: str) -> list[str]:
+  """Third-person forms of a base-form predicate: "move left" -> ["moves left", ...]."""
+  verb, _, rest = base.partition(" ")
+  forms = {_IRREGULAR.get(verb, verb + "s"), verb + "es"}
+  if verb.endswith("y"):
+    forms.add(verb[:-1] + "ies")
+  return [f"{f} {rest}".strip() for f in forms]
+
+
+def _pos(desc: str, phrase: str) -> int:
+  i = desc.lower().find(phrase.lower())
+  assert i >= 0, f"{phrase!r} not in {desc!r}"
+  return i
+
+
+def _find_base(desc: str, base: str) -> int:
+  hits = [desc.lower().find(f) for f in _present(base)]
+  hits = [h for h in hits if h >= 0]
+  return min(hits) if hits else -1
+
+
+def _actor(nar, subject: str):
+  matches = [a for a in nar.actors if a.actor_name.lower() == subject.lower()]
+  assert len(matches) == 1, (subject, nar.text())
+  return matches[0]
+
+
+def _subject_and_rest(nar, text: str):
+  """(actor, rest) for text = "<actor name> <rest>"."""
+  matches = [(a, text[len(a.actor_name) + 1:]) for a in nar.actors
+             if text.lower().startswith(a.actor_name.lower() + " ")]
+  assert len(matches) == 1, (text, nar.text())
+  return matches[0]
+
+
+def _only_glue(text: str) -> bool:
+  """True when `text` holds no other action: only connectors between two adjacent actions."""
+  return not re.sub(r"\b(then|and|finally|it|he|she|they|next|after that)\b|[.,\s]", "",
+                    text.lower())
+
+
+def check_pair(nar: narratives_lib.Narrative, kind: str, q: str, a: str) -> None:
+  """Asserts that (q, a) is true of the narrative text."""
+  m = re.fullmatch(r"(?:It|He|She|They) (.+)\.", a)
+  act = m.group(1) if m else None
+  if kind == "temporal":
+    if m2 := re.fullmatch(r"What does (.+) do first\?", q):
+      desc = _actor(nar, m2.group(1)).description
+      assert re.match(rf"^(?:(?:first|at the start|after [^,]+), )?{m2.group(1)} {act}", desc,
+                      re.I), (q, a, desc)
+    elif m2 := re.fullmatch(r"What is the last thing (.+) does\?", q):
+      desc = _actor(nar, m2.group(1)).description
+      rest = desc[_pos(desc, act) + len(act):]
+      assert re.fullmatch(r"(?: because [^.]*)?\.?", rest), (q, a, desc)
+    elif m2 := re.fullmatch(r"What does (.+) do right (after|before) (?:it|he|she|they) (.+)\?", q):
+      desc = _actor(nar, m2.group(1)).description
+      ref, ans = _pos(desc, m2.group(3)), _pos(desc, act)
+      if m2.group(2) == "after":
+        assert ans > ref and _only_glue(desc[ref + len(m2.group(3)):ans]), (q, a, desc)
+      else:
+        assert ans < ref and _only_glue(desc[ans + len(act):ref]), (q, a, desc)
+    elif m2 := re.fullmatch(r"Does (.+) before or after (?:it|he|she|they) (.+)\?", q):
+      actor, base = _subject_and_rest(nar, m2.group(1))
+      desc = actor.description
+      first = _find_base(desc, base)
+      assert first >= 0, (q, desc)
+      assert a == ("After." if first > _pos(desc, m2.group(2)) else "Before."), (q, a, desc)
+    elif m2 := re.fullmatch(r"What does (.+) do (after|before|when|once|while) (.+)\?", q):
+      desc = _actor(nar, m2.group(1)).description
+      assert re.search(rf"{m2.group(2)} {re.escape(m2.group(3))}[^,]*, {m2.group(1)} {act}", desc,
+                       re.I), (q, a, desc)
+    else:
+      raise AssertionError(f"unchecked temporal question {q!r}")
+  elif kind == "causal":
+    if m2 := re.fullmatch(r"Why does (.+) (\w+)\?", q):
+      desc = _actor(nar, m2.group(1)).description
+      cause = re.fullmatch(r"Because (.+)\.", a).group(1)
+      assert re.search(rf"\b({'|'.join(_present(m2.group(2)))}) because {re.escape(cause)}", desc,
+                       re.I), (q, a, desc)
+    elif m2 := re.fullmatch(r"How does (.+) change during the video\?", q):
+      desc = _actor(nar, m2.group(1)).description
+      if m3 := re.fullmatch(r"(?:It|He|She|They) first (.+) and then (.+)\.", a):
+        one, two = _pos(desc, m3.group(1)), _pos(desc, m3.group(2))
+        assert one < two and _only_glue(desc[one + len(m3.group(1)):two]), (q, a, desc)
+      else:
+        _pos(desc, act)
+    else:
+      raise AssertionError(f"unchecked causal question {q!r}")
+  elif kind == "shortqa":
+    word = a.rstrip(".").lower()
+    if q == "How many actors can be seen in the video?":
+      assert _NUM.index(word) == len(nar.actors)
+    elif m2 := re.fullmatch(r"What colour is the (\w+)( at the start)?\?", q):
+      (actor,) = [x for x in nar.actors if x.actor_name.lower().endswith(" " + m2.group(1))]
+      assert word in actor.actor_name.lower().split(), (q, a, actor.actor_name)
+    elif m2 := re.fullmatch(r"What colour does the (\w+) turn\?", q):
+      (actor,) = [x for x in nar.actors if x.actor_name.lower().endswith(" " + m2.group(1))]
+      assert re.search(rf"\bturns {word}\b", actor.description, re.I), (q, a, actor.description)
+    elif m2 := re.fullmatch(r"Is the (\w+) big or small( at the start)?\?", q):
+      (actor,) = [x for x in nar.actors if x.actor_name.lower().endswith(" " + m2.group(1))]
+      words = actor.actor_name.lower().split()
+      assert word in words or {"large": "big", "little": "small"}.get(
+          next(w for w in words if w in ("large", "little", "big", "small"))) == word
+    elif m2 := re.fullmatch(r"Which way does (.+) (\w+) (first|last)\?", q):
+      desc = _actor(nar, m2.group(1)).description.lower()
+      dirs = re.findall(r"\b(?:moves|goes|slides|travels) (?:to the )?(left|right|up|down)", desc)
+      assert word == (dirs[0] if m2.group(3) == "first" else dirs[-1]), (q, a, desc)
+    elif m2 := re.fullmatch(r"Does (.+)\?", q):
+      actor, base = _subject_and_rest(nar, m2.group(1))
+      own = re.sub(r"\b(?:after|before|once|when|while) [^,]*, ", "", actor.description,
+                   flags=re.I)   # "After the diamond disappears, ..." is about another actor
+      assert (_find_base(own, base) >= 0) == (a == "Yes."), (q, a, actor)
+    else:
+      raise AssertionError(f"unchecked short-QA question {q!r}")
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def test_rules_all_kinds_for_every_narrative(synthesized):
+  workdir, manifest, nars, records = synthesized
+  n = len(nars)
+  assert n >= 10
+  assert manifest["stand_in_for_llm"] is True and manifest["backend"] == "rules"
+  assert manifest["prompts_per_kind"] == {k: n for k in templates.KINDS}
+  assert manifest["counts_per_kind"] == {k: n for k in templates.KINDS}, manifest[
+      "rejects_per_reason"]
+  by_clip = collections.defaultdict(set)
+  for r in records:
+    by_clip[r["clip_id"]].add(r["kind"])
+  assert by_clip == {c: set(templates.KINDS) for c in nars}
+  assert set(manifest["template_hashes"]) == set(templates.KINDS)
+  # TFRecords hold the same pairs.
+  files = sorted(str(p) for p in (workdir / "v1/units").glob("*.tfrecord"))
+  spec = {k: tf.io.FixedLenFeature([], tf.string) for k in
+          ("clip_id", "video_path", "kind", "question", "answer", "prompt_id")}
+  tf_rows = [{k: v.numpy().decode() for k, v in tf.io.parse_single_example(x, spec).items()}
+             for x in tf.data.TFRecordDataset(files)]
+  assert sorted((r["prompt_id"], r["question"], r["answer"]) for r in tf_rows) == sorted(
+      (r["prompt_id"], r["question"], r["answer"]) for r in records)
+  assert all(r["video_path"].startswith("videos/") for r in tf_rows)
+
+
+def test_rules_pairs_agree_with_the_narrative(synthesized):
+  _, _, nars, records = synthesized
+  for r in records:   # every pair (the test world is small), checked on the raw text
+    check_pair(nars[r["clip_id"]], r["kind"], r["question"], r["answer"])
+  # Every candidate, not just the drawn one, for every narrative.
+  n_checked = 0
+  for nar in nars.values():
+    actors = [rules.parse_actor(a) for a in nar.actors]
+    for kind, fn in rules.CANDIDATES.items():
+      for q, a in fn(actors):
+        check_pair(nar, kind, q, a)
+        n_checked += 1
+  assert n_checked > 10 * len(nars)
+
+
+def _nar(clip_id: str, *actors: tuple[str, str]) -> narratives_lib.Narrative:
+  return narratives_lib.Narrative(clip_id, clip_id, f"videos/{clip_id}.mp4", "a", tuple(
+      narratives_lib.ActorNarrative(i, n, d) for i, (n, d) in enumerate(actors)))
+
+
+def test_temporal_answers_depend_on_order():
+  """Clips with the same actions in another order: every shared question changes its answer."""
+  acts = ("moves left", "grows", "turns blue")
+  answers = collections.defaultdict(dict)
+  for perm in itertools.permutations(acts):
+    desc = f"First, the big red circle {perm[0]}. Then it {perm[1]}. Finally, it {perm[2]}."
+    nar = _nar("+".join(perm), ("the big red circle", desc), ("the small green square",
+                                                              "The small green square stays "
+                                                              "still the whole time."))
+    for q, a in rules.temporal_candidates([rules.parse_actor(x) for x in nar.actors]):
+      check_pair(nar, "temporal", q, a)
+      answers[q][perm] = a
+  shared = {q: by for q, by in answers.items() if len(by) >= 2}
+  assert len(shared) >= 8
+  for q, by_perm in shared.items():
+    assert len(set(by_perm.values())) >= 2, (q, by_perm)
+  # Two orders of the same two actions: the drawn pairs differ.
+  a = _nar("x", ("the red circle", "The red circle moves up. Then it moves down."))
+  b = _nar("x", ("the red circle", "The red circle moves down. Then it moves up."))
+  assert rules.write_pair(a, "temporal", 0) != rules.write_pair(b, "temporal", 0)
+
+
+LIMITS = validate.Limits(3, 40, 60, 2, 10)
+NARRATIVE = ("the red circle: First, the red circle moves left across the whole screen very "
+             "slowly and carefully. Then it stops because it hits the blue square.")
+
+
+@pytest.mark.parametrize("reply,kind,reason", [
+    ("", "temporal", "empty_reply"),
+    ("Answer: left", "shortqa", "no_question"),
+    ("Question: Which way does it go?", "shortqa", "no_answer"),
+    ("Question: What happens first?\nAnswer: It moves.\nQuestion: Why?\nAnswer: x", "temporal",
+     "multiple_pairs"),
+    ("Question: It moves left.\nAnswer: yes", "temporal", "question_not_a_question"),
+    ("Question: Why?\nAnswer: Because.", "causal", "question_too_short"),
+    ("Question: What does the red circle do?\nAnswer: It moves left.", "temporal",
+     "temporal_no_order_word"),
+    ("Question: What does the red circle do after it moves?\nAnswer: It stops.", "causal",
+     "causal_not_why_or_how"),
+    ("Question: How many circles are there?\nAnswer: One.", "causal", "causal_not_why_or_how"),
+    ("Question: Which way does the circle move first?\nAnswer: To the far left.", "shortqa",
+     "shortqa_answer_too_long"),
+    ("Question: Why does the circle stop?\nAnswer: First, the red circle moves left across the "
+     "whole screen very slowly and carefully.", "causal", "answer_copies_narrative"),
+    ("Question: What does the description say first?\nAnswer: It moves left.", "temporal",
+     "mentions_description"),
+    ("Question: Why does the circle stop at the square?\nAnswer: the square", "causal",
+     "answer_in_question"),
+    ("Question: What is first?\nAnswer: " + " ".join(["word"] * 61), "temporal",
+     "answer_too_long"),
+])
+def test_validation_rejects(reply, kind, reason):
+  verdict = validate.check(reply, kind, NARRATIVE, LIMITS)
+  assert isinstance(verdict, validate.Rejected) and verdict.reason == reason, verdict
+
+
+@pytest.mark.parametrize("reply,kind,q,a", [
+    ("Question: Answer in en: Which way does the circle move first?\nAnswer: Left.", "shortqa",
+     "Which way does the circle move first?", "Left."),
+    ("**Question:** Why does the circle stop?\n**Answer:** It runs into\nthe square.", "causal",
+     "Why does the circle stop?", "It runs into the square."),
+    ("Q: Does the circle stop before or after it moves left?\nA: After.", "temporal",
+     "Does the circle stop before or after it moves left?", "After."),
+    ("Question: How does the circle end up next to the square?\nAnswer: It slides over until "
+     "they touch.", "causal", "How does the circle end up next to the square?",
+     "It slides over until they touch."),
+])
+def test_validation_accepts(reply, kind, q, a):
+  assert validate.check(reply, kind, NARRATIVE, LIMITS) == validate.Accepted(q, a)
+
+
+def test_templates_follow_the_paper_design():
+  nar = _nar("clip7", ("the red circle", "The red circle moves left."))
+  for kind in templates.KINDS:
+    p = templates.build_prompt(nar, kind, seed=3)
+    system = p.messages[0]["content"]
+    assert p.messages[0]["role"] == "system" and "visual assistant" in system
+    assert "challenging" in system and "give away" in system and "as if" in system
+    assert [m["role"] for m in p.messages] == ["system", "user", "assistant", "user",
+                                               "assistant", "user"]
+    assert p.messages[-1]["content"].endswith(nar.text())
+    shown = [m["content"] for m in p.messages if m["role"] == "assistant"]
+    assert shown == [templates.format_reply(*templates.EXAMPLES[kind][i][1:]) for i in p.shots]
+    for _, q, a in templates.EXAMPLES[kind]:   # the fixed examples pass our own validation
+      assert isinstance(validate.check(templates.format_reply(q, a), kind, "", LIMITS),
+                        validate.Accepted), (q, a)
+    assert templates.build_prompt(nar, kind, seed=3) == p        # deterministic per (clip, kind)
+  assert "fewer than three words" in templates.system_message("shortqa")
+  assert "Answer in en:" in templates.system_message("shortqa")
+  draws = {templates.choose_shots(0, f"c{i}", "causal") for i in range(200)}
+  assert len(draws) == 6 and all(len(set(d)) == 2 for d in draws)   # all ordered pairs of 3
+  assert templates.choose_shots(0, "c1", "causal") != templates.choose_shots(0, "c1", "shortqa") \
+      or templates.choose_shots(0, "c2", "causal") != templates.choose_shots(0, "c2", "shortqa")
+
+
+def test_resume_skips_finished_units_and_refuses_other_settings(demo_world, tmp_path):
+  config = synthesize_demo.get_config(f"world_dir={demo_world},unit_size=4")
+  manifest = synthesize.run(config, tmp_path)
+  units = sorted((tmp_path / "v1/units").glob("*.meta.json"))
+  assert len(units) == manifest["num_units"] >= 3
+  before = {p: p.stat().st_mtime_ns for p in (tmp_path / "v1/units").iterdir()}
+  victim = units[1]
+  victim.unlink()                                   # as if killed before the unit's meta landed
+  (tmp_path / "v1/manifest.json").unlink()
+  manifest2 = synthesize.run(config, tmp_path)
+  after = {p: p.stat().st_mtime_ns for p in (tmp_path / "v1/units").iterdir()}
+  changed = {p.name for p in after if before.get(p) != after[p]}
+  assert changed == {victim.name, victim.name.replace(".meta.json", ".tfrecord"),
+                     victim.name.replace(".meta.json", ".jsonl"),
+                     victim.name.replace(".meta.json", ".rejects.jsonl")}
+  assert not list((tmp_path / "v1/units").glob(".*tmp*"))
+  for key in ("counts_per_kind", "rejects_per_reason", "template_hashes", "narratives_sha256"):
+    assert manifest2[key] == manifest[key]
+  run = json.loads(sorted((tmp_path / "v1/runs").glob("*.json"))[-1].read_text())
+  assert run["units_skipped"] == manifest["num_units"] - 1 and run["units_written"] == 1
+  with pytest.raises(ValueError, match="seed"):
+    synthesize.run(synthesize_demo.get_config(f"world_dir={demo_world},unit_size=4,seed=1"),
+                   tmp_path)
+  other = synthesize.run(synthesize_demo.get_config(
+      f"world_dir={demo_world},unit_size=4,seed=1,version=v2"), tmp_path)
+  assert other["seed"] == 1 and (tmp_path / "v2/manifest.json").exists()
+
+
+def test_bad_input_lines_are_counted_not_dropped(tmp_path):
+  root = tmp_path / "vidln"
+  (root / "videos").mkdir(parents=True)
+  (root / "videos/ok.mp4").write_bytes(b"x")
+  good = {"dataset_id": "d", "video_id": "ok", "video_path": "videos/ok.mp4", "annotator_id": "a",
+          "actor_narratives": [{"actor_idx": 0, "actor_name": "the red circle",
+                                "description": "The red circle moves left. Then it grows.",
+                                "time_alignment": []}]}
+  lines = [json.dumps(good), "{broken", json.dumps({**good, "video_id": "gone",
+                                                     "video_path": "videos/gone.mp4"}),
+           json.dumps({**good, "actor_narratives": [{"actor_idx": 0, "actor_name": "x"}]})]
+  (root / "train.jsonl").write_text("\n".join(lines) + "\n")
+  manifest = synthesize.run(synthesize_demo.get_config(f"narratives={root / 'train.jsonl'}"),
+                            tmp_path / "out")
+  assert manifest["num_narratives"] == 1 and manifest["num_examples"] == 3
+  assert manifest["input_rejects_per_reason"] == {"malformed_row": 2, "missing_file": 1}
+  rows = [json.loads(x) for x in (tmp_path / "out/v1/input_rejects.jsonl").read_text().splitlines()]
+  assert sorted(r["item"] for r in rows) == ["line 2", "line 3", "line 4"]

@@ -1,0 +1,1 @@
+"""Video instruction data synthesis: templates, back-ends, validation, dataset units."""

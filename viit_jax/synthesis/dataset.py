@@ -1,0 +1,123 @@
+"""The versioned instruction dataset on disk: work units written atomically, and a manifest.
+
+Layout of <workdir>/<version>/:
+  settings.json                  what the version is bound to (backend, model, templates, seed, input)
+  units/unit-NNNNN.tfrecord      tf.train.Example per accepted pair: clip_id, video_path, kind,
+                                 question, answer, prompt_id (all bytes features)
+  units/unit-NNNNN.jsonl         the same records as JSON lines (plus shots, backend)
+  units/unit-NNNNN.rejects.jsonl {"prompt_id","clip_id","kind","reason","detail","reply"} per reject
+  units/unit-NNNNN.meta.json     written LAST: its presence marks the unit finished
+  input_rejects.jsonl            bad narrative lines (data.rejects.RejectRecord format)
+  rejects.jsonl                  all units' rejects, merged when the version is complete
+  manifest.json                  provenance and counts, written when every unit is finished
+  runs/                          one JSON per process run (timings, back-end counters)
+
+Every file is written to a temporary name in the same directory and renamed into place.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import pathlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from viit_jax.synthesis import tfrecord
+
+RECORD_FEATURES = ("clip_id", "video_path", "kind", "question", "answer", "prompt_id")
+TFRECORD_PATTERN = "units/unit-*.tfrecord"
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+  """One accepted instruction pair."""
+  prompt_id: str
+  clip_id: str
+  video_path: str   # relative to the manifest's video_root
+  kind: str
+  question: str
+  answer: str
+  shots: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class RejectRow:
+  prompt_id: str
+  clip_id: str
+  kind: str
+  reason: str
+  detail: str
+  reply: str | None
+
+
+def write_atomic(path: pathlib.Path, data: bytes) -> None:
+  """Writes `data` to a temporary file next to `path`, fsyncs, and renames it into place."""
+  tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+  with open(tmp, "wb") as f:
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def write_json(path: pathlib.Path, obj: Any) -> None:
+  write_atomic(path, (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+                      ).encode())
+
+
+def jsonl_bytes(rows: Iterable[Any]) -> bytes:
+  return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode()
+
+
+def tfrecord_bytes(records: Sequence[Record]) -> bytes:
+  """The records as TFRecord file bytes of tf.train.Example (RECORD_FEATURES, bytes each)."""
+  buf = io.BytesIO()
+  tfrecord.write_examples(buf, ({k: getattr(r, k) for k in RECORD_FEATURES} for r in records))
+  return buf.getvalue()
+
+
+class Units:
+  """Work units of one dataset version."""
+
+  def __init__(self, out_dir: str | pathlib.Path):
+    self.out_dir = pathlib.Path(out_dir)
+    self.units_dir = self.out_dir / "units"
+    self.units_dir.mkdir(parents=True, exist_ok=True)
+
+  def path(self, index: int, suffix: str) -> pathlib.Path:
+    return self.units_dir / f"unit-{index:05d}.{suffix}"
+
+  def meta(self, index: int) -> dict[str, Any] | None:
+    p = self.path(index, "meta.json")
+    if not p.exists():
+      return None
+    return json.loads(p.read_text())
+
+  def write(self, index: int, records: Sequence[Record], rejects: Sequence[RejectRow],
+            meta: dict[str, Any]) -> None:
+    """Writes one unit: data files first (each atomically), the meta file last."""
+    write_atomic(self.path(index, "tfrecord"), tfrecord_bytes(records))
+    write_atomic(self.path(index, "jsonl"), jsonl_bytes(dataclasses.asdict(r) for r in records))
+    write_atomic(self.path(index, "rejects.jsonl"),
+                 jsonl_bytes(dataclasses.asdict(r) for r in rejects))
+    write_json(self.path(index, "meta.json"), meta)
+
+  def records(self, index: int) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in self.path(index, "jsonl").read_text().splitlines()]
+
+  def rejects(self, index: int) -> list[dict[str, Any]]:
+    return [json.loads(line)
+            for line in self.path(index, "rejects.jsonl").read_text().splitlines()]
+
+
+def read_manifest(dataset_dir: str | pathlib.Path) -> dict[str, Any]:
+  """The manifest of a finished version; a clear error when the version is not complete."""
+  path = pathlib.Path(dataset_dir) / "manifest.json"
+  if not path.exists():
+    raise FileNotFoundError(
+        f"{path} does not exist: {dataset_dir} is not a finished synthesis output (run "
+        "python -m viit_jax.synthesize to completion; a version gets its manifest when every "
+        "work unit is written)")
+  return json.loads(path.read_text())
