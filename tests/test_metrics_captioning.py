@@ -28,15 +28,18 @@ def ours():
 
 
 @pytest.fixture(scope="module")
-def direct():
+def direct(ours):  # after `ours`, which starts the METEOR JVM
   """The COCOEvalCap recipe, called directly."""
+  del ours
   tokenizer = PTBTokenizer()
   gts = tokenizer.tokenize({k: [{"caption": c} for c in v] for k, v in REFERENCES.items()})
   res = tokenizer.tokenize({k: [{"caption": v}] for k, v in PREDICTIONS.items()})
   bleu, _ = Bleu(4).compute_score(gts, res)
-  meteor = Meteor()
+  # pycocoevalcap's own Meteor object; the JVM is the one `caption_metrics` started (each start costs
+  # 5-15 s), and the scorer keeps no state between calls.
+  meteor = captioning.meteor_scorer()
+  assert isinstance(meteor, Meteor)
   meteor_score, _ = meteor.compute_score(gts, res)
-  del meteor
   return {"BLEU-1": 100 * bleu[0], "BLEU-4": 100 * bleu[3], "METEOR": 100 * meteor_score,
           "ROUGE-L": 100 * Rouge().compute_score(gts, res)[0],
           "CIDEr": 100 * Cider().compute_score(gts, res)[0]}

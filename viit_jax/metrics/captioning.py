@@ -11,7 +11,9 @@ Needs `java` on PATH (tokenizer and METEOR are jars shipped inside the pycocoeva
 """
 from __future__ import annotations
 
+import atexit
 import shutil
+import threading
 from collections.abc import Hashable, Mapping, Sequence
 
 METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
@@ -30,18 +32,34 @@ def ptb_tokenize(captions: Mapping[Hashable, Sequence[str]]) -> dict[Hashable, l
   return PTBTokenizer().tokenize({key: [{"caption": c} for c in caps] for key, caps in captions.items()})
 
 
-def _meteor_score(gts: dict, res: dict) -> float:
+_METEOR = None  # One METEOR JVM per process, see `meteor_scorer`.
+_METEOR_LOCK = threading.Lock()
+
+
+def _stop_meteor(meteor) -> None:
+  """Meteor only stops its java process in __del__; stop it explicitly."""
+  process = meteor.meteor_p
+  if process.poll() is None:
+    process.stdin.close()
+    process.kill()
+    process.wait()
+  process.stdout.close()
+  process.stderr.close()
+
+
+def meteor_scorer():
+  """pycocoevalcap's METEOR scorer, started once per process and stopped at exit.
+
+  Starting it loads METEOR's paraphrase table into a JVM (5-15 s), so repeated evaluations share one.
+  """
+  global _METEOR
   from pycocoevalcap.meteor.meteor import Meteor
-  meteor = Meteor()
-  try:
-    score, _ = meteor.compute_score(gts, res)
-  finally:  # Meteor only stops its java process in __del__; stop it now.
-    meteor.meteor_p.stdin.close()
-    meteor.meteor_p.kill()
-    meteor.meteor_p.wait()
-    meteor.meteor_p.stdout.close()
-    meteor.meteor_p.stderr.close()
-  return float(score)
+  with _METEOR_LOCK:
+    if _METEOR is None or _METEOR.meteor_p.poll() is not None:  # not started, or the JVM died
+      _check_java()
+      _METEOR = Meteor()
+      atexit.register(_stop_meteor, _METEOR)
+    return _METEOR
 
 
 def caption_metrics(references: Mapping[Hashable, Sequence[str]], predictions: Mapping[Hashable, str],
@@ -83,7 +101,7 @@ def caption_metrics(references: Mapping[Hashable, Sequence[str]], predictions: M
       if f"BLEU-{n}" in metrics:
         result[f"BLEU-{n}"] = 100.0 * float(bleu[n - 1])
   if "METEOR" in metrics:
-    result["METEOR"] = 100.0 * _meteor_score(gts, res)
+    result["METEOR"] = 100.0 * float(meteor_scorer().compute_score(gts, res)[0])
   if "ROUGE-L" in metrics:
     from pycocoevalcap.rouge.rouge import Rouge
     result["ROUGE-L"] = 100.0 * float(Rouge().compute_score(gts, res)[0])

@@ -35,7 +35,7 @@ Deviations (nothing here is downloaded; WordNet 3.0 comes from Debian, see `word
   the FIRST synset is a verb (nltk >= 3.6: when either synset is a verb, adjective or adverb), so a
   noun-vs-verb pair scores 0 in one direction and e.g. large.a.01 vs small.a.01 scores 0, not 0.5;
   (b) morphy (used by both the lemmatiser and `synsets`) keeps applying the suffix rules until a form is
-  found, where nltk >= 3.9 stops after one round.
+  found ("dogss" -> "dogs" -> "dog"), where the installed nltk stops after one round.
 - The official code computes per-type means over all eight types and fails on a type with no question;
   here absent types and groups are left out of the result.
 - Normalised answers keep punctuation tokens ("yes ." != "yes" for DB/DC), exactly as the official code does;
@@ -119,7 +119,7 @@ def _morphy(form: str, pos: str) -> tuple[str, ...]:
     return tuple(filter_forms([form] + exceptions[form]))
   forms = apply_rules([form])
   results = filter_forms([form] + forms)
-  while not results and forms:  # Dropped in nltk >= 3.9; the official numbers used nltk 3.3.
+  while not results and forms:  # Dropped in later nltk; the official numbers used nltk 3.3.
     forms = apply_rules(forms)
     results = filter_forms(forms)
   return tuple(results)
