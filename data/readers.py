@@ -32,7 +32,6 @@ from __future__ import annotations
 import collections
 import csv
 import dataclasses
-import io
 import json
 import os
 import pathlib
@@ -220,41 +219,45 @@ def _source(root: pathlib.Path, path: pathlib.Path) -> str:
 
 def _csv_rows(path: pathlib.Path, source: str, columns: Sequence[str], rejects: Rejects,
               ) -> Iterator[tuple[int, dict[str, str]]]:
-  """Yields (line number, row dict) of well-formed rows; rejects the others.
+  """Yields (line number, row dict) of well-formed rows; rejects the others. Streams the file
+  (WebVid CSVs are gigabytes).
 
   Rejected: csv syntax errors and rows whose field count differs from the header
   (malformed_row), rows with invalid UTF-8 in any field (invalid_utf8). Blank lines are skipped.
-  Raises ValueError when the header lacks one of `columns`.
+  Raises FileNotFoundError for a missing file, ValueError when the header lacks one of `columns`.
   """
-  text = _read_text(path)
-  reader = csv.reader(io.StringIO(text, newline=""))
-  try:
-    header = next(reader)
-  except StopIteration:
-    raise ValueError(f"{path}: empty CSV, expected columns {list(columns)}") from None
-  missing = [c for c in columns if c not in header]
-  if missing:
-    raise ValueError(f"{path}: CSV header {header} lacks columns {missing}")
-  while True:
+  if not path.is_file():
+    raise FileNotFoundError(f"annotation file not found: {path}")
+  # Invalid UTF-8 bytes survive decoding as lone surrogates and are caught per row.
+  with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+    reader = csv.reader(f)
     try:
-      row = next(reader)
+      header = next(reader)
     except StopIteration:
-      return
-    except csv.Error as e:
-      rejects.add(source, f"line {reader.line_num}", rj.MALFORMED_ROW, f"csv error: {e}")
-      continue
-    line = f"line {reader.line_num}"
-    if not row or (len(row) == 1 and not row[0].strip()):
-      continue
-    if len(row) != len(header):
-      rejects.add(source, line, rj.MALFORMED_ROW,
-                  f"{len(row)} fields, header has {len(header)}: {row!r}"[:500])
-      continue
-    bad = [h for h, v in zip(header, row) if not _valid_utf8(v)]
-    if bad:
-      rejects.add(source, line, rj.INVALID_UTF8, f"fields {bad} are not valid UTF-8")
-      continue
-    yield reader.line_num, dict(zip(header, row))
+      raise ValueError(f"{path}: empty CSV, expected columns {list(columns)}") from None
+    missing = [c for c in columns if c not in header]
+    if missing:
+      raise ValueError(f"{path}: CSV header {header} lacks columns {missing}")
+    while True:
+      try:
+        row = next(reader)
+      except StopIteration:
+        return
+      except csv.Error as e:
+        rejects.add(source, f"line {reader.line_num}", rj.MALFORMED_ROW, f"csv error: {e}")
+        continue
+      line = f"line {reader.line_num}"
+      if not row or (len(row) == 1 and not row[0].strip()):
+        continue
+      if len(row) != len(header):
+        rejects.add(source, line, rj.MALFORMED_ROW,
+                    f"{len(row)} fields, header has {len(header)}: {row!r}"[:500])
+        continue
+      bad = [h for h, v in zip(header, row) if not _valid_utf8(v)]
+      if bad:
+        rejects.add(source, line, rj.INVALID_UTF8, f"fields {bad} are not valid UTF-8")
+        continue
+      yield reader.line_num, dict(zip(header, row))
 
 
 def _jsonl_objects(path: pathlib.Path, source: str, rejects: Rejects,

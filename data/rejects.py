@@ -32,6 +32,12 @@ EMPTY_SEGMENT = "empty_segment"  # the requested time segment holds no frame
 DUPLICATE_KEY = "duplicate_key"  # a second row with the key of an earlier one
 
 
+def _text(value: object) -> str:
+  """str(value) safe to write as UTF-8: undecodable input bytes (lone surrogates) are written
+  as backslash escapes instead of failing the write."""
+  return str(value).encode("utf-8", errors="backslashreplace").decode("utf-8")
+
+
 @dataclasses.dataclass(frozen=True)
 class RejectRecord:
   """One rejected item."""
@@ -63,7 +69,8 @@ class Rejects:
 
   def add(self, source: str, item: str | int, reason: str, detail: str = "") -> bool:
     """Records one rejected item. Returns False when (source, item, reason) was already recorded."""
-    record = RejectRecord(source=str(source), item=str(item), reason=reason, detail=detail)
+    record = RejectRecord(source=_text(source), item=_text(item), reason=_text(reason),
+                          detail=_text(detail))
     key = (record.source, record.item, record.reason)
     with self._lock:
       if key in self._seen:

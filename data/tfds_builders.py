@@ -479,13 +479,17 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--encoding", default="png", choices=["png", "jpeg"])
   parser.add_argument("--annotations", default="",
                       help="pools: split=file[,split=file], e.g. train=results_2M_train.csv")
-  parser.add_argument("--path_template", default="")
+  parser.add_argument("--path_template", default="",
+                      help="pools: media path template (see data.readers.read_webvid/_internvid)")
+  parser.add_argument("--clips_are_cut", action="store_true",
+                      help="internvid: files are the cut clips, not whole videos")
   parser.add_argument("--rejects", default=None, help="JSONL file for rejected rows/clips")
   parser.add_argument("--num_shards", type=int, default=None)
   args = parser.parse_args(argv)
   annotations = tuple(tuple(kv.split("=", 1)) for kv in args.annotations.split(",") if kv)
   config = make_config(args.num_frames, args.fps, args.res, encoding=args.encoding,
-                       annotations=annotations, path_template=args.path_template)
+                       annotations=annotations, path_template=args.path_template,
+                       full_videos=not args.clips_are_cut)
   rejects = Rejects(args.dataset, args.rejects)
   out = prepare(args.dataset, args.manual_dir, args.data_dir, config, rejects=rejects,
                 num_shards=args.num_shards)

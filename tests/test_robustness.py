@@ -57,10 +57,11 @@ def bad_pool(demo_world, tmp_path_factory):
       "d": ["d", good[1]["contentUrl"], "four seconds", "p", "bad duration"],
       "u": ["u", good[2]["contentUrl"], "PT00H00M04S", "p", "UTF8_HOLE"],
       "dup": rows[3],
+      "g": ["g", "videos/one.mp4", "PT00H00M01S", "UTF8_HOLE"],  # 4 fields and bad bytes
   }
   # Interleave bad rows between good ones: the rest must still flow, in order.
   order = [rows[0], bad["c1"], bad["z"], rows[1], bad["m"], bad["f"], rows[2], bad["s"],
-           bad["u"], rows[3], bad["c2"], bad["d"], rows[4], bad["dup"], rows[5]]
+           bad["u"], rows[3], bad["c2"], bad["d"], rows[4], bad["dup"], rows[5], bad["g"]]
   for r in order:
     w.writerow(r)
   raw = text.getvalue().encode("utf-8").replace(b"UTF8_HOLE", b"caf\xe9 \xff bad")
@@ -69,7 +70,7 @@ def bad_pool(demo_world, tmp_path_factory):
 
 
 EXPECTED_COUNTS = {rj.CORRUPT: 2, rj.EMPTY_FILE: 1, rj.MISSING_FILE: 1, rj.TOO_SHORT: 1,
-                   rj.MALFORMED_ROW: 2, rj.INVALID_UTF8: 1, rj.DUPLICATE_KEY: 1}
+                   rj.MALFORMED_ROW: 3, rj.INVALID_UTF8: 1, rj.DUPLICATE_KEY: 1}
 
 
 def test_pyav_task_skips_and_counts_bad_inputs(demo_world, bad_pool, tmp_path):
@@ -98,7 +99,7 @@ def test_pyav_task_skips_and_counts_bad_inputs(demo_world, bad_pool, tmp_path):
   for x in lines:
     assert set(x) == {"source", "item", "reason", "detail"} and x["detail"]
     by_reason.setdefault(x["reason"], []).append(x)
-  assert {x["item"] for x in by_reason[rj.MALFORMED_ROW]} == {"line 7", "line 13"}
+  assert {x["item"] for x in by_reason[rj.MALFORMED_ROW]} == {"line 7", "line 13", "line 17"}
   assert by_reason[rj.INVALID_UTF8][0]["item"] == "line 10"
   assert by_reason[rj.MISSING_FILE][0]["source"].endswith("results_pool.csv")
   assert by_reason[rj.EMPTY_FILE][0]["item"].endswith("zero.mp4")
@@ -118,7 +119,7 @@ def test_tfds_builder_skips_and_counts_bad_inputs(bad_pool, tmp_path):
   assert builder.info.metadata["rejects"] == {"train": EXPECTED_COUNTS}
   ids = [e["clip_id"].decode() for e in builder.as_dataset(split="train").as_numpy_iterator()]
   assert ids == [r["videoid"] for r in good]
-  assert len((tmp_path / "rejects.jsonl").read_text().splitlines()) == 9
+  assert len((tmp_path / "rejects.jsonl").read_text().splitlines()) == 10
 
 
 def test_a_bad_video_drops_its_questions_and_is_counted(demo_world, tmp_path):
