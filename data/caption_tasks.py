@@ -1,0 +1,120 @@
+"""seqio tasks over auto-labeled caption datasets (the output of `python -m viit_jax.autolabel`).
+
+Phase 4 (the dual encoder) trains on the machine captions: each example is a clip's frames and all K
+captions the VLM wrote for it; `suffix` is one of them drawn at random per example (seqio's seeded
+stateless RNG), as the paper samples one caption per clip per step.
+
+Examples (split "train"):
+  frames         uint8[T, res, res, 3]  (random temporal window, data/video.py's rule)
+  clip_id        str
+  alt_text       str                    the corpus's own text (for the alt-text baseline)
+  captions       str[K]                 every caption of the clip (also kept as "references")
+  prefix/suffix  int32 tokens           prompt / one random caption (+ *_pretokenized text)
+
+Only a finished dataset (manifest.json present, i.e. every work unit written) can be registered; the
+rows are read from the units the manifest lists, in order. Clips whose video fails to decode at
+training time are skipped and counted in `caption_task_rejects(name)`.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import seqio
+import tensorflow_datasets as tfds
+
+from data import preprocessors as pp
+from data import tasks as tasks_lib
+from data.rejects import Rejects
+from data.tfds_builders import ClipItem, Sampling
+
+SPLIT = "train"
+_REJECTS: dict[str, Rejects] = {}
+
+
+def read_manifest(dataset_dir: str | pathlib.Path) -> dict[str, Any]:
+  """The manifest of a finished auto-labeling version (a clear error when unfinished)."""
+  path = pathlib.Path(dataset_dir) / "manifest.json"
+  if not path.is_file():
+    raise FileNotFoundError(
+        f"{path} does not exist: {dataset_dir} is not a finished auto-labeling output (rerun "
+        "python -m viit_jax.autolabel with the same config until every work unit is written)")
+  return json.loads(path.read_text())
+
+
+def caption_rows(dataset_dir: str | pathlib.Path) -> Iterator[dict[str, Any]]:
+  """The caption rows of a finished dataset, unit by unit in the manifest's order."""
+  root = pathlib.Path(dataset_dir)
+  for name in read_manifest(root)["units"]:
+    with open(root / "units" / name, encoding="utf-8") as f:
+      for line in f:
+        if line.strip():
+          yield json.loads(line)
+
+
+def caption_features(num_frames: int, res: int) -> tfds.features.FeaturesDict:
+  return tfds.features.FeaturesDict({
+      "clip_id": tfds.features.Text(), "alt_text": tfds.features.Text(),
+      "captions": tfds.features.Sequence(tfds.features.Text()),
+      "frames": tfds.features.Video(shape=(num_frames, res, res, 3))})
+
+
+def register_caption_task(name: str, dataset_dir: str | pathlib.Path,
+                          video_root: str | pathlib.Path | None, num_frames: int, fps: float,
+                          res: int, vocab_path: str | pathlib.Path, *,
+                          prompt: str = pp.CAPTION_PROMPT, decode_workers: int = 1,
+                          shuffle_buffer_size: int = 64,
+                          rejects_path: str | pathlib.Path | None = None) -> str:
+  """Registers (or replaces) a seqio task over an auto-labeled dataset; returns its name.
+
+  Args:
+    name: task name.
+    dataset_dir: <autolabel workdir>/<version> (holds manifest.json and units/).
+    video_root: where the rows' relative video paths live; None or '' = the corpus root recorded
+      in the manifest (set it when the videos moved).
+    num_frames, fps, res: frame sampling of the training clips (random window).
+    vocab_path: SentencePiece model for prefix/suffix tokens.
+    prompt: the prefix text (the dual encoder ignores it; a VLM self-training mix uses it).
+    decode_workers, shuffle_buffer_size: as data.tasks.register_demo_tasks.
+    rejects_path: optional JSONL for clips that fail to decode.
+  """
+  dataset_dir = pathlib.Path(dataset_dir)
+  manifest = read_manifest(dataset_dir)
+  root = pathlib.Path(video_root) if video_root else pathlib.Path(manifest["corpus"]["video_root"])
+  if not root.is_dir():
+    raise FileNotFoundError(f"video root {root} does not exist")
+  rejects = Rejects(name, rejects_path)
+
+  def items_fn(split: str, rejects: Rejects) -> Iterator[ClipItem]:
+    del split, rejects  # One split; the rows were validated when they were written.
+    for row in caption_rows(dataset_dir):
+      segment = tuple(row["segment"]) if row["segment"] else None
+      yield ClipItem(row["clip_id"], root / row["path"],
+                     {"clip_id": row["clip_id"], "alt_text": row["alt_text"],
+                      "captions": list(row["captions"])}, segment=segment)
+
+  source = tasks_lib.pyav_source(
+      items_fn, [SPLIT], caption_features(num_frames, res),
+      sampling={SPLIT: Sampling(num_frames, fps, res, "random")}, rejects=rejects,
+      decode_workers=decode_workers)
+  seqio.TaskRegistry.remove(name)
+  seqio.TaskRegistry.add(
+      name, source=source,
+      preprocessors=[
+          functools.partial(pp.caption_from_list, key="captions", pick="random", prompt=prompt),
+          functools.partial(pp.check_frames, num_frames=num_frames, res=res),
+          pp.tokenize_text],
+      output_features=tasks_lib.output_features(tasks_lib.vocabulary(str(vocab_path))),
+      shuffle_buffer_size=shuffle_buffer_size)
+  _REJECTS[name] = rejects
+  return name
+
+
+def caption_task_rejects(name: str) -> Rejects:
+  """Clips of a registered caption task that failed to decode (counted by reason)."""
+  if name not in _REJECTS:
+    raise KeyError(f"caption task {name!r} was not registered by data.caption_tasks")
+  return _REJECTS[name]

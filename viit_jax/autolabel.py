@@ -1,0 +1,932 @@
+"""Phase 3: auto-label an unlabeled video corpus with the adapted VLM (the paper's VideoCC+/InternVid+).
+
+  python -m viit_jax.autolabel --config=configs/autolabel_demo.py:<key=value,...> --workdir=DIR
+
+Reads top to bottom: config -> distributed start-up -> corpus scan (fixed order, work units) ->
+settings bound to the output version -> model + parameters from `init_from` -> the loop over this
+process's unfinished units -> run record -> manifest (once every unit of every process is written).
+
+Modes:
+  viit             each clip's T frames go to the video-language model at once; K captions per clip.
+  frame_captioner  the paper's baseline: k frames of each clip are captioned one by one by the image
+                   model (T=1); sample k of the clip joins the k frame captions of sample k
+                   (deduplicated, in time order, `frame_captioner.separator`).
+
+Work units: the corpus (WebVid CSV, InternVid JSONL or the demo pool) is read in file order; well-formed,
+de-duplicated rows get a global index i and form units of `unit_size` consecutive clips. Process p of P
+takes units u with u % P == p and decodes batches of `batch_size` clips sharded over its own devices
+(the last batch padded, the padding dropped). Sample k of clip i is drawn with keys derived from
+(seed, i, k) only (viit_jax/decoding.py), so the captions do not depend on the process or device count.
+
+Output, <workdir>/<version>/:
+  settings.json                  what the version is bound to (checkpoint path + step, model, prompt,
+                                 decoding, seed, frames, corpus fingerprint); other settings are refused
+  units/unit-NNNNN.tfrecord      tf.train.Example per captioned clip (fields as the JSONL rows)
+  units/unit-NNNNN.jsonl         {"index", "clip_id", "path" (relative to the corpus root),
+                                 "segment" ([start_s, end_s] or null), "alt_text", "captions" [K],
+                                 "mean_logprobs" [K], "num_tokens" [K]
+                                 (+ "frame_captions" [K][k] in frame_captioner mode)}
+  units/unit-NNNNN.rejects.jsonl bad clips of the unit (data.rejects format: source, item, reason,
+                                 detail), e.g. missing_file, empty_file, corrupt, too_short
+  units/unit-NNNNN.meta.json     written LAST: its presence marks the unit finished
+  input_rejects.jsonl            bad corpus rows (malformed, invalid UTF-8, duplicate ids)
+  runs/run-<time>-p<i>.json      one record per process run (units, clips/s, tokens/s)
+  rejects.jsonl, manifest.json   merged rejects and provenance + counts + caption statistics, written
+                                 when every unit is finished
+Every file is written to a temporary name and renamed into place, so a killed job leaves only whole
+units; rerunning the same command skips them (exactly once). Bad clips are skipped and counted; the
+job finishes.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import datetime
+import hashlib
+import json
+import math
+import os
+import pathlib
+import re
+import socket
+import struct
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import google_crc32c
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import sentencepiece as spm
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from data import readers
+from data import rejects as rj
+from data import video
+from viit_jax import checkpoints
+from viit_jax import config_lib
+from viit_jax import decoding
+from viit_jax import sharding as sharding_lib
+from viit_jax.models import variants
+from viit_jax.models import vlm as vlm_lib
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Auto-labeling config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (the version goes under it).")
+
+MODES = ("viit", "frame_captioner")
+CORPUS_FORMATS = ("demo", "webvid", "internvid")
+DEFAULT_FILES = {"webvid": "results_2M_train.csv", "internvid": "InternVid-10M-FLT.jsonl"}
+DEFAULT_TEMPLATES = {"demo": "{contentUrl}", "webvid": "videos/{page_dir}/{videoid}.mp4",
+                     "internvid": "videos/{YoutubeID}.mp4"}
+SEPARATOR = "\n"  # The prompt/answer separator of the VLM sequence (data.preprocessors).
+ROW_FIELDS = ("index", "clip_id", "path", "segment", "alt_text", "captions", "mean_logprobs",
+              "num_tokens")
+
+
+# ------------------------------------------------------------------------------------------------
+# Corpus: rows in file order, de-duplicated, cut into work units.
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip:
+  """One clip to caption.
+
+  Attributes:
+    index: global position in the corpus (after dropping bad and duplicate rows).
+    clip_id: the corpus's id (WebVid videoid; InternVid <YoutubeID>_<start_ms>_<end_ms>).
+    path: the media file.
+    rel_path: the media file relative to the corpus root (what the outputs store).
+    segment: (start_s, end_s) to cut from the file, or None for the whole file.
+    alt_text: the corpus's own text for the clip.
+  """
+  index: int
+  clip_id: str
+  path: pathlib.Path
+  rel_path: str
+  segment: tuple[float, float] | None
+  alt_text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+  """An unlabeled corpus in one of the supported formats (see data/readers.py)."""
+  format: str
+  root: pathlib.Path
+  file: str
+  path_template: str
+  full_videos: bool
+  limit: int
+
+  @property
+  def source(self) -> str:
+    return f"{self.format}/{self.file}"
+
+  def clips(self, rejects: rj.Rejects) -> Iterator[Clip]:
+    """Streams the clips in file order; bad rows and repeated ids are counted in `rejects`.
+
+    Media files are not checked here (a missing file is a bad clip of its unit), so the unit
+    partition depends on the corpus file only.
+    """
+    if self.format in ("demo", "webvid"):
+      rows = ((c.videoid, c.path, None, c.name) for c in readers.read_webvid(
+          self.root, self.file, rejects=rejects, path_template=self.path_template,
+          check_files=False))
+    else:
+      rows = ((c.clip_id, c.path, c.segment, c.caption) for c in readers.read_internvid(
+          self.root, self.file, rejects=rejects, path_template=self.path_template,
+          full_videos=self.full_videos, check_files=False))
+    seen: set[str] = set()
+    index = 0
+    for clip_id, path, segment, alt_text in rows:
+      if self.limit and index >= self.limit:
+        return
+      if clip_id in seen:
+        rejects.add(self.source, clip_id, rj.DUPLICATE_KEY, f"clip id {clip_id!r} seen before")
+        continue
+      seen.add(clip_id)
+      yield Clip(index, clip_id, path, os.path.relpath(path, self.root), segment, alt_text)
+      index += 1
+
+
+def corpus_from_config(c: ml_collections.ConfigDict) -> Corpus:
+  """The configured corpus; a clear error for a missing root or file."""
+  fmt = c.format
+  if fmt not in CORPUS_FORMATS:
+    raise ValueError(f"corpus.format must be one of {CORPUS_FORMATS}, got {fmt!r}")
+  if fmt == "demo":
+    if not c.world_dir:
+      raise ValueError("corpus.format=demo needs corpus.world_dir (python -m data.demo_world)")
+    root = pathlib.Path(c.world_dir) / "webvid"
+    file = c.file or "results_pool.csv"
+  else:
+    if not c.root:
+      raise ValueError(f"corpus.format={fmt} needs corpus.root")
+    root = pathlib.Path(c.root)
+    file = c.file or DEFAULT_FILES[fmt]
+  if not (root / file).is_file():
+    raise FileNotFoundError(f"corpus file {root / file} does not exist")
+  if c.limit < 0:
+    raise ValueError(f"corpus.limit must be >= 0, got {c.limit}")
+  return Corpus(fmt, root.resolve(), file, c.path_template or DEFAULT_TEMPLATES[fmt],
+                bool(c.internvid_full_videos), int(c.limit))
+
+
+def units_of(clips: Iterable[Clip], unit_size: int) -> Iterator[tuple[int, list[Clip]]]:
+  """(unit index, clips) of consecutive `unit_size` clips."""
+  unit: list[Clip] = []
+  index = 0
+  for clip in clips:
+    unit.append(clip)
+    if len(unit) == unit_size:
+      yield index, unit
+      unit, index = [], index + 1
+  if unit:
+    yield index, unit
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusScan:
+  """Pass 1 over the corpus: counts, a fingerprint of the clip list, and the bad rows."""
+  num_clips: int
+  num_units: int
+  fingerprint: str
+  rejects: rj.Rejects
+
+
+def scan(corpus: Corpus, unit_size: int) -> CorpusScan:
+  rejects = rj.Rejects(corpus.source)
+  digest = hashlib.sha256()
+  n = 0
+  for clip in corpus.clips(rejects):
+    digest.update(json.dumps([clip.clip_id, clip.rel_path, clip.segment]).encode() + b"\n")
+    n += 1
+  return CorpusScan(n, math.ceil(n / unit_size), digest.hexdigest(), rejects)
+
+
+# ------------------------------------------------------------------------------------------------
+# Tokenizer (SentencePiece directly: the job never imports TensorFlow).
+
+
+class Tokenizer:
+  """The captioning prompt as model tokens, and generated ids back to text."""
+
+  def __init__(self, path: str | os.PathLike[str]):
+    if not pathlib.Path(path).is_file():
+      raise FileNotFoundError(f"SentencePiece model not found: {path}")
+    self.path = str(path)
+    self.sp = spm.SentencePieceProcessor(model_file=self.path)
+    self.size = int(self.sp.get_piece_size())
+    self.bos_id, self.eos_id = int(self.sp.bos_id()), int(self.sp.eos_id())
+    self.pad_id = max(int(self.sp.pad_id()), 0)
+    if self.bos_id < 0 or self.eos_id < 0:
+      raise ValueError(f"tokenizer {path} lacks BOS/EOS ids")
+
+  def separator_ids(self) -> tuple[int, ...]:
+    """Ids of "\\n" exactly as data.preprocessors.separator_ids computes them."""
+    piece = self.sp.piece_to_id(SEPARATOR)
+    if piece != self.sp.unk_id():
+      return (int(piece),)
+    ids = tuple(int(i) for i in self.sp.encode(SEPARATOR) if self.sp.id_to_piece(i) != "\u2581")
+    if not ids or self.sp.unk_id() in ids:
+      raise ValueError(f"tokenizer {self.path} cannot encode '\\n'")
+    return ids
+
+  def prompt_ids(self, prompt: str) -> list[int]:
+    """[BOS] + prompt + "\\n": the decoding prompt of the VLM sequence convention."""
+    return [self.bos_id, *map(int, self.sp.encode(prompt)), *self.separator_ids()]
+
+  def text(self, ids: np.ndarray) -> str:
+    """Generated ids int[L] -> text (up to EOS, padding dropped)."""
+    return self.sp.decode(decoding.strip(ids, self.eos_id, self.pad_id)).strip()
+
+  def sha256(self) -> str:
+    return hashlib.sha256(pathlib.Path(self.path).read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------
+# The output dataset: atomic files, TFRecords written without TensorFlow.
+
+
+def write_atomic(path: pathlib.Path, data: bytes) -> None:
+  """Writes `data` to a temporary file next to `path`, fsyncs, and renames it into place."""
+  tmp = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+  with open(tmp, "wb") as f:
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def write_json(path: pathlib.Path, obj: Any) -> None:
+  write_atomic(path, (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+                      ).encode())
+
+
+def jsonl_bytes(rows: Iterable[Mapping[str, Any]]) -> bytes:
+  return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode()
+
+
+def _varint(n: int) -> bytes:
+  n &= (1 << 64) - 1  # int64 two's complement, as protobuf encodes negative int64
+  out = bytearray()
+  while True:
+    bits = n & 0x7F
+    n >>= 7
+    if n:
+      out.append(bits | 0x80)
+    else:
+      out.append(bits)
+      return bytes(out)
+
+
+def _len_field(number: int, payload: bytes) -> bytes:
+  return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def tf_example(features: Mapping[str, Sequence[bytes] | Sequence[float] | Sequence[int]],
+               kinds: Mapping[str, str]) -> bytes:
+  """A serialized tf.train.Example. kinds[name] is "bytes", "float" or "int64"."""
+  entries = []
+  for name in sorted(features):
+    values, kind = features[name], kinds[name]
+    if kind == "bytes":
+      inner = b"".join(_len_field(1, v) for v in values)
+      feature = _len_field(1, inner)
+    elif kind == "float":
+      inner = _len_field(1, struct.pack(f"<{len(values)}f", *values)) if len(values) else b""
+      feature = _len_field(2, inner)
+    elif kind == "int64":
+      inner = _len_field(1, b"".join(_varint(int(v)) for v in values)) if len(values) else b""
+      feature = _len_field(3, inner)
+    else:
+      raise ValueError(f"unknown feature kind {kind!r}")
+    entries.append(_len_field(1, _len_field(1, name.encode()) + _len_field(2, feature)))
+  return _len_field(1, b"".join(entries))
+
+
+def _masked_crc(data: bytes) -> bytes:
+  crc = google_crc32c.value(data)
+  return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
+def tfrecord_bytes(records: Iterable[bytes]) -> bytes:
+  """TFRecord framing: length, masked CRC32C of the length, data, masked CRC32C of the data."""
+  out = bytearray()
+  for r in records:
+    length = struct.pack("<Q", len(r))
+    out += length + _masked_crc(length) + r + _masked_crc(r)
+  return bytes(out)
+
+
+TFRECORD_KINDS = {"index": "int64", "clip_id": "bytes", "path": "bytes", "segment": "float",
+                  "alt_text": "bytes", "captions": "bytes", "mean_logprobs": "float",
+                  "num_tokens": "int64", "frame_captions": "bytes"}
+
+
+def row_example(row: Mapping[str, Any]) -> bytes:
+  """A JSONL row as a tf.train.Example (frame_captions flattened sample-major)."""
+  feats: dict[str, Any] = {
+      "index": [row["index"]], "clip_id": [row["clip_id"].encode()],
+      "path": [row["path"].encode()], "segment": list(row["segment"] or []),
+      "alt_text": [row["alt_text"].encode()], "captions": [c.encode() for c in row["captions"]],
+      "mean_logprobs": row["mean_logprobs"], "num_tokens": row["num_tokens"]}
+  if "frame_captions" in row:
+    feats["frame_captions"] = [c.encode() for s in row["frame_captions"] for c in s]
+  return tf_example(feats, TFRECORD_KINDS)
+
+
+class Units:
+  """Work units of one output version (see the module docstring for the files)."""
+
+  def __init__(self, out_dir: str | os.PathLike[str]):
+    self.out_dir = pathlib.Path(out_dir)
+    self.units_dir = self.out_dir / "units"
+    self.units_dir.mkdir(parents=True, exist_ok=True)
+
+  def path(self, index: int, suffix: str) -> pathlib.Path:
+    return self.units_dir / f"unit-{index:05d}.{suffix}"
+
+  def meta(self, index: int) -> dict[str, Any] | None:
+    p = self.path(index, "meta.json")
+    return json.loads(p.read_text()) if p.exists() else None
+
+  def write(self, index: int, rows: Sequence[Mapping[str, Any]],
+            rejects: Sequence[rj.RejectRecord], meta: Mapping[str, Any]) -> None:
+    """Data files first (each atomically), the meta file last (the unit's commit)."""
+    write_atomic(self.path(index, "tfrecord"), tfrecord_bytes(row_example(r) for r in rows))
+    write_atomic(self.path(index, "jsonl"), jsonl_bytes(rows))
+    write_atomic(self.path(index, "rejects.jsonl"),
+                 jsonl_bytes(dataclasses.asdict(r) for r in rejects))
+    write_json(self.path(index, "meta.json"), dict(meta))
+
+  def rows(self, index: int) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in self.path(index, "jsonl").read_text().splitlines() if x]
+
+  def rejects(self, index: int) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in self.path(index, "rejects.jsonl").read_text().splitlines() if x]
+
+
+def read_rows(dataset_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+  """Every caption row of a finished version, in unit order (a clear error if unfinished)."""
+  manifest = read_manifest(dataset_dir)
+  units = Units(dataset_dir)
+  return [row for i in range(manifest["num_units"]) for row in units.rows(i)]
+
+
+def read_manifest(dataset_dir: str | os.PathLike[str]) -> dict[str, Any]:
+  path = pathlib.Path(dataset_dir) / "manifest.json"
+  if not path.is_file():
+    raise FileNotFoundError(
+        f"{path} does not exist: {dataset_dir} is not a finished auto-labeling output (run "
+        "python -m viit_jax.autolabel until every work unit is written)")
+  return json.loads(path.read_text())
+
+
+# ------------------------------------------------------------------------------------------------
+# Caption statistics (the paper's Table 7 and the motion check of the acceptance criteria).
+
+# Verbs of motion (lemmas). Inflections are generated by `_inflections`; change-of-state verbs
+# (appear, grow, change colour, turn <colour>) are deliberately not motion, and words that are mostly
+# nouns or adjectives in captions (circle, head, shot, rose, left, slow) are left out.
+MOTION_VERBS = frozenset("""
+    move go come travel slide glide drift roll bounce hop jump leap fall drop rise climb descend
+    ascend sink float fly swim run walk crawl race dash rush hurry zoom dart approach leave enter
+    exit cross pass chase follow pursue flee escape return spin rotate orbit swing sway shake
+    wobble wiggle swirl tumble collide crash hit bump push pull drag carry throw toss kick stop
+    halt pause accelerate decelerate reverse wander march stroll jog ride drive sail steer""".split())
+
+
+def _inflections(verb: str) -> set[str]:
+  """verb -> {verb, 3rd person, -ing, -ed} with the usual spelling rules (regular forms)."""
+  forms = {verb}
+  vowels = "aeiou"
+  if verb.endswith(("s", "sh", "ch", "x", "z", "o")):
+    forms.add(verb + "es")
+  elif verb.endswith("y") and verb[-2] not in vowels:
+    forms.add(verb[:-1] + "ies")
+  else:
+    forms.add(verb + "s")
+  if verb.endswith("ie"):
+    stem = verb[:-2] + "y"
+  elif verb.endswith("e") and not verb.endswith(("ee", "ye", "oe")):
+    stem = verb[:-1]
+  elif (len(verb) >= 3 and verb[-1] not in vowels + "wxy" and verb[-2] in vowels
+        and verb[-3] not in vowels and verb in _DOUBLING):
+    stem = verb + verb[-1]
+  else:
+    stem = verb
+  forms.add(stem + "ing")
+  if verb.endswith("e"):
+    forms.add(verb + "d")
+  elif verb.endswith("y") and verb[-2] not in vowels:
+    forms.add(verb[:-1] + "ied")
+  else:
+    forms.add(stem + "ed")
+  return forms
+
+
+# One-syllable (or final-stress) verbs that double their last consonant (stop -> stopping).
+_DOUBLING = frozenset("stop hop drop swim run spin hit bump jog shoot dart sit slip trip step "
+                      "grab skip flip".split())
+_IRREGULAR = frozenset("""went gone came ran flew flown fell fallen risen swam swum rode ridden
+    drove driven threw thrown fled spun swung shook shaken sank sunk leapt slid travelling
+    travelled""".split())
+MOTION_WORDS = frozenset(set().union(*(_inflections(v) for v in MOTION_VERBS)) | _IRREGULAR)
+_WORD = re.compile(r"[a-z]+")
+
+
+def has_motion_verb(caption: str) -> bool:
+  """True when the caption contains a verb of motion (any inflection; lower-cased words)."""
+  return any(w in MOTION_WORDS for w in _WORD.findall(caption.lower()))
+
+
+def motion_verb_share(captions: Sequence[str]) -> float:
+  """The share of captions with a verb of motion (0.0 for no captions)."""
+  if not captions:
+    return 0.0
+  return sum(has_motion_verb(c) for c in captions) / len(captions)
+
+
+def caption_stats(captions: Sequence[str]) -> dict[str, float]:
+  """Mean words per caption, distinct words, and the motion-verb share."""
+  words = [_WORD.findall(c.lower()) for c in captions]
+  return {"num_captions": len(captions),
+          "mean_words": float(np.mean([len(w) for w in words])) if words else 0.0,
+          "unique_words": len(set().union(*map(set, words))) if words else 0,
+          "motion_verb_share": motion_verb_share(captions)}
+
+
+# ------------------------------------------------------------------------------------------------
+# Model and parameters.
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointSource:
+  """Where the parameters come from: a trainer workdir's checkpoint (with its meta) or a .npz."""
+  path: str
+  step: int | None
+  meta: Mapping[str, Any]
+
+
+def checkpoint_source(init_from: str, init_step: int) -> CheckpointSource:
+  """Resolves the checkpoint step and reads its meta (the trainer's config) without writing."""
+  if not init_from:
+    raise ValueError("init_from is required: a trainer workdir (phase 2 for mode=viit) or a .npz")
+  if init_from.endswith(".npz"):
+    if not os.path.isfile(init_from):
+      raise FileNotFoundError(f"init_from={init_from!r} does not exist")
+    return CheckpointSource(os.path.abspath(init_from), None, {})
+  directory = checkpoints.checkpoint_dir(init_from)
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"init_from={init_from!r}: no checkpoint directory {directory}")
+  manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True),
+                                  item_handlers={"meta": ocp.JsonCheckpointHandler()})
+  try:
+    steps = sorted(manager.all_steps())
+    if not steps:
+      raise FileNotFoundError(f"init_from={init_from!r}: no committed checkpoint in {directory}")
+    step = steps[-1] if init_step < 0 else init_step
+    if step not in steps:
+      raise FileNotFoundError(f"init_from={init_from!r}: no checkpoint at step {step} "
+                              f"(have {steps})")
+    meta = dict(manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+                or {})
+  finally:
+    manager.close()
+  return CheckpointSource(os.path.abspath(init_from), int(step), meta)
+
+
+def _trained(source: CheckpointSource, section: str, key: str) -> Any:
+  cfg = source.meta.get("config") or {}
+  return (cfg.get(section) or {}).get(key)
+
+
+def model_config(config: ml_collections.ConfigDict, source: CheckpointSource, num_frames: int,
+                 res: int) -> vlm_lib.VLMConfig:
+  """The VLM config: the checkpoint's variant / vocab / dtype unless the config sets them."""
+  variant = config.model.variant or _trained(source, "model", "variant")
+  if not variant:
+    raise ValueError(f"model.variant is not set and {source.path} records none (a .npz source "
+                     "needs model.variant, model.vocab_size and data.res)")
+  overrides: dict[str, Any] = {"img.image_size": res, "img.num_frames": num_frames}
+  vocab_size = config.model.vocab_size or _trained(source, "model", "vocab_size") or 0
+  if vocab_size:
+    overrides["llm.vocab_size"] = int(vocab_size)
+  dtype = config.model.dtype or _trained(source, "model", "dtype") or "float32"
+  overrides.update({"img.dtype": dtype, "llm.dtype": dtype})
+  cfg = variants.get_config(variant, overrides)
+  if not isinstance(cfg, vlm_lib.VLMConfig):
+    raise ValueError(f"model variant {variant!r} is not a video-language model")
+  return cfg
+
+
+def load_params(model_cfg: vlm_lib.VLMConfig, source: CheckpointSource, mesh: jax.sharding.Mesh,
+                assignment_map: checkpoints.AssignmentMap) -> Any:
+  """The parameters (only) of `source`, restored straight into their shardings on `mesh`."""
+  boxed = variants.abstract_params(model_cfg)
+  shardings = sharding_lib.logical_to_shardings(boxed, mesh)
+  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                          nn.unbox(boxed), shardings)
+  params, report = checkpoints.load_params_into(abstract, source.path, step=source.step or -1,
+                                                assignment_map=assignment_map)
+  if report.kept:
+    raise ValueError(f"{source.path} does not provide {len(report.kept)} parameters "
+                     f"(e.g. {list(report.kept[:5])}); auto-labeling needs a complete model")
+  logging.info("%s", report.summary())
+  return params
+
+
+# ------------------------------------------------------------------------------------------------
+# Captioning one batch.
+
+
+@dataclasses.dataclass
+class Decoded:
+  """A clip whose frames decoded: uint8[F, R, R, 3] (F = T, or k in frame_captioner mode)."""
+  clip: Clip
+  frames: np.ndarray
+
+
+def decode_clip(clip: Clip, num_frames: int, fps: float, res: int
+                ) -> Decoded | rj.RejectRecord:
+  """The clip's frames (data.video's centred window), or its reject record."""
+  try:
+    frames = video.decode_frames(clip.path, num_frames, fps, res, mode="uniform",
+                                 segment=clip.segment)
+  except video.VideoError as e:
+    return rj.RejectRecord("video", clip.rel_path, e.reason, f"clip {clip.clip_id}: {e.detail}")
+  except (OSError, ValueError, RuntimeError) as e:  # A decoder failure outside PyAV's errors.
+    return rj.RejectRecord("video", clip.rel_path, rj.CORRUPT,
+                           f"clip {clip.clip_id}: {type(e).__name__}: {e}")
+  return Decoded(clip, frames)
+
+
+class Captioner:
+  """Runs the decoder on a batch of decoded clips and builds the output rows."""
+
+  def __init__(self, decoder: decoding.Decoder, params: Any, tokenizer: Tokenizer, prompt: str,
+               mode: str, batch_size: int, seed: int, separator: str):
+    self.decoder, self.params, self.tokenizer = decoder, params, tokenizer
+    self.mode, self.batch_size, self.seed, self.separator = mode, batch_size, seed, separator
+    self.prompt = np.asarray(tokenizer.prompt_ids(prompt), np.int32)
+
+  def __call__(self, items: Sequence[Decoded]) -> tuple[list[dict[str, Any]], int]:
+    """Rows for `items` (at most batch_size; padded here) and the number of generated tokens."""
+    n = len(items)
+    if not 0 < n <= self.batch_size:
+      raise ValueError(f"batch of {n} clips, expected 1..{self.batch_size}")
+    frames = np.stack([it.frames for it in items])  # [n, F, R, R, 3]
+    f = frames.shape[1]
+    pad = self.batch_size - n
+    if pad:
+      frames = np.concatenate([frames, np.zeros((pad,) + frames.shape[1:], np.uint8)])
+    index = np.array([it.clip.index for it in items] + [-1] * pad, np.int64)
+    if self.mode == "viit":
+      ids = index
+    else:  # One row per frame, T=1; frame j of clip i is example i * k + j.
+      frames = frames.reshape((-1, 1) + frames.shape[2:])
+      ids = (index[:, None] * f + np.arange(f)[None, :]).reshape(-1)
+    rows_in = frames.shape[0]
+    inputs = {"frames": frames, "tokens": np.tile(self.prompt[None], (rows_in, 1)),
+              "mask_input": np.ones((rows_in, len(self.prompt)), np.int32)}
+    out = self.decoder(self.params, inputs, np.where(ids < 0, 0, ids).astype(np.int32), self.seed)
+    text = self.tokenizer.text
+    rows = []
+    for b, it in enumerate(items):
+      row: dict[str, Any] = {
+          "index": it.clip.index, "clip_id": it.clip.clip_id, "path": it.clip.rel_path,
+          "segment": list(it.clip.segment) if it.clip.segment else None,
+          "alt_text": it.clip.alt_text}
+      if self.mode == "viit":
+        row["captions"] = [text(t) for t in out.tokens[b]]
+        row["mean_logprobs"] = [float(x) for x in out.mean_logprob[b]]
+        row["num_tokens"] = [int(x) for x in out.lengths[b]]
+      else:
+        sl = slice(b * f, (b + 1) * f)
+        toks, lens, lps = out.tokens[sl], out.lengths[sl], out.logprobs[sl]  # [k, K, ...]
+        per_sample = [[text(toks[j, s]) for j in range(f)] for s in range(toks.shape[1])]
+        row["frame_captions"] = per_sample
+        row["captions"] = [self.separator.join(dict.fromkeys(c for c in caps if c))
+                           for caps in per_sample]
+        total = lens.sum(axis=0)
+        row["mean_logprobs"] = [float(x) for x in lps.sum(axis=(0, 2)) / np.maximum(total, 1)]
+        row["num_tokens"] = [int(x) for x in total]
+      rows.append(row)
+    tokens = int(out.lengths[:n if self.mode == "viit" else n * f].sum())
+    return rows, tokens
+
+
+# ------------------------------------------------------------------------------------------------
+# Settings, progress, manifest.
+
+
+def decode_config(config: ml_collections.ConfigDict, tokenizer: Tokenizer, model_vocab: int
+                  ) -> decoding.DecodeConfig:
+  d = config.decode
+  return decoding.DecodeConfig(
+      sampler=d.sampler, max_decode_len=int(d.max_decode_len), num_samples=int(d.num_samples),
+      temperature=float(d.temperature), top_p=float(d.top_p), top_k=int(d.top_k),
+      beam_size=int(d.beam_size), length_penalty=float(d.length_penalty),
+      eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
+      valid_vocab_size=tokenizer.size if tokenizer.size < model_vocab else 0)
+
+
+def bind_settings(out_dir: pathlib.Path, settings: Mapping[str, Any]) -> None:
+  """Records the version's settings, or refuses when the version was made with other ones."""
+  path = out_dir / "settings.json"
+  settings = json.loads(json.dumps(settings))
+  if path.exists():
+    changed = config_lib.diff(json.loads(path.read_text()), settings)
+    if changed:
+      raise ValueError(
+          f"{out_dir} was written with other settings ({'; '.join(changed[:8])}); use another "
+          "version (config.version) for a new dataset, or restore the settings to resume it")
+    return
+  write_json(path, settings)
+
+
+def _eta(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  s = int(seconds)
+  return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class Progress:
+  """The progress line: clips done, clips/s, generated tokens/s, ETA (this process)."""
+
+  def __init__(self, prefix: str, total_clips: int, every_s: float):
+    self.prefix, self.total, self.every_s = prefix, total_clips, every_s
+    self.start = self.last = time.time()
+    self.clips = self.tokens = 0
+
+  def update(self, clips: int, tokens: int, *, unit: str = "", force: bool = False) -> None:
+    self.clips += clips
+    self.tokens += tokens
+    now = time.time()
+    if not force and now - self.last < self.every_s:
+      return
+    self.last = now
+    dt = max(now - self.start, 1e-9)
+    rate = self.clips / dt
+    eta = (self.total - self.clips) / rate if rate > 0 else math.inf
+    print(f"{self.prefix}{unit} | clips {self.clips}/{self.total} | {rate:.2f} clips/s | "
+          f"{self.tokens / dt:.1f} tokens/s | ETA {_eta(eta)}", flush=True)
+
+  def rates(self) -> dict[str, float]:
+    dt = max(time.time() - self.start, 1e-9)
+    return {"clips": self.clips, "tokens": self.tokens, "seconds": dt,
+            "clips_per_s": self.clips / dt, "tokens_per_s": self.tokens / dt}
+
+
+def finalize(units: Units, num_units: int, settings: Mapping[str, Any],
+             input_rejects: rj.Rejects) -> dict[str, Any] | None:
+  """Writes rejects.jsonl and manifest.json once every unit is finished; else None."""
+  metas = [units.meta(i) for i in range(num_units)]
+  if any(m is None for m in metas):
+    return None
+  clip_reasons: collections.Counter[str] = collections.Counter()
+  merged: list[dict[str, Any]] = [dataclasses.asdict(r) for r in input_rejects.records]
+  first, every, alt = [], [], []
+  captioned = 0
+  for i in range(num_units):
+    unit_rejects = units.rejects(i)
+    merged.extend(unit_rejects)
+    clip_reasons.update(r["reason"] for r in unit_rejects)
+    for r in units.rows(i):
+      captioned += 1
+      first.append(r["captions"][0])
+      every.extend(r["captions"])
+      alt.append(r["alt_text"])
+  reasons = clip_reasons + collections.Counter(input_rejects.counts)
+  write_atomic(units.out_dir / "rejects.jsonl", jsonl_bytes(merged))
+  manifest = {
+      **settings,
+      "num_units": num_units,
+      "num_clips_listed": settings["corpus"]["num_clips"],
+      "num_captioned": captioned,
+      "num_rejected": sum(clip_reasons.values()),
+      "num_input_rows_rejected": input_rejects.total,
+      "rejects_per_reason": dict(sorted(reasons.items())),
+      "stats": {"first_caption": caption_stats(first), "all_captions": caption_stats(every),
+                "alt_text": caption_stats(alt)},
+      "files": {"tfrecord": "units/unit-*.tfrecord", "jsonl": "units/unit-*.jsonl",
+                "rejects": "rejects.jsonl", "input_rejects": "input_rejects.jsonl"},
+      "units": [units.path(i, "jsonl").name for i in range(num_units)],
+      "runs": sorted(p.name for p in (units.out_dir / "runs").glob("*.json")),
+      "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+  }
+  write_json(units.out_dir / "manifest.json", manifest)
+  return manifest
+
+
+# ------------------------------------------------------------------------------------------------
+# The job.
+
+
+def _configure_runtime() -> None:
+  """A persistent compile cache when VIIT_COMPILE_CACHE is set (restarts skip compilation)."""
+  cache = os.environ.get("VIIT_COMPILE_CACHE")
+  if cache:
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def _check_config(config: ml_collections.ConfigDict) -> None:
+  if config.mode not in MODES:
+    raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
+  if config.unit_size < 1 or config.batch_size < 1:
+    raise ValueError(f"unit_size and batch_size must be >= 1, got {config.unit_size}, "
+                     f"{config.batch_size}")
+  if config.data.decode_workers < 1:
+    raise ValueError("data.decode_workers must be >= 1")
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
+        ) -> dict[str, Any] | None:
+  """Captions (or resumes) config.version under `workdir`; the manifest once complete."""
+  # Setup: corpus, tokenizer, checkpoint, settings.
+  started = time.time()
+  _check_config(config)
+  pid, nproc = jax.process_index(), jax.process_count()
+  log = print if pid == 0 else (lambda *a, **k: None)
+  corpus = corpus_from_config(config.corpus)
+  corpus_scan = scan(corpus, config.unit_size)
+  if corpus_scan.num_clips == 0:
+    raise ValueError(f"no usable clip in {corpus.root / corpus.file} (rejected rows: "
+                     f"{corpus_scan.rejects.counts})")
+  vocab_path = config.vocab_path
+  if not vocab_path:
+    if corpus.format != "demo":
+      raise ValueError("vocab_path is required (the VLM's SentencePiece model)")
+    vocab_path = str(pathlib.Path(config.corpus.world_dir) / "spm" / "demo.model")
+  tokenizer = Tokenizer(vocab_path)
+  source = checkpoint_source(config.init_from, config.init_step)
+  res = config.data.res or _trained(source, "data", "res")
+  if not res:
+    raise ValueError("data.res is not set and the checkpoint records none")
+  fc = config.mode == "frame_captioner"
+  num_frames = config.frame_captioner.num_frames if fc else config.data.num_frames
+  fps = config.frame_captioner.fps if fc else config.data.fps
+  model_cfg = model_config(config, source, 1 if fc else num_frames, int(res))
+  dcfg = decode_config(config, tokenizer, model_cfg.llm.vocab_size)
+  trained_frames = _trained(source, "data", "num_frames")
+  if not fc and trained_frames and trained_frames != num_frames:
+    logging.warning("the checkpoint was trained on %s frames, captioning with %d",
+                    trained_frames, num_frames)
+  settings = {
+      "version": config.version, "mode": config.mode, "seed": int(config.seed),
+      "checkpoint": {"path": source.path, "step": source.step,
+                     "experiment": source.meta.get("experiment"),
+                     "variant": config.model.variant or _trained(source, "model", "variant")},
+      "model": {"vocab_size": model_cfg.llm.vocab_size, "dtype": model_cfg.llm.dtype,
+                "image_size": model_cfg.img.image_size},
+      "prompt": config.prompt, "prompt_ids": tokenizer.prompt_ids(config.prompt),
+      "tokenizer": {"path": os.path.abspath(tokenizer.path), "sha256": tokenizer.sha256()},
+      "decode": dcfg.settings(),
+      "frames": {"num_frames": int(num_frames), "fps": float(fps), "res": int(res),
+                 "per_frame": fc},
+      "frame_captioner_separator": config.frame_captioner.separator if fc else None,
+      "unit_size": int(config.unit_size),
+      "corpus": {"format": corpus.format, "video_root": str(corpus.root),
+                 "file": str(corpus.root / corpus.file), "path_template": corpus.path_template,
+                 "full_videos": corpus.full_videos if corpus.format == "internvid" else None,
+                 "limit": corpus.limit, "num_clips": corpus_scan.num_clips,
+                 "num_units": corpus_scan.num_units, "fingerprint": corpus_scan.fingerprint},
+  }
+  out_dir = pathlib.Path(workdir) / config.version
+  (out_dir / "runs").mkdir(parents=True, exist_ok=True)
+  bind_settings(out_dir, settings)
+  write_atomic(out_dir / "input_rejects.jsonl",
+               jsonl_bytes(dataclasses.asdict(r) for r in corpus_scan.rejects.records))
+  units = Units(out_dir)
+  mine = [u for u in range(corpus_scan.num_units) if u % nproc == pid]
+  todo = {u for u in mine if units.meta(u) is None}
+  log(f"autolabel {config.mode}: {corpus_scan.num_clips} clips ({corpus_scan.rejects.total} rows "
+      f"rejected) in {corpus_scan.num_units} units of {config.unit_size}; {nproc} process(es); "
+      f"checkpoint {source.path} step {source.step}; decode {dcfg.settings()}", flush=True)
+
+  # Model: this process's devices, parameters restored into their shardings.
+  mesh = decoding.local_mesh(dict(config.mesh))
+  params = load_params(model_cfg, source, mesh,
+                       tuple(tuple(r) for r in config.init_assignment_map))
+  decoder = decoding.Decoder(decoding.VLMAdapter(vlm_lib.VLM(model_cfg)), dcfg, mesh)
+  rows_per_clip = num_frames if fc else 1
+  if (config.batch_size * rows_per_clip) % decoder.batch_divisor:
+    raise ValueError(f"batch_size {config.batch_size} (x {rows_per_clip} rows per clip) is not a "
+                     f"multiple of this process's {decoder.batch_divisor} devices")
+  captioner = Captioner(decoder, params, tokenizer, config.prompt, config.mode,
+                        int(config.batch_size), int(config.seed),
+                        config.frame_captioner.separator)
+  todo_clips = sum(min(config.unit_size, corpus_scan.num_clips - u * config.unit_size)
+                   for u in todo)
+  print(f"autolabel p{pid}/{nproc}: {len(mine)} units, {len(mine) - len(todo)} already finished, "
+        f"{len(todo)} to do ({todo_clips} clips); mesh {dict(mesh.shape)}", flush=True)
+
+  # Loop: my unfinished units; video decoding of unit u+1 overlaps the model on unit u.
+  progress = Progress(f"autolabel p{pid}/{nproc}", todo_clips, config.log_every_s)
+  written, bad = 0, 0
+  pass2 = rj.Rejects(corpus.source)  # Pass 1 recorded these rows already.
+  my_units = ((u, clips) for u, clips in units_of(corpus.clips(pass2), config.unit_size)
+              if u in todo)
+  with concurrent.futures.ThreadPoolExecutor(config.data.decode_workers) as pool:
+    def submit(unit):
+      u, clips = unit
+      return u, clips, [pool.submit(decode_clip, c, num_frames, fps, int(res)) for c in clips]
+
+    pending = None
+    for unit in my_units:
+      nxt = submit(unit)
+      if pending is not None:
+        bad += _caption_unit(*pending, units=units, captioner=captioner, progress=progress)
+        written += 1
+      pending = nxt
+    if pending is not None:
+      bad += _caption_unit(*pending, units=units, captioner=captioner, progress=progress)
+      written += 1
+
+  # Finish: this run's record; the manifest once every process's units are written.
+  stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+  record = {"host": socket.gethostname(), "pid": os.getpid(), "process": pid,
+            "num_processes": nproc, "devices": len(jax.local_devices()),
+            "batch_size": int(config.batch_size), "units_written": written,
+            "units_skipped": len(mine) - len(todo), "clips_rejected": bad,
+            **progress.rates(), "total_seconds": time.time() - started}
+  write_json(out_dir / "runs" / f"run-{stamp}-p{pid}.json", record)
+  print(f"autolabel p{pid}/{nproc}: wrote {written} units ({record['clips']} clips captioned, "
+        f"{bad} rejected) in {record['seconds']:.1f}s: {record['clips_per_s']:.2f} clips/s, "
+        f"{record['tokens_per_s']:.1f} tokens/s", flush=True)
+  if nproc > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices("autolabel_units_written")
+  manifest = None
+  if pid == 0:
+    manifest = finalize(units, corpus_scan.num_units, settings, corpus_scan.rejects)
+    if manifest is None:
+      log(f"autolabel: some units are still missing (another process did not finish); rerun "
+          f"to complete {out_dir}", flush=True)
+    else:
+      log(f"autolabel: complete: {out_dir / 'manifest.json'}: {manifest['num_captioned']} clips "
+          f"captioned, {manifest['num_rejected']} rejected {manifest['rejects_per_reason']}; "
+          f"motion-verb share {manifest['stats']['first_caption']['motion_verb_share']:.3f}",
+          flush=True)
+  return manifest
+
+
+def _caption_unit(u: int, clips: list[Clip], futures: list[concurrent.futures.Future], *,
+                  units: Units, captioner: Captioner, progress: Progress) -> int:
+  """Captions one unit (batches in clip order) and writes it; returns its number of bad clips."""
+  t0 = time.time()
+  rows: list[dict[str, Any]] = []
+  rejected: list[rj.RejectRecord] = []
+  batch: list[Decoded] = []
+  tokens = 0
+
+  def flush():
+    nonlocal batch, tokens
+    out, n_tok = captioner(batch)
+    rows.extend(out)
+    tokens += n_tok
+    progress.update(len(batch), n_tok, unit=f" unit {u}")
+    batch = []
+
+  for fut in futures:
+    item = fut.result()
+    if isinstance(item, rj.RejectRecord):
+      rejected.append(item)
+      progress.update(1, 0)
+      continue
+    batch.append(item)
+    if len(batch) == captioner.batch_size:
+      flush()
+  if batch:
+    flush()
+  meta = {"unit": u, "clip_ids": [c.clip_id for c in clips], "num_clips": len(clips),
+          "num_captioned": len(rows), "num_rejected": len(rejected),
+          "rejects": dict(collections.Counter(r.reason for r in rejected)),
+          "tokens": tokens, "seconds": time.time() - t0, "process": jax.process_index()}
+  units.write(u, rows, rejected, meta)
+  progress.update(0, 0, unit=f" unit {u} written", force=True)
+  return len(rejected)
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _CONFIG.value is None or not _WORKDIR.value:
+    raise app.UsageError("--config and --workdir are required")
+  sharding_lib.maybe_initialize_distributed()  # Before anything touches jax devices.
+  _configure_runtime()
+  run(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)
