@@ -47,7 +47,7 @@ def test_every_demo_task_gives_a_batch(demo_world, demo_tasks):
   for name in demo_tasks:
     info = tasks.task_info(name)
     assert info.backend == "pyav" and info.splits
-    for split in info.splits:
+    for split in info.splits[:1]:  # other splits: test_task_content_equals_readers_and_pyav
       ds = seqio.get_mixture_or_task(name).get_dataset(sequence_length=SEQ, split=split,
                                                        shuffle=False)
       keep = ("prefix", "suffix", "prefix_pretokenized", "suffix_pretokenized", *EXPECTED[name])
