@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     "tensorboard>=2.17",
     "requests>=2.31",
     "pyyaml>=6.0",
+    "importlib_resources>=6.0",  # tensorflow-datasets download_and_prepare needs it
 ]
 
 EXTRAS = {
