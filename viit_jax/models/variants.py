@@ -126,27 +126,34 @@ VARIANTS: dict[str, ModelConfig] = {
 }
 
 
-def _replace_path(cfg: Any, path: list[str], value: Any, full: str) -> Any:
+def _replace(cfg: Any, overrides: Mapping[str, Any], prefix: str = "") -> Any:
+  """Applies dotted-path overrides, building each (sub-)config once so checks see the final values."""
   fields = {f.name for f in dataclasses.fields(cfg)}
-  if path[0] not in fields:
-    raise KeyError(f"unknown model config field {full!r} ({type(cfg).__name__} has "
-                   f"{sorted(fields)})")
-  if len(path) == 1:
-    return dataclasses.replace(cfg, **{path[0]: value})
-  child = getattr(cfg, path[0])
-  if not dataclasses.is_dataclass(child):
-    raise KeyError(f"{full!r}: {path[0]} is not a sub-config")
-  return dataclasses.replace(cfg, **{path[0]: _replace_path(child, path[1:], value, full)})
+  direct: dict[str, Any] = {}
+  nested: dict[str, dict[str, Any]] = {}
+  for key, value in overrides.items():
+    head, _, rest = key.partition(".")
+    if head not in fields:
+      raise KeyError(f"unknown model config field {prefix + key!r} ({type(cfg).__name__} has "
+                     f"{sorted(fields)})")
+    if rest:
+      if not dataclasses.is_dataclass(getattr(cfg, head)):
+        raise KeyError(f"{prefix + key!r}: {head} is not a sub-config")
+      nested.setdefault(head, {})[rest] = value
+    else:
+      direct[head] = value
+  for head, sub in nested.items():
+    if head in direct:
+      raise KeyError(f"{prefix + head!r} is overridden both whole and by field")
+    direct[head] = _replace(getattr(cfg, head), sub, f"{prefix}{head}.")
+  return dataclasses.replace(cfg, **direct) if direct else cfg
 
 
 def get_config(name: str, overrides: Mapping[str, Any] | None = None) -> ModelConfig:
   """The named config with dotted-path overrides applied (e.g. {"llm.vocab_size": 1000})."""
   if name not in VARIANTS:
     raise KeyError(f"unknown model variant {name!r}; known: {sorted(VARIANTS)}")
-  cfg = VARIANTS[name]
-  for key, value in (overrides or {}).items():
-    cfg = _replace_path(cfg, key.split("."), value, key)
-  return cfg
+  return _replace(VARIANTS[name], overrides or {})
 
 
 def make_model(cfg: ModelConfig) -> nn.Module:
