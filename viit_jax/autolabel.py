@@ -540,7 +540,7 @@ def load_params(model_cfg: vlm_lib.VLMConfig, source: CheckpointSource, mesh: ja
   if report.kept:
     raise ValueError(f"{source.path} does not provide {len(report.kept)} parameters "
                      f"(e.g. {list(report.kept[:5])}); auto-labeling needs a complete model")
-  logging.info("%s", report.summary())
+  print(report.summary(), flush=True)
   return params
 
 
@@ -923,6 +923,8 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _CONFIG.value is None or not _WORKDIR.value:
     raise app.UsageError("--config and --workdir are required")
+  if not flags.FLAGS["verbosity"].present:  # Keep orbax's INFO lines out of the progress output.
+    logging.set_verbosity(logging.WARNING)
   sharding_lib.maybe_initialize_distributed()  # Before anything touches jax devices.
   _configure_runtime()
   run(_CONFIG.value, _WORKDIR.value)
