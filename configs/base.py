@@ -25,6 +25,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.dtype = "bfloat16"  # Activations / matmul inputs (mixed precision).
   c.model.param_dtype = "float32"  # Master weights and optimizer state (always float32).
   c.model.remat_policy = "none"  # none | full | dots | dots_no_batch | nothing_saveable
+  c.model.scan = True  # Scanned layer stacks (big_vision's PaliGemma layout); False compiles faster.
   c.model.vocab_size = 0  # 0 = the variant's; must cover the tokenizer's ids.
 
   # Device mesh: one size per axis; -1 absorbs the remaining devices. Default: pure FSDP.
@@ -67,6 +68,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 3
   c.train.async_checkpoints = True
   c.train.eval_every = 50  # 0 = only at the end.
+  c.train.eval_at_start = False  # Also evaluate the initial state (a phase's starting point).
   c.train.eval_batches = 2  # Held-out batches for the eval loss.
   c.train.decode_samples = 4  # Greedy-decoded examples logged at each eval.
   c.train.max_decode_len = 16
@@ -92,6 +94,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # Initial parameters when the workdir has no checkpoint of its own.
   c.init_from = ""  # '' (scratch) | another workdir | a .npz of public weights.
+  c.init_required = False  # True: a run with no checkpoint of its own and no init_from is an error.
   c.init_step = -1  # Step of the init_from workdir's checkpoint; -1 = latest.
   c.init_assignment_map = ()  # ((regex, replacement or None), ...), t5x-style.
 

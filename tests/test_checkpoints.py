@@ -77,13 +77,15 @@ def test_restore_or_init_order_and_assignment_map(tmp_path):
 
   # 1. No own checkpoint, no init_from: the fresh init.
   own = checkpoints.Checkpointer(tmp_path / "a", save_every=1, keep=1)
-  state, data, how = checkpoints.restore_or_init(own, _abstract(fresh), lambda: fresh)
+  make_state = lambda p: {**fresh, "params": p}  # noqa: E731
+  state, data, how = checkpoints.restore_or_init(own, _abstract(fresh), lambda: fresh["params"],
+                                                 make_state)
   assert how == "fresh initialisation" and data == {}
 
   # 2. init_from another workdir, with a rule keeping img/b fresh: only params come over.
   state, data, how = checkpoints.restore_or_init(
-      own, _abstract(fresh), lambda: fresh, init_from=str(tmp_path / "src"),
-      assignment_map=[("img/b", None)])
+      own, _abstract(fresh), lambda: fresh["params"], make_state,
+      init_from=str(tmp_path / "src"), assignment_map=[("img/b", None)])
   assert "loaded 2 params" in how and "kept 1 fresh" in how
   np.testing.assert_array_equal(_host(state["params"]["img"]["w"]), _host(src["params"]["img"]["w"]))
   np.testing.assert_array_equal(_host(state["params"]["img"]["b"]),
@@ -91,11 +93,19 @@ def test_restore_or_init_order_and_assignment_map(tmp_path):
   assert state["params"]["img"]["w"].sharding == fresh["params"]["img"]["w"].sharding
   assert int(state["step"]) == 0  # Step and optimizer state are the fresh ones.
 
+  # 2b. init_from covering every param never builds fresh params.
+  state_b, _, _ = checkpoints.restore_or_init(
+      own, _abstract(fresh), lambda: pytest.fail("must not init"), make_state,
+      init_from=str(tmp_path / "src"))
+  np.testing.assert_array_equal(_host(state_b["params"]["img"]["b"]),
+                                _host(src["params"]["img"]["b"]))
+
   # 3. Own checkpoint beats init_from.
   own.save(5, {**state, "step": jnp.int32(5)}, data={"step": 5}, meta={})
   own.wait()
   state2, data2, how2 = checkpoints.restore_or_init(
-      own, _abstract(fresh), lambda: pytest.fail("must not init"), init_from=str(tmp_path / "src"))
+      own, _abstract(fresh), lambda: pytest.fail("must not init"),
+      lambda p: pytest.fail("must not make a state"), init_from=str(tmp_path / "src"))
   own.close()
   assert int(state2["step"]) == 5 and data2 == {"step": 5} and "resumed" in how2
 

@@ -189,7 +189,8 @@ def _source_manager(path: str) -> ocp.CheckpointManager:
   if not os.path.isdir(directory):
     directory = os.path.abspath(path)
   handlers = {"state": ocp.PyTreeCheckpointHandler(), **{k: v() for k, v in _ITEM_HANDLERS.items()}}
-  return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True),
+  return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+      read_only=True, create=False, save_interval_steps=0),
                                item_handlers=handlers)
 
 
@@ -260,11 +261,11 @@ def _load_from_npz(path: str, target: Mapping[str, jax.ShapeDtypeStruct],
 
 def load_params_into(params: Any, source: str, *, assignment_map: AssignmentMap = (),
                      step: int = -1) -> tuple[Any, InitReport]:
-  """`params` (placed arrays) with the leaves named by the assignment map replaced from `source`.
+  """`params` with the leaves named by the assignment map replaced by arrays read from `source`.
 
   Args:
-    params: the freshly initialised (sharded) parameter tree; its shapes, dtypes and shardings are
-      the restore targets.
+    params: the target tree: placed arrays, or ShapeDtypeStructs with shardings; its shapes, dtypes
+      and shardings are the restore targets. Leaves kept fresh (rule `None`) are returned as given.
     source: a workdir (or its `checkpoints/` dir) in the layout above, or a `.npz` file.
     assignment_map: `(regex, replacement or None)` rules, see the module docstring.
     step: checkpoint step of a workdir source; -1 = latest.
@@ -287,7 +288,8 @@ def load_params_into(params: Any, source: str, *, assignment_map: AssignmentMap 
 def restore_or_init(
     checkpointer: Checkpointer,
     abstract_state: State,
-    init_state: Callable[[], State],
+    init_params: Callable[[], Any],
+    make_state: Callable[[Any], State],
     *,
     init_from: str = "",
     assignment_map: AssignmentMap = (),
@@ -299,7 +301,9 @@ def restore_or_init(
     checkpointer: the workdir's checkpointer.
     abstract_state: ShapeDtypeStructs (with the current shardings) of the full state
       {"step", "params", "opt"}; the restore target for a resume.
-    init_state: builds the fresh, sharded state (only called when not resuming).
+    init_params: builds fresh, sharded parameters (not called when resuming, nor when `init_from`
+      provides every parameter).
+    make_state: params -> the step-0 state around them (fresh optimizer state).
     init_from: '' or a workdir / `.npz` to take initial parameters from (see `load_params_into`).
     assignment_map: t5x-style rules for `init_from`.
     init_step: checkpoint step of an `init_from` workdir; -1 = latest.
@@ -311,13 +315,15 @@ def restore_or_init(
   if latest is not None:
     state, data = checkpointer.restore(latest, abstract_state)
     return state, data, f"resumed from own checkpoint step {latest} ({checkpointer.directory})"
-  state = init_state()
   if not init_from:
-    return state, {}, "fresh initialisation"
-  params, report = load_params_into(state["params"], init_from, assignment_map=assignment_map,
-                                    step=init_step)
+    return make_state(init_params()), {}, "fresh initialisation"
+  params, report = load_params_into(abstract_state["params"], init_from,
+                                    assignment_map=assignment_map, step=init_step)
+  if report.kept:  # Some parameters keep their fresh initialisation.
+    fresh = _flat(init_params())
+    params = _unflat({k: fresh[k] if k in report.kept else v for k, v in _flat(params).items()})
   logging.info("%s", report.summary())
-  return {**state, "params": params}, {}, report.summary()
+  return make_state(params), {}, report.summary()
 
 
 def abstract_like(tree: Any) -> Any:

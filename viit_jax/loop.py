@@ -277,8 +277,8 @@ def train_step(state: State, batch: Batch, *, loss_fn: LossFn, tx: optax.Gradien
   trainable = optax.apply_updates(trainable, updates)
   new_state = {"step": state["step"] + 1, "params": optim.merge_params(trainable, frozen),
                "opt": opt}
-  out = {"loss": loss_sum / weight, "grad_norm": optax.global_norm(grads),
-         "param_norm": optax.global_norm(trainable), "lr": schedule(state["step"]),
+  out = {"loss": loss_sum / weight, "grad_norm": optax.tree.norm(grads),
+         "param_norm": optax.tree.norm(trainable), "lr": schedule(state["step"]),
          **{k: v / weight for k, v in metrics.items()}}
   return new_state, out
 
@@ -325,6 +325,48 @@ def _host_metrics(metrics: Mapping[str, jax.Array]) -> dict[str, float]:
   return {k: float(v) for k, v in jax.device_get(dict(metrics)).items()}
 
 
+@dataclasses.dataclass(frozen=True)
+class StateSpec:
+  """The train state's structure under a config and mesh, without allocating it.
+
+  Attributes:
+    abstract_state: ShapeDtypeStructs with shardings of {"step", "params", "opt"}; the restore
+      target of this run's checkpoints (on this mesh, whatever mesh wrote them).
+    shardings: NamedShardings of the same tree.
+    tx, schedule: the optimizer and its LR schedule.
+    trainable, frozen: parameter paths per `config.optim.freeze`.
+  """
+  abstract_state: State
+  shardings: State
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  trainable: tuple[str, ...]
+  frozen: tuple[str, ...]
+
+
+def state_spec(task: Task, config: ml_collections.ConfigDict,
+               mesh: jax.sharding.Mesh) -> StateSpec:
+  """Abstract state and shardings: params from their logical axes, optimizer state following
+  the params (only the trainable ones), step replicated."""
+  tx, schedule = optim.make_optimizer(config.optim, int(config.train.total_steps))
+  boxed = jax.eval_shape(task.init_fn, jax.random.PRNGKey(config.seed))
+  param_shardings = sharding_lib.logical_to_shardings(boxed, mesh, sharding_lib.RULES)
+  abstract_params = jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), nn.unbox(boxed),
+      param_shardings)
+  trainable, frozen = optim.trainable_names(abstract_params, config.optim.freeze)
+  abstract_trainable, _ = optim.split_params(abstract_params, config.optim.freeze)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  abstract_opt = jax.eval_shape(tx.init, abstract_trainable)
+  opt_shardings = opt_state_shardings(abstract_opt, abstract_trainable, mesh)
+  shardings = {"step": replicated, "params": param_shardings, "opt": opt_shardings}
+  abstract_state = jax.tree.map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+      {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": abstract_params,
+       "opt": abstract_opt}, shardings)
+  return StateSpec(abstract_state, shardings, tx, schedule, tuple(trainable), tuple(frozen))
+
+
 def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
         mesh: jax.sharding.Mesh, force: bool = False,
         log: Callable[[str], None] = print) -> RunResult:
@@ -341,43 +383,36 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
     raise ValueError(f"train.batch_size {tc.batch_size} is not divisible by train.micro_batches "
                      f"{tc.micro_batches}")
   check_workdir(workdir, config, force=force)
-  tx, schedule = optim.make_optimizer(config.optim, total)
-  rules = sharding_lib.RULES
+  spec = state_spec(task, config, mesh)
+  tx, schedule, rules = spec.tx, spec.schedule, sharding_lib.RULES
+  abstract_state, state_shardings = spec.abstract_state, spec.shardings
+  param_shardings = state_shardings["params"]
+  replicated = state_shardings["step"]
+  log(f"params: {optim.tree_size(abstract_state['params']):,} ({len(spec.trainable)} trainable "
+      f"arrays, {len(spec.frozen)} frozen by {config.optim.freeze!r}); optimizer state "
+      f"{optim.tree_size(abstract_state['opt']):,} elements")
 
-  # Abstract state with shardings: params from their logical axes, opt state via the compiler.
-  boxed = jax.eval_shape(task.init_fn, jax.random.PRNGKey(config.seed))
-  param_shardings = sharding_lib.logical_to_shardings(boxed, mesh, rules)
-  abstract_params = jax.tree.map(
-      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), nn.unbox(boxed),
-      param_shardings)
-  trainable_names, frozen_names = optim.trainable_names(abstract_params, config.optim.freeze)
-  abstract_trainable, _ = optim.split_params(abstract_params, config.optim.freeze)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  abstract_opt = jax.eval_shape(tx.init, abstract_trainable)
-  opt_shardings = opt_state_shardings(abstract_opt, abstract_trainable, mesh)
-  state_shardings = {"step": replicated, "params": param_shardings, "opt": opt_shardings}
-  abstract_state = jax.tree.map(
-      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-      {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": abstract_params,
-       "opt": abstract_opt}, state_shardings)
-  log(f"params: {optim.tree_size(abstract_params):,} ({len(trainable_names)} trainable arrays, "
-      f"{len(frozen_names)} frozen by {config.optim.freeze!r}); optimizer state "
-      f"{optim.tree_size(abstract_opt):,} elements for {optim.tree_size(abstract_trainable):,} "
-      "trainable params")
+  def fresh_params():
+    with sharding_lib.use_mesh(mesh, rules):
+      return jax.jit(lambda rng: nn.unbox(task.init_fn(rng)), out_shardings=param_shardings)(
+          jax.random.PRNGKey(config.seed))
 
-  def init_state(rng):
-    params = nn.unbox(task.init_fn(rng))
+  def state_of(params):
     trainable, _ = optim.split_params(params, config.optim.freeze)
     return {"step": jnp.zeros((), jnp.int32), "params": params, "opt": tx.init(trainable)}
 
-  def fresh_state():
-    with sharding_lib.use_mesh(mesh, rules):
-      return jax.jit(init_state, out_shardings=state_shardings)(jax.random.PRNGKey(config.seed))
+  def make_state(params):
+    return jax.jit(state_of, in_shardings=(param_shardings,), out_shardings=state_shardings,
+                   donate_argnums=(0,))(params)
 
   ckpt = checkpoints.Checkpointer(workdir, save_every=int(tc.checkpoint_every),
                                   keep=int(tc.keep_checkpoints), async_save=tc.async_checkpoints)
+  if config.init_required and not config.init_from and ckpt.latest_step() is None:
+    ckpt.close()
+    raise ValueError(f"Experiment {config.experiment} needs init_from (a previous phase's workdir "
+                     "or a .npz of public weights); pass init_from=... in the config argument")
   state, data_position, source = checkpoints.restore_or_init(
-      ckpt, abstract_state, fresh_state, init_from=config.init_from,
+      ckpt, abstract_state, fresh_params, make_state, init_from=config.init_from,
       assignment_map=tuple(tuple(r) for r in config.init_assignment_map),
       init_step=config.init_step)
   start = int(jax.device_get(state["step"]))
@@ -439,6 +474,8 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
           f"{'none' if last is None else f'step {last}'} in {ckpt.directory}")
     return host
 
+  if tc.eval_at_start and start < total:
+    run_eval(start)
   data_iter = task.data_fn(start)
   pending: tuple[int, Any] | None = None
   window: list[dict[str, float]] = []

@@ -37,16 +37,23 @@ from ml_collections import config_flags
 
 from data import preprocessors as pp
 from data import tasks as tasks_lib
+from data import viit_tasks
 from viit_jax import loop
 from viit_jax import sharding as sharding_lib
 from viit_jax.models import variants
 from viit_jax.models import vlm as vlm_lib
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/<x>.py:args).",
-                                lock_config=True)
-flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, config.json).")
-flags.DEFINE_bool("resume", False, "Continue a workdir even though it holds another config.")
+
+
+def define_flags() -> None:
+  """The CLI flags; defined only when run as a program, so that importing this module (tests,
+  other entry points) does not claim absl flag names."""
+  config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/<x>.py:args).",
+                                  lock_config=True)
+  flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, config.json).")
+  flags.DEFINE_bool("resume", False, "Continue a workdir even though it holds another config.")
+  flags.mark_flags_as_required(["config", "workdir"])
 
 MODEL_KEYS = ("frames", "tokens", "mask_ar", "mask_loss", "mask_input")
 
@@ -87,12 +94,12 @@ def register_tasks(config) -> Any:
 
 
 def _register_viit(config, vocab_path: str) -> None:
-  """Registers the VIIT instruction tasks and mixture written by viit_jax.synthesize."""
-  from viit_jax.synthesis import dataset as viit_dataset
+  """Registers the VIIT instruction tasks and mixture over viit_jax.synthesize's output."""
   d = config.data
-  viit_dataset.register_viit_tasks(
-      d.viit_dir, world_dir=d.world_dir if d.source == "demo" else "",
-      vocab_path=vocab_path, num_frames=d.num_frames, fps=d.fps, res=d.res)
+  viit_tasks.register_viit_tasks(
+      d.viit_dir, vocab_path=vocab_path, num_frames=d.num_frames, fps=d.fps, res=d.res,
+      world_dir=os.path.abspath(d.world_dir) if d.source == "demo" else "",
+      decode_workers=d.decode_workers, shuffle_buffer_size=d.shuffle_buffer)
 
 
 def _get_provider(name: str) -> seqio.DatasetProviderBase:
@@ -174,7 +181,8 @@ def model_config(config, vocab_size: int):
   m = config.model
   overrides = {"img.image_size": config.data.res, "img.num_frames": config.data.num_frames,
                "llm.seq_len": config.data.text_len, "img.dtype": m.dtype, "llm.dtype": m.dtype,
-               "img.remat_policy": m.remat_policy, "llm.remat_policy": m.remat_policy}
+               "img.remat_policy": m.remat_policy, "llm.remat_policy": m.remat_policy,
+               "img.scan": m.scan, "llm.scan": m.scan}
   if m.vocab_size > 0:
     overrides["llm.vocab_size"] = m.vocab_size
   cfg = variants.get_config(m.variant, overrides)
@@ -333,5 +341,5 @@ def _configure_runtime(config) -> None:
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config", "workdir"])
+  define_flags()
   app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,49 @@
+"""Paper setting, phase 1 (visual adaptation): PaliGemma-3B on S-MiT, LM frozen.
+
+The paper's recipe (PaLI-3's): 8 frames at 2 fps, 224 px; Adafactor (beta1 = 0, decay 0.8), linear
+warm-up 1K steps then inverse-sqrt decay, peak LR 1e-4; batch 64; 40K steps (~5 epochs of S-MiT).
+Initialised from the public PaliGemma checkpoint (big_vision .npz, e.g. `pt_224.npz`); frames go
+through the image tower one by one and the 8 x 256 visual tokens are the LM's prefix.
+
+Run (needs S-MiT in its public layout, the PaliGemma tokenizer and weights; a TPU slice):
+  python -m viit_jax.train --config=configs/paligemma_phase1.py:init_from=/ckpt/pt_224.npz,\
+data.dirs.smit=/data/smit,data.vocab_path=/ckpt/paligemma_tokenizer.model \
+    --workdir=runs/paligemma/phase1
+"""
+import ml_collections
+
+from configs import base
+from viit_jax import config_lib
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  c = base.get_config()
+  c.experiment = "paligemma_phase1"
+  c.model.variant = "paligemma-3b-224"
+  c.model.dtype = "bfloat16"
+  c.model.remat_policy = "full"
+  c.data.source = "real"
+  c.data.world_dir = ""
+  c.data.task = "smit_caption"
+  c.data.eval_task = "smit_caption"
+  c.data.eval_split = "val"
+  c.data.num_frames = 8
+  c.data.fps = 2.0
+  c.data.res = 224
+  c.data.text_len = 64
+  c.data.process_split = "shard"
+  c.data.decode_workers = 8
+  c.train.batch_size = 64
+  c.train.total_steps = 40_000
+  c.train.log_every = 50
+  c.train.checkpoint_every = 1000
+  c.train.eval_every = 2000
+  c.train.eval_batches = 8
+  c.train.max_decode_len = 32
+  c.optim.name = "adafactor"
+  c.optim.lr = 1e-4
+  c.optim.schedule = "rsqrt"
+  c.optim.warmup_steps = 1000
+  c.optim.freeze = "llm/.*"
+  c.init_required = True
+  return config_lib.finalize(c, arg)

@@ -1,0 +1,333 @@
+"""The VLM trainer: phase chain + freezing, SIGKILL resume, sharding, grad accumulation, failures.
+
+The `test` model variant on the `test` demo world, a few steps each. In-process runs use a subset of
+the 8 fake CPU devices; the resume test runs the real CLI (`python -m viit_jax.train`) in subprocesses.
+"""
+import functools
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from flax import linen as nn
+from flax import traverse_util
+
+from configs import base
+from configs import demo_phase0
+from configs import demo_phase1
+from configs import demo_phase2
+from configs import synthesize_demo
+from viit_jax import checkpoints
+from viit_jax import config_lib
+from viit_jax import loop
+from viit_jax import sharding
+from viit_jax import synthesize
+from viit_jax import train
+from viit_jax.models import variants
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _arg(**kw) -> str:
+  return ",".join(f"{k.replace('__', '.')}={v}" for k, v in kw.items())
+
+
+def _tiny(world, **kw) -> str:
+  """Config argument: the `test` model on the test world, a few logged steps."""
+  args = dict(data__world_dir=world, model__variant="test", model__scan="false", data__res=16,
+              train__batch_size=8, train__log_every=1, train__checkpoint_every=4,
+              train__eval_every=0, train__eval_batches=0, optim__lr=1e-2, optim__warmup_steps=2)
+  args.update(kw)
+  return _arg(**args)
+
+
+def _losses(workdir) -> list[float]:
+  rows = [json.loads(l) for l in open(os.path.join(workdir, loop.METRICS_FILE))]
+  return [r["train/loss"] for r in rows if "train/loss" in r]
+
+
+def _flat_host(tree) -> dict[str, np.ndarray]:
+  return {"/".join(k): np.asarray(jax.device_get(v))
+          for k, v in traverse_util.flatten_dict(tree).items()}
+
+
+def _state_tree_names(workdir: str, step: int, item: str) -> list[str]:
+  """'/'-joined leaf paths under `item` ("params" / "opt") of a saved state (metadata only)."""
+  manager = ocp.CheckpointManager(checkpoints.checkpoint_dir(workdir),
+                                  item_handlers={"state": ocp.PyTreeCheckpointHandler()})
+  tree = manager.item_metadata(step)["state"].tree[item]
+  manager.close()
+  return ["/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+                   for k in path) for path, _ in jax.tree_util.tree_leaves_with_path(tree)]
+
+
+def _one_device_mesh(config):
+  return sharding.make_mesh(dict(config.mesh), devices=jax.devices()[:1])
+
+
+def test_three_demo_phases_chain_with_freezing(demo_world, tmp_path):
+  world = str(demo_world)
+  viit = tmp_path / "viit"
+  synthesize.run(synthesize_demo.get_config(f"world_dir={world}"), viit)
+  w0, w1, w2 = (str(tmp_path / f"phase{i}") for i in range(3))
+
+  evals = dict(train__eval_at_start="true", train__eval_batches=2, train__decode_samples=0)
+  c0 = demo_phase0.get_config(_tiny(world, train__total_steps=16, **evals))
+  mesh = _one_device_mesh(c0)
+  r0 = loop.run(train.build_task(c0, mesh), c0, w0, mesh=mesh)
+  c1 = demo_phase1.get_config(_tiny(world, train__total_steps=16, data__num_frames=2,
+                                    data__text_len=40, init_from=w0, **evals))
+  r1 = loop.run(train.build_task(c1, mesh), c1, w1, mesh=mesh)
+  c2 = demo_phase2.get_config(_tiny(world, train__total_steps=16, data__num_frames=2,
+                                    data__text_len=48, init_from=w1, data__viit_dir=viit,
+                                    data__eval_task="demo_viit_shortqa", data__eval_split="train",
+                                    **{**evals, "train__decode_samples": 2},
+                                    train__max_decode_len=6))
+  r2 = loop.run(train.build_task(c2, mesh), c2, w2, mesh=mesh)
+
+  for workdir, result in ((w0, r0), (w1, r1), (w2, r2)):
+    losses = _losses(workdir)
+    assert len(losses) == result.step and all(np.isfinite(losses))
+    # Losses fall: the held-out loss (fixed eval batches) at the end vs at the start.
+    evals = [json.loads(l) for l in open(os.path.join(workdir, loop.METRICS_FILE))
+             if "eval/loss" in l]
+    assert [e["step"] for e in evals] == [0, result.step]
+    assert evals[1]["eval/loss"] < evals[0]["eval/loss"], (workdir, evals)
+    assert checkpoints.Checkpointer(workdir, save_every=4, keep=3).all_steps()[-1] == result.step
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(workdir, "tb")))
+    assert json.load(open(os.path.join(workdir, loop.MEMORY_FILE)))["temp_mib"] > 0
+  assert "init_from" in r1.source and w0 in r1.source and "init_from" in r2.source
+  # Phase 2 decoded greedy samples of the held-out QA (logged to JSONL and TensorBoard).
+  assert "eval/sample_0" in evals[-1]["texts"] and "greedy:" in evals[-1]["texts"]["eval/sample_0"]
+
+  # Freezing. Phase 1: every llm/ param bitwise unchanged, every img/ param trained.
+  p0, p1, p2 = (_flat_host(r.state["params"]) for r in (r0, r1, r2))
+  for name in p0:
+    same = np.array_equal(p0[name].view(np.uint8), p1[name].view(np.uint8))
+    assert same == name.startswith("llm/"), name
+  # Phase 2: every img/ param bitwise unchanged from phase 1, every llm/ param trained.
+  for name in p1:
+    same = np.array_equal(p1[name].view(np.uint8), p2[name].view(np.uint8))
+    assert same == name.startswith("img/"), name
+  # No optimizer state for frozen params: in memory and in the saved checkpoints.
+  for result, workdir, frozen, trained in ((r1, w1, "llm", "img"), (r2, w2, "img", "llm")):
+    opt_names = _state_tree_names(workdir, result.step, "opt")
+    assert not any(f"{frozen}/" in n for n in opt_names), opt_names
+    assert any(f"{trained}/" in n for n in opt_names)
+    mem_paths = [jax.tree_util.keystr(p) for p, _ in
+                 jax.tree_util.tree_leaves_with_path(result.state["opt"])]
+    assert not any(f"'{frozen}'" in p for p in mem_paths)
+
+
+def _cli(config_file, arg, workdir, *extra, env=None):
+  return [sys.executable, "-m", "viit_jax.train", f"--config={config_file}:{arg}",
+          f"--workdir={workdir}", *extra]
+
+
+def _env(devices: int) -> dict[str, str]:
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  env["JAX_PLATFORMS"] = "cpu"
+  env["PYTHONPATH"] = str(REPO)
+  return env
+
+
+def _restore_final(workdir, step):
+  manager = ocp.CheckpointManager(checkpoints.checkpoint_dir(workdir),
+                                  item_handlers={"state": ocp.PyTreeCheckpointHandler()})
+  state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))["state"]
+  manager.close()
+  return state
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(demo_world, tmp_path):
+  total = 48
+  arg = _tiny(str(demo_world), train__total_steps=total, train__log_every=8,
+              train__checkpoint_every=4, model__dtype="float32")
+  cfg = "configs/demo_phase0.py"
+  env = _env(1)
+  a, b = tmp_path / "a", tmp_path / "b"
+  subprocess.run(_cli(cfg, arg, a), env=env, cwd=REPO, check=True, capture_output=True)
+
+  proc = subprocess.Popen(_cli(cfg, arg, b), env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  first = b / "checkpoints" / "4"
+  deadline = time.time() + 120
+  while not first.is_dir() and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  assert proc.wait() == -signal.SIGKILL
+  steps = checkpoints.Checkpointer(b, save_every=4, keep=3).all_steps()
+  assert steps and steps[-1] < total, steps  # Killed after a checkpoint, before the end.
+
+  out = subprocess.run(_cli(cfg, arg, b), env=env, cwd=REPO, check=True, capture_output=True,
+                       text=True)
+  assert f"resumed from own checkpoint step {steps[-1]}" in out.stdout
+  sa, sb = _restore_final(a, total), _restore_final(b, total)
+  fa, fb = _flat_host(sa["params"]), _flat_host(sb["params"])
+  assert fa.keys() == fb.keys()
+  for k in fa:
+    np.testing.assert_array_equal(fa[k], fb[k], err_msg=k)
+  for x, y in zip(jax.tree.leaves(sa["opt"]), jax.tree.leaves(sb["opt"])):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _synthetic_task(config, *, global_batch: int):
+  """The VLM loss on deterministic random batches (batch s = f(seed, s)); no input pipeline."""
+  cfg = train.model_config(config, 0)
+  model = variants.make_model(cfg)
+  init = variants.init_fn(cfg)
+  t, r, length = config.data.num_frames, config.data.res, config.data.text_len
+  vocab = cfg.llm.vocab_size
+
+  def batch(step: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng([config.seed, step])
+    tokens = rng.integers(4, vocab, (global_batch, length)).astype(np.int32)
+    split = rng.integers(2, length - 2, (global_batch, 1))
+    pos = np.arange(length)[None]
+    return {"frames": rng.integers(0, 256, (global_batch, t, r, r, 3)).astype(np.uint8),
+            "tokens": tokens, "mask_ar": (pos >= split).astype(np.int32),
+            "mask_loss": (pos >= split).astype(np.int32),
+            "mask_input": np.ones((global_batch, length), np.int32)}
+
+  def data_fn(start):
+    step = start
+    while True:
+      yield batch(step)
+      step += 1
+
+  spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in batch(0).items()}
+  return loop.Task(init_fn=lambda rng: init(rng)["params"],
+                   loss_fn=functools.partial(train.vlm_loss, model=model), data_fn=data_fn,
+                   batch_spec=spec), batch
+
+
+def test_fsdp_tensor_sharding_matches_data_parallel(tmp_path):
+  results = {}
+  for name, mesh_arg in (("fsdp_tensor", dict(mesh__data=1, mesh__fsdp=4, mesh__tensor=2)),
+                         ("data", dict(mesh__data=8, mesh__fsdp=1, mesh__tensor=1))):
+    config = base.get_config(_arg(
+        model__variant="test", model__dtype="float32", data__num_frames=2, data__text_len=16,
+        train__batch_size=8, train__total_steps=3, train__log_every=1, train__checkpoint_every=3,
+        train__eval_batches=0, optim__lr=1e-2, optim__warmup_steps=1, **mesh_arg))
+    mesh = sharding.make_mesh(dict(config.mesh))
+    task, _ = _synthetic_task(config, global_batch=8)
+    results[name] = (loop.run(task, config, str(tmp_path / name), mesh=mesh),
+                     _losses(tmp_path / name))
+  (r_ft, l_ft), (r_d, l_d) = results["fsdp_tensor"], results["data"]
+  # The FSDP x tensor run really shards parameters over both axes.
+  specs = {str(x.sharding.spec) for x in jax.tree.leaves(r_ft.state["params"])}
+  assert any("fsdp" in s for s in specs) and any("tensor" in s for s in specs), specs
+  assert len(l_ft) == len(l_d) == 3
+  np.testing.assert_allclose(l_ft, l_d, rtol=1e-5, atol=1e-5)
+  pa, pb = _flat_host(r_ft.state["params"]), _flat_host(r_d.state["params"])
+  for k in pa:
+    np.testing.assert_allclose(pa[k], pb[k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def test_gradient_accumulation_matches_large_batch():
+  config = base.get_config(_arg(model__variant="test", model__scan="false",
+                                model__dtype="float32", data__num_frames=1, data__text_len=16,
+                                optim__name="sgd", optim__momentum=0.0, optim__schedule="constant",
+                                optim__warmup_steps=0, optim__lr=0.5))
+  mesh = sharding.make_mesh({"data": 1, "fsdp": 2, "tensor": 1}, devices=jax.devices()[:2])
+  task, batch = _synthetic_task(config, global_batch=16)
+  spec = loop.state_spec(task, config, mesh)
+  with sharding.use_mesh(mesh):
+    params = jax.jit(lambda r: nn.unbox(task.init_fn(r)),
+                     out_shardings=spec.shardings["params"])(jax.random.PRNGKey(0))
+  state = {"step": jnp.int32(0), "params": params, "opt": spec.tx.init(params)}
+  b = sharding.host_local_to_global(batch(0), mesh)
+  outs = {}
+  for m in (1, 4):
+    step = jax.jit(functools.partial(
+        loop.train_step, loss_fn=task.loss_fn, tx=spec.tx, schedule=spec.schedule, freeze="",
+        micro_batches=m, seed=0, batch_constraint=lambda x: x))
+    with sharding.use_mesh(mesh):
+      outs[m] = step(state, b)
+  (s1, m1), (s4, m4) = outs[1], outs[4]
+  np.testing.assert_allclose(float(m4["loss"]), float(m1["loss"]), rtol=1e-6)
+  np.testing.assert_allclose(float(m4["grad_norm"]), float(m1["grad_norm"]), rtol=1e-5)
+  p1, p4, p0 = _flat_host(s1["params"]), _flat_host(s4["params"]), _flat_host(params)
+  for k in p1:
+    np.testing.assert_allclose(p4[k] - p0[k], p1[k] - p0[k], rtol=1e-4, atol=1e-7, err_msg=k)
+  assert float(m1["grad_norm"]) > 0
+
+
+def test_config_errors_name_the_key(tmp_path):
+  with pytest.raises(config_lib.ConfigError, match="'train.totl_steps'"):
+    demo_phase1.get_config("train.totl_steps=3")
+  with pytest.raises(config_lib.ConfigError, match="'trian.total_steps'"):
+    demo_phase0.get_config("trian.total_steps=3")
+  with pytest.raises(config_lib.ConfigError, match="optim.lr=.*float"):
+    demo_phase0.get_config("optim.lr=fast")
+  with pytest.raises(AttributeError, match="not_a_field"):  # Locked: experiment files too.
+    base.get_config().not_a_field = 1
+  out = subprocess.run(_cli("configs/demo_phase0.py", "train.bogus_key=1", tmp_path / "w"),
+                       env=_env(1), cwd=REPO, capture_output=True, text=True)
+  assert out.returncode != 0 and "train.bogus_key" in out.stderr
+  assert not (tmp_path / "w").exists()
+
+
+def _toy_task(nan_at: int | None = None):
+  """A linear least-squares task; the batch of step `nan_at` holds a NaN."""
+  def init_fn(rng):
+    return {"w": jax.random.normal(rng, (4, 1)) * 0.1}
+
+  def loss_fn(params, batch, rng):
+    del rng
+    err = batch["x"] @ params["w"] - batch["y"]
+    return jnp.sum(err ** 2), jnp.float32(batch["x"].shape[0]), {}
+
+  def data_fn(start):
+    step = start
+    while True:
+      rng = np.random.default_rng(step)
+      x = rng.normal(size=(8, 4)).astype(np.float32)
+      if step == nan_at:
+        x[0, 0] = np.nan
+      yield {"x": x, "y": (x @ np.arange(4.0)[:, None]).astype(np.float32)}
+      step += 1
+
+  spec = {"x": jax.ShapeDtypeStruct((8, 4), jnp.float32),
+          "y": jax.ShapeDtypeStruct((8, 1), jnp.float32)}
+  return loop.Task(init_fn=init_fn, loss_fn=loss_fn, data_fn=data_fn, batch_spec=spec)
+
+
+def _toy_config(**kw):
+  return base.get_config(_arg(**{"train__batch_size": 8, "train__total_steps": 10,
+                                 "train__log_every": 1, "train__checkpoint_every": 2,
+                                 "train__eval_batches": 0, "optim__name": "sgd",
+                                 "optim__lr": 0.05, "optim__warmup_steps": 0, **kw}))
+
+
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
+  config = _toy_config()
+  mesh = sharding.make_mesh(dict(config.mesh), devices=jax.devices()[:1])
+  with pytest.raises(loop.NonFiniteLossError, match=r"at step 7;.*Last good checkpoint: step 6"):
+    loop.run(_toy_task(nan_at=6), config, str(tmp_path), mesh=mesh, log=lambda s: None)
+  ck = checkpoints.Checkpointer(tmp_path, save_every=2, keep=3)
+  assert ck.all_steps() == [2, 4, 6]
+  state, data = ck.restore(6, loop.state_spec(_toy_task(), config, mesh).abstract_state)
+  assert np.all(np.isfinite(np.asarray(state["params"]["w"]))) and data["step"] == 6
+
+
+def test_workdir_with_another_config_is_refused_unless_resume(tmp_path):
+  mesh = sharding.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, devices=jax.devices()[:1])
+  first = _toy_config(train__total_steps=2)
+  loop.run(_toy_task(), first, str(tmp_path), mesh=mesh, log=lambda s: None)
+  other = _toy_config(train__total_steps=4, experiment="other")
+  with pytest.raises(loop.WorkdirMismatchError, match="experiment.*other.*--resume"):
+    loop.run(_toy_task(), other, str(tmp_path), mesh=mesh, log=lambda s: None)
+  result = loop.run(_toy_task(), other, str(tmp_path), mesh=mesh, log=lambda s: None, force=True)
+  assert result.step == 4 and "resumed from own checkpoint step 2" in result.source
+  losses = _losses(tmp_path)
+  assert losses[-1] < losses[0]
