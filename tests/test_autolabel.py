@@ -209,6 +209,29 @@ def test_bad_clips_are_skipped_and_counted(ckpt, demo_world, tmp_path):
           ("videos/corrupt.mp4", "corrupt"), ("videos/short.mp4", "too_short")} <= items
 
 
+def test_internvid_segments(ckpt, demo_world, tmp_path):
+  """InternVid JSONL over whole videos: each line's [start, end) segment is the clip."""
+  root = tmp_path / "internvid"
+  (root / "videos").mkdir(parents=True)
+  lines = []
+  for videoid, url, *_ in _pool_rows(demo_world)[:3]:
+    (root / "videos" / f"yt{videoid}.mp4").symlink_to(demo_world / "webvid" / url)
+    for start, end in (("00:00:00.000", "00:00:02.000"), ("00:00:01.500", "00:00:04.000")):
+      lines.append(json.dumps({"YoutubeID": f"yt{videoid}", "Start_timestamp": start,
+                               "End_timestamp": end, "Caption": f"clip of {videoid}"}))
+  lines.append(json.dumps({"YoutubeID": "ytgone", "Start_timestamp": "00:00:00.000",
+                           "End_timestamp": "00:00:01.000", "Caption": "no file"}))
+  (root / "InternVid-10M-FLT.jsonl").write_text("\n".join(lines) + "\n")
+  arg = _args(ckpt, f"corpus.format=internvid,corpus.root={root},"
+                    f"vocab_path={demo_world}/spm/demo.model")
+  manifest = autolabel.run(_config(arg), tmp_path / "out")
+  assert manifest["num_captioned"] == 6 and manifest["rejects_per_reason"] == {"missing_file": 1}
+  rows = _all_rows(tmp_path / "out" / "v1")
+  assert [r["segment"] for r in rows[:2]] == [[0.0, 2.0], [1.5, 4.0]]
+  assert rows[0]["clip_id"].endswith("_0_2000") and rows[0]["path"].startswith("videos/yt")
+  assert rows[0]["alt_text"].startswith("clip of")
+
+
 def test_frame_captioner_mode(ckpt, demo_world, tmp_path):
   arg = _args(ckpt, f"mode=frame_captioner,corpus.world_dir={demo_world},corpus.limit=6,"
                     "frame_captioner.num_frames=3,frame_captioner.fps=1.0,version=frames")
