@@ -57,8 +57,7 @@ def _pos(desc: str, phrase: str) -> int:
 
 
 def _find_base(desc: str, base: str) -> int:
-  hits = [desc.lower().find(f) for f in _present(base)]
-  hits = [h for h in hits if h >= 0]
+  hits = [m.start() for f in _present(base) if (m := re.search(rf"\b{re.escape(f)}\b", desc, re.I))]
   return min(hits) if hits else -1
 
 
@@ -66,6 +65,11 @@ def _actor(nar, subject: str):
   matches = [a for a in nar.actors if a.actor_name.lower() == subject.lower()]
   assert len(matches) == 1, (subject, nar.text())
   return matches[0]
+
+
+def _own(desc: str) -> str:
+  """The description without clauses that anchor it on other actors ("After X moves, ...")."""
+  return re.sub(r"\b(?:after|before|once|when|while) [^,.]*, ", "", desc, flags=re.I)
 
 
 def _subject_and_rest(nar, text: str):
@@ -92,11 +96,11 @@ def check_pair(nar: narratives_lib.Narrative, kind: str, q: str, a: str) -> None
       assert re.match(rf"^(?:(?:first|at the start|after [^,]+), )?{m2.group(1)} {act}", desc,
                       re.I), (q, a, desc)
     elif m2 := re.fullmatch(r"What is the last thing (.+) does\?", q):
-      desc = _actor(nar, m2.group(1)).description
+      desc = _own(_actor(nar, m2.group(1)).description)
       rest = desc[_pos(desc, act) + len(act):]
       assert re.fullmatch(r"(?: because [^.]*)?\.?", rest), (q, a, desc)
     elif m2 := re.fullmatch(r"What does (.+) do right (after|before) (?:it|he|she|they) (.+)\?", q):
-      desc = _actor(nar, m2.group(1)).description
+      desc = _own(_actor(nar, m2.group(1)).description)
       ref, ans = _pos(desc, m2.group(3)), _pos(desc, act)
       if m2.group(2) == "after":
         assert ans > ref and _only_glue(desc[ref + len(m2.group(3)):ans]), (q, a, desc)
@@ -104,24 +108,40 @@ def check_pair(nar: narratives_lib.Narrative, kind: str, q: str, a: str) -> None
         assert ans < ref and _only_glue(desc[ans + len(act):ref]), (q, a, desc)
     elif m2 := re.fullmatch(r"Does (.+) before or after (?:it|he|she|they) (.+)\?", q):
       actor, base = _subject_and_rest(nar, m2.group(1))
-      desc = actor.description
+      desc = _own(actor.description)
       first = _find_base(desc, base)
       assert first >= 0, (q, desc)
       assert a == ("After." if first > _pos(desc, m2.group(2)) else "Before."), (q, a, desc)
     elif m2 := re.fullmatch(r"What does (.+) do (after|before|when|once|while) (.+)\?", q):
       desc = _actor(nar, m2.group(1)).description
-      assert re.search(rf"{m2.group(2)} {re.escape(m2.group(3))}[^,]*, {m2.group(1)} {act}", desc,
-                       re.I), (q, a, desc)
+      assert re.search(rf"{m2.group(2)} {re.escape(m2.group(3))}[^,]*, (?:{m2.group(1)}|it|he|she|"
+                       rf"they) {act}", desc, re.I), (q, a, desc)
+    elif m2 := re.fullmatch(r"Which happens first: (.+), or (.+)\?", q):
+      actor, act = _subject_and_rest(nar, m2.group(2))
+      m3 = re.search(rf"(after|before) {re.escape(m2.group(1))}[^,]*, (?:{actor.actor_name}|it|he|"
+                     rf"she|they) {re.escape(act)}", actor.description, re.I)
+      assert m3, (q, a, actor.description)
+      first = m2.group(1) if m3.group(1).lower() == "after" else m2.group(2)
+      assert a == first[0].upper() + first[1:] + ".", (q, a, actor.description)
     else:
       raise AssertionError(f"unchecked temporal question {q!r}")
   elif kind == "causal":
-    if m2 := re.fullmatch(r"Why does (.+) (\w+)\?", q):
-      desc = _actor(nar, m2.group(1)).description
-      cause = re.fullmatch(r"Because (.+)\.", a).group(1)
-      assert re.search(rf"\b({'|'.join(_present(m2.group(2)))}) because {re.escape(cause)}", desc,
-                       re.I), (q, a, desc)
+    if m2 := re.fullmatch(r"Why does (.+) change direction\?", q):
+      desc = _own(_actor(nar, m2.group(1)).description)
+      wall = re.fullmatch(r"Because it hits (?:the (\w+)|a) wall\.", a).group(1)
+      assert re.search(rf"bounces (?:off|back from) the {wall or ''}\s*wall", desc, re.I), (q, a)
+    elif m2 := re.fullmatch(r"How does (.+) get to (.+)\?", q):
+      desc = _own(_actor(nar, m2.group(1)).description)
+      assert re.search(rf"{re.escape(act)} (?:and stops (?:because|when) it hits|until it hits) "
+                       rf"{re.escape(m2.group(2))}", desc, re.I), (q, a, desc)
+    elif m2 := re.fullmatch(r"Why does (.+) (\w+)\?", q):
+      desc = _own(_actor(nar, m2.group(1)).description)
+      cause = re.escape(re.fullmatch(r"Because (.+)\.", a).group(1))
+      verb = "|".join(_present(m2.group(2)))
+      assert re.search(rf"\b(?:{verb}) (?:because|when) {cause}|until {cause} and (?:{verb})",
+                       desc, re.I), (q, a, desc)
     elif m2 := re.fullmatch(r"How does (.+) change during the video\?", q):
-      desc = _actor(nar, m2.group(1)).description
+      desc = _own(_actor(nar, m2.group(1)).description)
       if m3 := re.fullmatch(r"(?:It|He|She|They) first (.+) and then (.+)\.", a):
         one, two = _pos(desc, m3.group(1)), _pos(desc, m3.group(2))
         assert one < two and _only_glue(desc[one + len(m3.group(1)):two]), (q, a, desc)
@@ -145,14 +165,12 @@ def check_pair(nar: narratives_lib.Narrative, kind: str, q: str, a: str) -> None
       assert word in words or {"large": "big", "little": "small"}.get(
           next(w for w in words if w in ("large", "little", "big", "small"))) == word
     elif m2 := re.fullmatch(r"Which way does (.+) (\w+) (first|last)\?", q):
-      desc = _actor(nar, m2.group(1)).description.lower()
+      desc = _own(_actor(nar, m2.group(1)).description).lower()
       dirs = re.findall(r"\b(?:moves|goes|slides|travels) (?:to the )?(left|right|up|down)", desc)
       assert word == (dirs[0] if m2.group(3) == "first" else dirs[-1]), (q, a, desc)
     elif m2 := re.fullmatch(r"Does (.+)\?", q):
       actor, base = _subject_and_rest(nar, m2.group(1))
-      own = re.sub(r"\b(?:after|before|once|when|while) [^,]*, ", "", actor.description,
-                   flags=re.I)   # "After the diamond disappears, ..." is about another actor
-      assert (_find_base(own, base) >= 0) == (a == "Yes."), (q, a, actor)
+      assert (_find_base(_own(actor.description), base) >= 0) == (a == "Yes."), (q, a, actor)
     else:
       raise AssertionError(f"unchecked short-QA question {q!r}")
 
@@ -345,3 +363,45 @@ def test_bad_input_lines_are_counted_not_dropped(tmp_path):
   assert manifest["input_rejects_per_reason"] == {"malformed_row": 2, "missing_file": 1}
   rows = [json.loads(x) for x in (tmp_path / "out/v1/input_rejects.jsonl").read_text().splitlines()]
   assert sorted(r["item"] for r in rows) == ["line 2", "line 3", "line 4"]
+
+
+def test_seqio_tasks_and_phase2_mixture(demo_world, synthesized):
+  import numpy as np
+  import seqio
+  from data import preprocessors as pp
+  from data import tasks as tasks_lib
+  from data import viit_tasks
+
+  workdir, manifest, nars, records = synthesized
+  vocab = demo_world / "spm" / "demo.model"
+  tasks_lib.register_demo_tasks(demo_world, num_frames=4, fps=2.0, res=16, vocab_path=vocab)
+  names = viit_tasks.register_viit_tasks(workdir, world_dir=demo_world, vocab_path=vocab,
+                                         num_frames=4, fps=2.0, res=16)
+  assert names == ["demo_viit_temporal", "demo_viit_causal", "demo_viit_shortqa", "demo_viit_mix"]
+  sp = tasks_lib.vocabulary(str(vocab))
+  by_id = {r["prompt_id"]: r for r in records}
+  for kind in viit_tasks.KINDS:
+    ds = seqio.get_mixture_or_task(f"demo_viit_{kind}").get_dataset(
+        sequence_length=None, split="train", shuffle=False, num_epochs=1)
+    examples = list(ds.as_numpy_iterator())
+    assert len(examples) == manifest["counts_per_kind"][kind]
+    for ex in examples[:3]:
+      assert ex["frames"].dtype == np.uint8 and ex["frames"].shape == (4, 16, 16, 3)
+      assert ex["frames"].std() > 0   # real decoded pixels, not padding
+      assert ex["prefix"].dtype == np.int32 and ex["suffix"].dtype == np.int32
+      r = by_id[ex["key"].decode()]
+      want = ("answer in en: " if kind == "shortqa" else "") + r["question"].lower()
+      assert sp.decode(ex["prefix"].tolist()) == want
+      assert sp.decode(ex["suffix"].tolist()) == r["answer"].lower()
+  mix = seqio.get_mixture_or_task("demo_viit_mix")
+  assert {t.name for t in mix.tasks} == {"demo_viit_temporal", "demo_viit_causal",
+                                        "demo_viit_shortqa", "demo_smit_caption"}
+  ds = mix.get_dataset(sequence_length=None, split="train", shuffle=True, seed=0, num_epochs=None,
+                       trim_output_features=False)
+  batch = next(iter(pp.batch_for_model(ds, batch_size=4, seq_len=32, vocab=sp)))
+  assert batch["frames"].dtype == tf.uint8 and tuple(batch["frames"].shape) == (4, 4, 16, 16, 3)
+  assert batch["tokens"].dtype == tf.int32 and tuple(batch["tokens"].shape) == (4, 32)
+  assert int(tf.reduce_sum(batch["mask_loss"])) > 0
+  with pytest.raises(ValueError, match="rates"):
+    viit_tasks.register_viit_tasks(workdir, world_dir=demo_world, vocab_path=vocab, num_frames=4,
+                                   fps=2.0, res=16, rates={"temporal": 1.0})

@@ -121,3 +121,10 @@ def read_manifest(dataset_dir: str | pathlib.Path) -> dict[str, Any]:
         "python -m viit_jax.synthesize to completion; a version gets its manifest when every "
         "work unit is written)")
   return json.loads(path.read_text())
+
+
+def register_viit_tasks(dataset_dir: str | pathlib.Path, **kwargs: Any) -> list[str]:
+  """Forwards to data.viit_tasks.register_viit_tasks (where the seqio registration lives; imported
+  here lazily so that synthesis itself does not load TensorFlow/seqio)."""
+  from data import viit_tasks  # pylint: disable=g-import-not-at-top
+  return viit_tasks.register_viit_tasks(dataset_dir, **kwargs)

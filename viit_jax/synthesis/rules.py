@@ -45,8 +45,16 @@ _ANCHOR = re.compile(r"^(after|before|once|when|while)\s+(.+?),\s+(.+)$", re.IGN
 _CLAUSE_SPLIT = re.compile(
     r"\s*(?:;|,\s*(?:and\s+)?(?:then\s+)?|\s+and\s+then\s+|\s+then\s+|\s+and\s+(?=[a-z]+s\b))\s*",
     re.IGNORECASE)
+# "stops when it hits X", "moves left until it hits X": contact as the cause of stopping.
+_CONTACT = re.compile(r"\s+(?:when|until|as soon as)\s+(?=it\s+(?:hits|reaches|touches|runs into)\b)",
+                      re.IGNORECASE)
+_STOP_VERB = re.compile(r"^(?:stops|halts|comes to a stop)\b", re.IGNORECASE)
+_ANCHOR_TRIM = re.compile(r"\s+(?:because|when|until|as soon as)\s+", re.IGNORECASE)
+_BOUNCE = re.compile(r"^bounces\s+(?:off|back from)\s+the\s+(?:(\w+)\s+)?wall\b", re.IGNORECASE)
 _BECAUSE = re.compile(r"\s+because\s+(?:of\s+)?", re.IGNORECASE)
 _PURPOSE = re.compile(r"\s+(?:in order to|so as to|so that)\s+", re.IGNORECASE)
+_MOVE_VERBS = frozenset(("moves", "goes", "slides", "travels", "walks", "runs", "rolls", "drives",
+                         "flies", "swims", "jumps"))
 _IRREGULAR_BASE = {"is": "be", "has": "have", "does": "do", "goes": "go", "was": "be"}
 
 
@@ -111,17 +119,18 @@ def _pronoun(actor_name: str) -> str:
 def parse_actor(actor: narratives_lib.ActorNarrative) -> Actor:
   """Splits an actor's description into ordered actions (text only)."""
   actions: list[Action] = []
+  pending: str | None = None   # "moves left until it hits X": the cause of the next "stops"
   for sentence in re.split(r"(?<=[.!?])\s+", actor.description.strip()):
     sentence = _LEADING_CONNECTORS.sub("", sentence.strip().rstrip(".!?").strip())
     anchor = None
     m = _ANCHOR.match(sentence)
     if m:
-      anchor = (m.group(1).lower(), _BECAUSE.split(m.group(2), maxsplit=1)[0].strip())
+      anchor = (m.group(1).lower(), _ANCHOR_TRIM.split(m.group(2), maxsplit=1)[0].strip())
       sentence = m.group(3)
     for clause in _CLAUSE_SPLIT.split(sentence):
       if not clause.strip():
         continue
-      cause = purpose = None
+      cause = purpose = contact = None
       parts = _BECAUSE.split(clause, maxsplit=1)
       if len(parts) == 2:
         clause, cause = parts
@@ -129,10 +138,17 @@ def parse_actor(actor: narratives_lib.ActorNarrative) -> Actor:
         m = _PURPOSE.search(clause)
         if m and m.start() > 0:
           clause, purpose = clause[:m.start()], clause[m.end():]
+      m = _CONTACT.search(clause)
+      if m:
+        clause, contact = clause[:m.start()], clause[m.end():]
       predicate = _strip_subject(clause, actor.actor_name)
       if not predicate or not re.match(r"^[A-Za-z]", predicate):
         continue
       predicate = predicate[0].lower() + predicate[1:]
+      if _STOP_VERB.match(predicate) and cause is None:
+        cause, pending = contact or pending, None
+      elif contact:
+        pending = contact
       actions.append(Action(predicate, cause.strip() if cause else None,
                             purpose.strip() if purpose else None, anchor))
       anchor = None   # it anchors the first clause only
@@ -190,9 +206,15 @@ def temporal_candidates(actors: list[Actor]) -> list[tuple[str, str]]:
           out.append((f"Does {name} {_base_form(acts[i])} before or after {pro} {acts[j]}?",
                       "Before."))
     for act in actor.actions:   # across actors: "After the red circle grows, the square ..."
-      if act.anchor:
-        word, event = act.anchor
+      if not act.anchor:
+        continue
+      word, event = act.anchor
+      if not event.lower().endswith(act.predicate.lower()):   # else the answer is in the question
         out.append((f"What does {name} do {word} {event}?", _sentence(f"{pro} {act.predicate}")))
+      if word in ("after", "before"):
+        mine = f"{name} {act.predicate}"
+        out.append((f"Which happens first: {event}, or {mine}?",
+                    _sentence(event if word == "after" else mine)))
   if not out:   # no actor with two actions: ask for the single action as "the first thing"
     for actor in _active_first(actors):
       out.append((f"What does {_subject(actor.name)} do first?",
@@ -205,13 +227,21 @@ def causal_candidates(actors: list[Actor]) -> list[tuple[str, str]]:
   out: list[tuple[str, str]] = []
   for actor in actors:
     name = _subject(actor.name)
-    for act in actor.actions:
+    for i, act in enumerate(actor.actions):
       if act.cause:
         out.append((f"Why does {name} {_base_form(act.predicate)}?",
                     _sentence(f"because {act.cause}")))
+        m = re.match(r"^it (?:hits|reaches|touches|runs into) (.+)$", act.cause)
+        if m and i > 0 and actor.actions[i - 1].predicate.split()[0] in _MOVE_VERBS:
+          out.append((f"How does {name} get to {m.group(1)}?",
+                      _sentence(f"{actor.pronoun} {actor.actions[i - 1].predicate}")))
       if act.purpose:
         out.append((f"Why does {name} {_base_form(act.predicate)}?",
                     _sentence(f"so that {act.purpose}")))
+      m = _BOUNCE.match(act.predicate)
+      if m:   # bouncing off a wall reverses the motion
+        wall = f"the {m.group(1)} wall" if m.group(1) else "a wall"
+        out.append((f"Why does {name} change direction?", _sentence(f"because it hits {wall}")))
   if out:
     return out
   for actor in _active_first(actors):
@@ -229,8 +259,6 @@ _BECOMES_COLOUR = re.compile(r"^(?:turns|becomes|changes colour to|changes color
                              r"([a-z]+)\b")
 _SIZE_WORDS = {"big": "big", "large": "big", "small": "small", "little": "small"}
 _SIZE_CHANGE = re.compile(r"^(?:grows|shrinks|gets|becomes)\b")
-_MOVE_VERBS = frozenset(("moves", "goes", "slides", "travels", "walks", "runs", "rolls", "drives",
-                         "flies", "swims", "jumps"))
 
 
 def shortqa_candidates(actors: list[Actor]) -> list[tuple[str, str]]:
