@@ -61,15 +61,20 @@ def base_config() -> ml_collections.ConfigDict:
   c.openai.top_p = 0.95
   c.openai.max_tokens = 256
 
-  # Our Gemma decoder (not runnable until viit_jax.decoding exists; see backends.py).
+  # Our Gemma decoder (viit_jax/synthesis/local_gemma.py), text-only, nucleus sampling.
   c.local = ml_collections.ConfigDict()
-  c.local.variant = "gemma_2b"
-  c.local.checkpoint = ""  # .npz of the LM.
-  c.local.vocab = ""  # SentencePiece model.
+  c.local.variant = "gemma-2b"  # A Gemma variant, or a VLM variant (its LM is used).
+  c.local.checkpoint = ""  # Orbax workdir (trainer / import_weights output) or .npz.
+  c.local.step = -1  # Checkpoint step of a workdir; -1 = latest.
+  c.local.param_prefix = "llm/"  # Where the LM sits in the checkpoint ('' for a bare Gemma).
+  c.local.vocab = ""  # The checkpoint's SentencePiece model.
+  c.local.stop_piece = "<end_of_turn>"  # Sampling stops here (EOS if the tokenizer lacks it).
   c.local.temperature = 0.7
   c.local.top_p = 0.95
   c.local.max_decode_len = 128
+  c.local.max_prompt_len = 1024  # Longer prompts are rejected (backend_prompt_too_long).
   c.local.batch_size = 8
+  c.local.seed = 0
   return c
 
 

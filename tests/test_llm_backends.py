@@ -1,4 +1,5 @@
-"""The openai back-end against a real HTTP server on 127.0.0.1 (stdlib ThreadingHTTPServer).
+"""LLM back-ends: openai against a real HTTP server on 127.0.0.1 (stdlib ThreadingHTTPServer),
+and local (a tiny random Gemma sampling through viit_jax.decoding).
 
 The server answers each request according to a `(mode=...)` marker in the clip's narrative: well,
 slowly (client timeout), 429 then success, 5xx, malformed JSON, an unusable reply. Its request log
@@ -281,10 +282,7 @@ def test_cache_survives_torn_line(tmp_path):
   again.close()
 
 
-def test_local_backend_names_the_missing_piece(tmp_path):
-  config = synthesize_openai.get_config("backend=local")
-  with pytest.raises(backends.LocalBackendUnavailable, match=r"viit_jax\.decoding"):
-    backends.make(config, str(tmp_path / "cache.jsonl"))
+def test_gemma_turn_format():
   nar = narratives_lib.Narrative("v0", "v0", "videos/v0.mp4", "a", (
       narratives_lib.ActorNarrative(0, "the red circle", "The red circle moves left."),))
   prompt = templates.build_prompt(nar, "shortqa", seed=0)
@@ -295,6 +293,61 @@ def test_local_backend_names_the_missing_piece(tmp_path):
   assert text.count("<start_of_turn>model\n") == 3   # two few-shot answers + the open turn
   assert backends.parse_gemma_reply("Question: Q?\nAnswer: A.<end_of_turn>\n<start_of_turn>user"
                                     ) == "Question: Q?\nAnswer: A."
+
+
+def test_local_gemma_backend_end_to_end(tmp_path):
+  """A tiny random Gemma (the `test` variant's LM) samples replies through viit_jax.decoding:
+  every prompt is answered or rejected with its reason, replies are cached, a rerun decodes
+  nothing, and a prompt over max_prompt_len is a counted reject."""
+  import jax
+  import numpy as np
+  import sentencepiece as spm
+  from flax import linen as nn
+  from flax import traverse_util
+  from viit_jax.models import variants
+
+  # A 256-piece tokenizer (contract ids) with Gemma's turn markers as single pieces.
+  lines = [m["content"] for k in templates.KINDS for m in templates.build_prompt(
+      narratives_lib.Narrative("v", "v", "x", "a", (narratives_lib.ActorNarrative(
+          0, "the red circle", "The red circle moves left, then grows."),)), k, 0).messages]
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(lines * 5), model_prefix=str(tmp_path / "sp"), vocab_size=256,
+      model_type="unigram", pad_id=0, eos_id=1, bos_id=2, unk_id=3, hard_vocab_limit=False,
+      user_defined_symbols=["<start_of_turn>", "<end_of_turn>"], minloglevel=2)
+  # Random LM parameters saved as a VLM-style .npz (names under llm/).
+  llm_cfg = variants.get_config("test").llm
+  params = nn.unbox(variants.init_fn(llm_cfg)(jax.random.PRNGKey(0))["params"])
+  flat = traverse_util.flatten_dict(jax.device_get(params), sep="/")
+  np.savez(tmp_path / "lm.npz", **{f"llm/{k}": np.asarray(v) for k, v in flat.items()})
+
+  clips = {f"v{i}": [("the red circle", f"The red circle moves left, then grows {i} times.")]
+           for i in range(3)}
+  nar = write_vidln(tmp_path / "vidln" / "train.jsonl", clips)
+  arg = (f"narratives={nar},check_video_files=false,backend=local,local.variant=test,"
+         f"local.checkpoint={tmp_path / 'lm.npz'},local.vocab={tmp_path / 'sp.model'},"
+         "local.max_decode_len=12,local.max_prompt_len=768,local.batch_size=8")
+  manifest = synthesize.run(synthesize_openai.get_config(arg), tmp_path / "out")
+  assert manifest["backend"] == "local" and manifest["model_name"].startswith("gemma:test:")
+  rejects = [json.loads(x) for x in (tmp_path / "out/v1/rejects.jsonl").read_text().splitlines()]
+  # Untrained weights write noise: whatever the verdicts, all 9 prompts are accounted for.
+  assert manifest["num_examples"] + len(rejects) == 9
+  assert sum(manifest["rejects_per_reason"].values()) == len(rejects)
+  assert all(isinstance(r["reply"], str) for r in rejects)
+  assert not any(r["reason"].startswith("backend_") for r in rejects)
+  cached = (tmp_path / "out/cache/replies.jsonl").read_text().splitlines()
+  assert len(cached) == 9
+  run1 = json.loads(sorted((tmp_path / "out/v1/runs").glob("*.json"))[-1].read_text())
+  assert run1["backend_stats"] == {"batches": 2, "requests": 9}
+
+  (tmp_path / "out/v1/units/unit-00000.meta.json").unlink()   # force the unit to be redone
+  again = synthesize.run(synthesize_openai.get_config(arg), tmp_path / "out")
+  run2 = json.loads(sorted((tmp_path / "out/v1/runs").glob("*.json"))[-1].read_text())
+  assert run2["backend_stats"] == {"cache_hits": 9}
+  assert again["rejects_per_reason"] == manifest["rejects_per_reason"]
+
+  short = synthesize.run(synthesize_openai.get_config(
+      arg.replace("local.max_prompt_len=768", "local.max_prompt_len=64")), tmp_path / "out2")
+  assert short["rejects_per_reason"] == {"backend_prompt_too_long": 9}
 
 
 def test_sigkill_halfway_then_resume(tmp_path, fake_llm):

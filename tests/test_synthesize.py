@@ -405,3 +405,17 @@ def test_seqio_tasks_and_phase2_mixture(demo_world, synthesized):
   with pytest.raises(ValueError, match="rates"):
     viit_tasks.register_viit_tasks(workdir, world_dir=demo_world, vocab_path=vocab, num_frames=4,
                                    fps=2.0, res=16, rates={"temporal": 1.0})
+
+
+def test_shards_split_the_units_and_the_last_one_writes_the_manifest(demo_world, tmp_path):
+  arg = f"world_dir={demo_world},unit_size=3,num_shards=2"
+  assert synthesize.run(synthesize_demo.get_config(arg + ",shard_index=0"), tmp_path) is None
+  metas = sorted(p.name for p in (tmp_path / "v1/units").glob("*.meta.json"))
+  assert metas and all(int(m[5:10]) % 2 == 0 for m in metas)
+  manifest = synthesize.run(synthesize_demo.get_config(arg + ",shard_index=1"), tmp_path)
+  whole = synthesize.run(synthesize_demo.get_config(f"world_dir={demo_world},unit_size=3"),
+                         tmp_path / "one")
+  assert manifest["counts_per_kind"] == whole["counts_per_kind"]
+  assert manifest["num_units"] == len(list((tmp_path / "v1/units").glob("*.meta.json")))
+  with pytest.raises(ValueError, match="shard_index"):
+    synthesize.run(synthesize_demo.get_config(arg + ",shard_index=2"), tmp_path)

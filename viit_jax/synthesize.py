@@ -75,7 +75,8 @@ def settings_of(config: ml_collections.ConfigDict, backend: backends.Backend,
   if config.backend == "openai":
     sampling = {k: config.openai[k] for k in ("temperature", "top_p", "max_tokens")}
   elif config.backend == "local":
-    sampling = {k: config.local[k] for k in ("temperature", "top_p", "max_decode_len")}
+    sampling = {k: config.local[k] for k in ("temperature", "top_p", "max_decode_len",
+                                             "max_prompt_len", "stop_piece", "seed")}
   return {
       "version": config.version,
       "backend": backend.name,

@@ -11,8 +11,8 @@ a bad reply or a failed request: the caller validates text and counts errors as 
   backoff and jitter on 429/5xx/timeouts/connection errors (Retry-After honoured), a token-bucket
   request-rate limit, the API key from an environment variable named in config, and a persistent
   `ReplyCache` keyed by the hash of the request payload.
-* `LocalGemmaBackend` ("local"): our Gemma decoder; prompt rendering and reply parsing are here,
-  sampling needs viit_jax.decoding, which does not exist yet (construction says so).
+* `LocalGemmaBackend` ("local", synthesis/local_gemma.py): our Gemma decoder sampling through
+  viit_jax.decoding; the Gemma turn format (`render_gemma_prompt`, `parse_gemma_reply`) is here.
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ class Backend(Protocol):
     ...
 
 
-class _Stats:
+class Stats:
   """Thread-safe counters."""
 
   def __init__(self):
@@ -91,7 +91,7 @@ class RulesBackend:
 
   def __init__(self, seed: int):
     self._seed = seed
-    self._stats = _Stats()
+    self._stats = Stats()
 
   def complete(self, prompts: Sequence[templates.Prompt]) -> list[Completion]:
     out = []
@@ -189,7 +189,7 @@ class OpenAIBackend:
     self._url = cfg.base_url.rstrip("/") + "/chat/completions"
     self._cache = cache
     self._bucket = TokenBucket(cfg.requests_per_second, cfg.burst)
-    self._stats = _Stats()
+    self._stats = Stats()
     self._rng = random.Random()
     self._rng_lock = threading.Lock()
 
@@ -308,54 +308,13 @@ def parse_gemma_reply(decoded: str) -> str:
   return decoded.split("<end_of_turn>", 1)[0].split("<start_of_turn>", 1)[0].strip()
 
 
-class LocalBackendUnavailable(RuntimeError):
-  """The local back-end cannot run yet: a piece of the project it needs is missing."""
-
-
-class LocalGemmaBackend:
-  """Our Gemma decoder (imported checkpoint + its SentencePiece model), sampling through the
-  project's decoding code.
-
-  Prompt rendering (`render_gemma_prompt`) and reply parsing (`parse_gemma_reply`) are done;
-  sampling is not wired: it needs `viit_jax.decoding` (prefill + cached extend, nucleus sampling)
-  and `viit_jax.models.gemma`, which do not exist yet. Construction raises
-  `LocalBackendUnavailable` naming what is missing, before any work starts.
-  """
-  name = "local"
-
-  def __init__(self, cfg: ml_collections.ConfigDict, cache_path: str):
-    self.model_name = f"gemma:{cfg.variant}:{cfg.checkpoint}"
-    self._cfg = cfg
-    self._cache_path = cache_path   # a ReplyCache, opened once sampling is wired
-    missing = []
-    for module in ("viit_jax.decoding", "viit_jax.models.gemma"):
-      try:
-        __import__(module)
-      except ImportError:
-        missing.append(module)
-    if missing:
-      raise LocalBackendUnavailable(
-          "the 'local' synthesis back-end samples from our Gemma decoder through "
-          f"{' and '.join(missing)}, which {'does' if len(missing) == 1 else 'do'} not exist yet; "
-          "use backend=openai (e.g. a vLLM server) or backend=rules until it lands")
-    raise LocalBackendUnavailable(
-        "the 'local' synthesis back-end is not wired to viit_jax.decoding yet: prompt rendering "
-        "(render_gemma_prompt) and reply parsing (parse_gemma_reply) exist, the sampling call "
-        "does not; use backend=openai or backend=rules")
-
-  def complete(self, prompts: Sequence[templates.Prompt]) -> list[Completion]:
-    raise LocalBackendUnavailable("unreachable: construction fails until decoding is wired")
-
-  def stats(self) -> dict[str, Any]:
-    return {}
-
-
 def make(config: ml_collections.ConfigDict, cache_path: str) -> Backend:
   """The back-end named by config.backend; the cache is opened only for back-ends that use one."""
   if config.backend == "rules":
     return RulesBackend(config.seed)
   if config.backend == "openai":
     return OpenAIBackend(config.openai, cache_lib.ReplyCache(cache_path))
-  if config.backend == "local":
-    return LocalGemmaBackend(config.local, cache_path)
+  if config.backend == "local":   # imported here: only this back-end needs JAX
+    from viit_jax.synthesis import local_gemma  # pylint: disable=g-import-not-at-top
+    return local_gemma.LocalGemmaBackend(config.local, cache_path)
   raise ValueError(f"unknown config.backend {config.backend!r}; expected rules, openai or local")
