@@ -455,13 +455,32 @@ def motion_verb_share(captions: Sequence[str]) -> float:
   return sum(has_motion_verb(c) for c in captions) / len(captions)
 
 
-def caption_stats(captions: Sequence[str]) -> dict[str, float]:
+class CaptionStats:
+  """Streaming caption statistics: count, mean words, distinct words, motion-verb share."""
+
+  def __init__(self):
+    self.count = self.words = self.motion = 0
+    self.vocabulary: set[str] = set()
+
+  def add(self, caption: str) -> None:
+    words = _WORD.findall(caption.lower())
+    self.count += 1
+    self.words += len(words)
+    self.vocabulary.update(words)
+    self.motion += any(w in MOTION_WORDS for w in words)
+
+  def result(self) -> dict[str, float]:
+    n = max(self.count, 1)
+    return {"num_captions": self.count, "mean_words": self.words / n,
+            "unique_words": len(self.vocabulary), "motion_verb_share": self.motion / n}
+
+
+def caption_stats(captions: Iterable[str]) -> dict[str, float]:
   """Mean words per caption, distinct words, and the motion-verb share."""
-  words = [_WORD.findall(c.lower()) for c in captions]
-  return {"num_captions": len(captions),
-          "mean_words": float(np.mean([len(w) for w in words])) if words else 0.0,
-          "unique_words": len(set().union(*map(set, words))) if words else 0,
-          "motion_verb_share": motion_verb_share(captions)}
+  stats = CaptionStats()
+  for c in captions:
+    stats.add(c)
+  return stats.result()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -694,20 +713,26 @@ def finalize(units: Units, num_units: int, settings: Mapping[str, Any],
   if any(m is None for m in metas):
     return None
   clip_reasons: collections.Counter[str] = collections.Counter()
-  merged: list[dict[str, Any]] = [dataclasses.asdict(r) for r in input_rejects.records]
-  first, every, alt = [], [], []
+  first, every, alt = CaptionStats(), CaptionStats(), CaptionStats()
   captioned = 0
-  for i in range(num_units):
-    unit_rejects = units.rejects(i)
-    merged.extend(unit_rejects)
-    clip_reasons.update(r["reason"] for r in unit_rejects)
-    for r in units.rows(i):
-      captioned += 1
-      first.append(r["captions"][0])
-      every.extend(r["captions"])
-      alt.append(r["alt_text"])
+  rejects_path = units.out_dir / "rejects.jsonl"
+  tmp = rejects_path.with_name(f".{rejects_path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+  with open(tmp, "wb") as f:  # Streamed: a corpus may hold millions of clips.
+    f.write(jsonl_bytes(dataclasses.asdict(r) for r in input_rejects.records))
+    for i in range(num_units):
+      unit_rejects = units.rejects(i)
+      f.write(jsonl_bytes(unit_rejects))
+      clip_reasons.update(r["reason"] for r in unit_rejects)
+      for r in units.rows(i):
+        captioned += 1
+        first.add(r["captions"][0])
+        for c in r["captions"]:
+          every.add(c)
+        alt.add(r["alt_text"])
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, rejects_path)
   reasons = clip_reasons + collections.Counter(input_rejects.counts)
-  write_atomic(units.out_dir / "rejects.jsonl", jsonl_bytes(merged))
   manifest = {
       **settings,
       "num_units": num_units,
@@ -716,8 +741,8 @@ def finalize(units: Units, num_units: int, settings: Mapping[str, Any],
       "num_rejected": sum(clip_reasons.values()),
       "num_input_rows_rejected": input_rejects.total,
       "rejects_per_reason": dict(sorted(reasons.items())),
-      "stats": {"first_caption": caption_stats(first), "all_captions": caption_stats(every),
-                "alt_text": caption_stats(alt)},
+      "stats": {"first_caption": first.result(), "all_captions": every.result(),
+                "alt_text": alt.result()},
       "files": {"tfrecord": "units/unit-*.tfrecord", "jsonl": "units/unit-*.jsonl",
                 "rejects": "rejects.jsonl", "input_rejects": "input_rejects.jsonl"},
       "units": [units.path(i, "jsonl").name for i in range(num_units)],
@@ -810,6 +835,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
   units = Units(out_dir)
   mine = [u for u in range(corpus_scan.num_units) if u % nproc == pid]
   todo = {u for u in mine if units.meta(u) is None}
+  for u in todo:  # Temporary files a killed run left in units only this process writes.
+    for stale in units.units_dir.glob(f".unit-{u:05d}.*.tmp-*"):
+      stale.unlink(missing_ok=True)
   log(f"autolabel {config.mode}: {corpus_scan.num_clips} clips ({corpus_scan.rejects.total} rows "
       f"rejected) in {corpus_scan.num_units} units of {config.unit_size}; {nproc} process(es); "
       f"checkpoint {source.path} step {source.step}; decode {dcfg.settings()}", flush=True)

@@ -24,7 +24,8 @@ size, padding, process count or device count (up to float round-off of the logit
 Outputs (`DecodeOutput`), K = num_samples, L = max_decode_len:
   tokens        int32[B, K, L]   generated tokens, EOS included; pad (0) after EOS
   logprobs      f32[B, K, L]     log p(token) under the model itself (temperature 1, no top-k/p
-                                 filter); 0 on padding
+                                 filter; over the first valid_vocab_size ids when that is set);
+                                 0 on padding
   lengths       int32[B, K]      generated tokens including EOS
   mean_logprob  f32[B, K]        sum(logprobs) / lengths (the caption's confidence)
   scores        f32[B, K]        beam: length-normalised score; samplers: mean_logprob
