@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import itertools
 import json
-import pathlib
 import re
 
 import pytest
