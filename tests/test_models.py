@@ -17,7 +17,6 @@ import pytest
 from viit_jax.models import dual_encoder as de_lib
 from viit_jax.models import gemma as gemma_lib
 from viit_jax.models import variants
-from viit_jax.models import vit as vit_lib
 from viit_jax.models import vlm as vlm_lib
 
 

@@ -24,7 +24,6 @@ from typing import Any, Union
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from viit_jax.models import dual_encoder as de_lib
 from viit_jax.models import gemma as gemma_lib

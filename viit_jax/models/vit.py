@@ -75,6 +75,26 @@ def normalize_frames(frames: Array, dtype: jnp.dtype) -> Array:
   return frames.astype(dtype)
 
 
+class PatchEmbed(nn.Module):
+  """`kernel` [P, P, 3, D], `bias` [D]: non-overlapping P x P patches -> [B, (H/P)(W/P), D]."""
+  patch_size: int
+  width: int
+  dtype: jnp.dtype
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    p = self.patch_size
+    kernel = layers.logical_param(self, "kernel", nn.initializers.lecun_normal(in_axis=(0, 1, 2),
+                                                                                out_axis=3),
+                                  (p, p, 3, self.width), (None, None, None, "embed"))
+    bias = layers.logical_param(self, "bias", nn.initializers.zeros, (self.width,), ("embed",))
+    n, h, w, c = x.shape
+    x = x.reshape(n, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
+    x = x.reshape(n, (h // p) * (w // p), p * p * c)
+    y = jnp.dot(x, kernel.reshape(p * p * c, self.width).astype(self.dtype))
+    return y + bias.astype(self.dtype)
+
+
 class ViT(nn.Module):
   """SigLIP ViT (per frame) or ViT-st (joint space-time).
 
@@ -96,8 +116,8 @@ class ViT(nn.Module):
                        "(import with --res to resize the position embedding)")
     if cfg.temporal and t != cfg.num_frames:
       raise ValueError(f"ViT-st was built for {cfg.num_frames} frames, got {t}")
+    frames = layers.constrain(frames, ("batch", "frames", None, None, None))
     x = normalize_frames(frames, dtype).reshape(b * t, h, w, 3)
-    x = layers.constrain(x, ("batch", None, None, None))
 
     # Patch embedding == VALID conv with stride P, written as patchify + matmul.
     p, g, d = cfg.patch_size, cfg.grid, cfg.width
@@ -125,23 +145,3 @@ class ViT(nn.Module):
     if cfg.temporal:
       return x
     return x.reshape(b, t, *x.shape[1:])
-
-
-class PatchEmbed(nn.Module):
-  """`kernel` [P, P, 3, D], `bias` [D]: non-overlapping P x P patches -> [B, (H/P)(W/P), D]."""
-  patch_size: int
-  width: int
-  dtype: jnp.dtype
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    p = self.patch_size
-    kernel = layers.logical_param(self, "kernel", nn.initializers.lecun_normal(in_axis=(0, 1, 2),
-                                                                                out_axis=3),
-                                  (p, p, 3, self.width), (None, None, None, "embed"))
-    bias = layers.logical_param(self, "bias", nn.initializers.zeros, (self.width,), ("embed",))
-    n, h, w, c = x.shape
-    x = x.reshape(n, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
-    x = x.reshape(n, (h // p) * (w // p), p * p * c)
-    y = jnp.dot(x, kernel.reshape(p * p * c, self.width).astype(self.dtype))
-    return y + bias.astype(self.dtype)

@@ -70,7 +70,7 @@ class VLM(nn.Module):
       g = self.cfg.img.grid
       x = x.reshape(b, t, g // k, k, g // k, k, d).mean(axis=(3, 5))
       x = x.reshape(b, t, (g // k) ** 2, d)
-    return x
+    return layers.constrain(x, ("batch", "frames", "length", "embed"))
 
   def embed_image(self, frames: Array) -> Array:
     """frames [B, T, H, W, 3] -> visual tokens [B, T * N', D_llm], frame-major."""
