@@ -29,6 +29,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections.abc import Mapping
 from typing import Any, Union
 
@@ -194,7 +195,8 @@ def convert(src: Mapping[str, Leaf], kind: str, cfg: variants.ModelConfig,
     flat = {k[len("img/"):]: v for k, v in flat.items() if k.startswith("img/")}
   flat = convert_layers(flat, set(target))
   posemb = f"{img_prefix}pos_embedding"
-  if posemb in flat and posemb in target and flat[posemb].shape != target[posemb].shape:
+  if (posemb in flat and posemb in target and flat[posemb].shape != target[posemb].shape
+      and flat[posemb].shape[-1] == target[posemb].shape[-1]):
     flat[posemb] = resize_posemb(flat[posemb], target[posemb].shape[1])
   pe_t = f"{img_prefix}temporal_pos_embedding"
   if img_cfg.temporal and pe_t not in flat and pe_t in target:
@@ -263,7 +265,10 @@ def main(argv: list[str] | None = None) -> None:
   base = variants.get_config(args.variant)
   overrides = _overrides(base, args.res, args.frames)
   cfg = variants.get_config(args.variant, overrides)
-  params, unused = import_params(args.src, args.kind, cfg, jax.random.PRNGKey(args.seed))
+  try:
+    params, unused = import_params(args.src, args.kind, cfg, jax.random.PRNGKey(args.seed))
+  except ImportMismatchError as e:
+    sys.exit(f"error: {e}")
   meta = {"kind": "import", "source": os.path.abspath(args.src), "variant": args.variant,
           "import_kind": args.kind, "overrides": overrides}
   directory = write_checkpoint(args.workdir, params, meta)
