@@ -178,8 +178,7 @@ def test_eos_stops_each_example(setup):
       np.testing.assert_array_equal(row[:first], greedy[b, :first])
       assert row[first] == 1 and length == first + 1
       assert np.all(row[first + 1:] == 0) and np.all(out.logprobs[b, 0, first + 1:] == 0)
-  assert dec.strip(out.tokens[0, 0], eos_id=1) == [int(v) for v in out.tokens[0, 0][:max(
-      firsts[0], 0) if firsts[0] >= 0 else L]]
+      assert dec.strip(row, eos_id=1) == greedy[b, :first].tolist()
 
 
 def test_filter_logits_top_k_and_top_p():

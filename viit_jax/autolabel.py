@@ -863,8 +863,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
   progress = Progress(f"autolabel p{pid}/{nproc}", todo_clips, config.log_every_s)
   written, bad = 0, 0
   pass2 = rj.Rejects(corpus.source)  # Pass 1 recorded these rows already.
-  my_units = ((u, clips) for u, clips in units_of(corpus.clips(pass2), config.unit_size)
-              if u in todo)
+  my_units = ((u, clips) for u, clips in units_of(corpus.clips(pass2) if todo else (),
+                                                   config.unit_size) if u in todo)
   with concurrent.futures.ThreadPoolExecutor(config.data.decode_workers) as pool:
     def submit(unit):
       u, clips = unit
@@ -889,8 +889,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
             "units_skipped": len(mine) - len(todo), "clips_rejected": bad,
             **progress.rates(), "total_seconds": time.time() - started}
   write_json(out_dir / "runs" / f"run-{stamp}-p{pid}.json", record)
-  print(f"autolabel p{pid}/{nproc}: wrote {written} units ({record['clips']} clips captioned, "
-        f"{bad} rejected) in {record['seconds']:.1f}s: {record['clips_per_s']:.2f} clips/s, "
+  print(f"autolabel p{pid}/{nproc}: wrote {written} units ({record['clips']} clips, {bad} of "
+        f"them rejected) in {record['seconds']:.1f}s: {record['clips_per_s']:.2f} clips/s, "
         f"{record['tokens_per_s']:.1f} tokens/s", flush=True)
   if nproc > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
