@@ -242,3 +242,17 @@ def test_two_processes_match_one(tmp_path):
   tree = jax.jit(lambda k: nn.unbox(_Proj().init(k, _global_x()[:1])))(jax.random.PRNGKey(0))
   want = _global_x() @ np.asarray(tree["params"]["w"])
   np.testing.assert_allclose(got["sums"], want.sum(axis=1), rtol=1e-5)
+
+
+def test_distributed_env_errors_name_the_variables(monkeypatch):
+  """A partial VIIT_* set, or `auto` mixed with explicit values, is refused before any start-up."""
+  for name in (sharding.ENV_COORDINATOR_ADDRESS, sharding.ENV_NUM_PROCESSES, sharding.ENV_PROCESS_ID):
+    monkeypatch.delenv(name, raising=False)
+  assert sharding.maybe_initialize_distributed() is False
+  monkeypatch.setenv(sharding.ENV_COORDINATOR_ADDRESS, "127.0.0.1:1234")
+  with pytest.raises(ValueError, match=sharding.ENV_PROCESS_ID):
+    sharding.maybe_initialize_distributed()
+  monkeypatch.setenv(sharding.ENV_COORDINATOR_ADDRESS, "auto")
+  monkeypatch.setenv(sharding.ENV_NUM_PROCESSES, "2")
+  with pytest.raises(ValueError, match=sharding.ENV_NUM_PROCESSES):
+    sharding.maybe_initialize_distributed()

@@ -184,17 +184,25 @@ def maybe_initialize_distributed() -> bool:
   """Calls jax.distributed.initialize from the VIIT_* environment variables; True if it did.
 
   Does nothing (False) when none is set or when already initialised; a partial set is an error.
+  `VIIT_COORDINATOR_ADDRESS=auto` alone lets jax detect the cluster itself (Cloud TPU VMs, Vertex AI,
+  GKE with the TPU webhook): `jax.distributed.initialize()` without arguments.
   """
   names = (ENV_COORDINATOR_ADDRESS, ENV_NUM_PROCESSES, ENV_PROCESS_ID)
   values = {n: os.environ.get(n) for n in names}
   present = [n for n, v in values.items() if v]
   if not present:
     return False
+  if jax.distributed.is_initialized():
+    return False
+  if values[ENV_COORDINATOR_ADDRESS] == "auto":
+    if len(present) != 1:
+      raise ValueError(f"{ENV_COORDINATOR_ADDRESS}=auto lets jax detect the cluster; unset "
+                       f"{[n for n in present if n != ENV_COORDINATOR_ADDRESS]}")
+    jax.distributed.initialize()
+    return True
   if len(present) != len(names):
     missing = [n for n in names if n not in present]
     raise ValueError(f"multi-process start needs all of {list(names)}; missing {missing}")
-  if jax.distributed.is_initialized():
-    return False
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address=values[ENV_COORDINATOR_ADDRESS],
                              num_processes=int(values[ENV_NUM_PROCESSES]),
