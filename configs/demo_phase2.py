@@ -5,7 +5,8 @@ the instruction-synthesis output in `data.viit_dir`; initialised from phase 1's 
 parameters train. The held-out loss and greedy samples are on the demo NExT-QA (open-ended) val set.
 
 Run (from the repository root, after demo_phase1 and the instruction synthesis):
-  python -m viit_jax.synthesize --config=configs/synthesize_demo.py --workdir=runs/demo/viit
+  python -m viit_jax.synthesize --config=configs/synthesize_demo.py:world_dir=runs/demo/world \
+      --workdir=runs/demo/viit
   python -m viit_jax.train --config=configs/demo_phase2.py --workdir=runs/demo/phase2
 """
 import ml_collections

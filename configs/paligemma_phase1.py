@@ -2,13 +2,16 @@
 
 The paper's recipe (PaLI-3's): 8 frames at 2 fps, 224 px; Adafactor (beta1 = 0, decay 0.8), linear
 warm-up 1K steps then inverse-sqrt decay, peak LR 1e-4; batch 64; 40K steps (~5 epochs of S-MiT).
-Initialised from the public PaliGemma checkpoint (big_vision .npz, e.g. `pt_224.npz`); frames go
-through the image tower one by one and the 8 x 256 visual tokens are the LM's prefix.
+Initialised from the public PaliGemma checkpoint (big_vision `pt_224.npz`), imported once into our
+checkpoint layout; frames go through the image tower one by one and the 8 x 256 visual tokens are
+the LM's prefix.
 
 Run (needs S-MiT in its public layout, the PaliGemma tokenizer and weights; a TPU slice):
-  python -m viit_jax.train --config=configs/paligemma_phase1.py:init_from=/ckpt/pt_224.npz,\
-data.dirs.smit=/data/smit,data.vocab_path=/ckpt/paligemma_tokenizer.model \
-    --workdir=runs/paligemma/phase1
+  python -m viit_jax.import_weights --src=/ckpt/pt_224.npz --kind=paligemma \
+      --variant=paligemma-3b-224 --workdir=runs/paligemma/import
+  python -m viit_jax.train --config=configs/paligemma_phase1.py:data.dirs.smit=/data/smit,\
+data.vocab_path=/ckpt/paligemma_tokenizer.model --workdir=runs/paligemma/phase1
+(`init_from=/ckpt/pt_224.npz` also works: an .npz whose names already match is read directly.)
 """
 import ml_collections
 
@@ -45,5 +48,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optim.schedule = "rsqrt"
   c.optim.warmup_steps = 1000
   c.optim.freeze = "llm/.*"
+  c.init_from = "runs/paligemma/import"
   c.init_required = True
   return config_lib.finalize(c, arg)

@@ -338,3 +338,42 @@ def test_workdir_with_another_config_is_refused_unless_resume(tmp_path):
   assert result.step == 4 and "resumed from own checkpoint step 2" in result.source
   losses = _losses(tmp_path)
   assert losses[-1] < losses[0]
+
+
+def test_paligemma_configs_state_structure_without_allocation():
+  """The real settings: PaliGemma-3B 224 param count, freezing split and optimizer-state size,
+  all from abstract shapes (nothing allocated, nothing compiled)."""
+  from configs import paligemma_phase1
+  from configs import paligemma_phase2
+  mesh = sharding.make_mesh({"data": 1, "fsdp": -1, "tensor": 1})
+  sizes = {}
+  for module, frozen_prefix in ((paligemma_phase1, "llm/"), (paligemma_phase2, "img/")):
+    config = module.get_config()
+    assert (config.data.num_frames, config.data.fps, config.data.res) == (8, 2.0, 224)
+    assert (config.optim.name, config.optim.lr, config.optim.warmup_steps,
+            config.optim.adafactor_decay_rate) == ("adafactor", 1e-4, 1000, 0.8)
+    cfg = train.model_config(config, 257_152)
+    init = variants.init_fn(cfg)
+    task = loop.Task(init_fn=lambda rng, init=init: init(rng)["params"], loss_fn=None,
+                     data_fn=None, batch_spec={})
+    spec = loop.state_spec(task, config, mesh)
+    params = spec.abstract_state["params"]
+    from viit_jax import optim
+    assert optim.tree_size(params) == 2_923_335_408  # CHECKPOINTS.md: PaliGemma-3B 224.
+    assert all(n.startswith(frozen_prefix) for n in spec.frozen) and spec.frozen
+    assert not any(n.startswith(frozen_prefix) for n in spec.trainable)
+    opt_paths = [jax.tree_util.keystr(p) for p, _ in
+                 jax.tree_util.tree_leaves_with_path(spec.abstract_state["opt"])]
+    assert not any(f"'{frozen_prefix[:-1]}'" in p for p in opt_paths)
+    trainable, _ = optim.split_params(params, config.optim.freeze)
+    sizes[config.experiment] = (optim.tree_size(spec.abstract_state["opt"]) /
+                                optim.tree_size(trainable),
+                                config.train.batch_size, config.train.total_steps)
+    # FSDP: the big matrices are sharded over the 8 devices.
+    emb = params["llm"]["embedder"]["input_embedding"]
+    assert "fsdp" in str(emb.sharding.spec)
+  # Adafactor without momentum: second moments only, factored where two dims are >= 128 (optax's
+  # rule), so the state is well below one float per trainable parameter.
+  assert sizes["paligemma_phase1"][0] < 0.5 and sizes["paligemma_phase2"][0] < 0.5, sizes
+  assert sizes["paligemma_phase1"][1:] == (64, 40_000)
+  assert sizes["paligemma_phase2"][1:] == (256, 10_000)
