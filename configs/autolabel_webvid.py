@@ -1,8 +1,9 @@
-"""Auto-labeling a real corpus (the paper's VideoCC+ / InternVid+ setting) with an adapted PaliGemma.
+"""Auto-labeling a real corpus (the paper's VideoCC+ / InternVid+) with an adapted PaliGemma.
 
 WebVid (CSV; videos downloaded e.g. with video2dataset as videos/<page_dir>/<videoid>.mp4):
   python -m viit_jax.autolabel --config=configs/autolabel_webvid.py:\
-init_from=runs/phase2_paligemma,corpus.root=/data/webvid,vocab_path=/data/paligemma_tokenizer.model \
+init_from=runs/phase2_paligemma,corpus.root=/data/webvid,\
+vocab_path=/data/paligemma_tokenizer.model \
       --workdir=/data/webvid_plus
 InternVid-10M-FLT (JSONL; full YouTube videos cut to each line's segment):
   python -m viit_jax.autolabel --config=configs/autolabel_webvid.py:\

@@ -1,10 +1,11 @@
-"""Autoregressive decoding: prefill + cached extend inside `lax.while_loop`; samplers and beam search.
+"""Autoregressive decoding: prefill + cached extend in `lax.while_loop`; samplers, beam search.
 
 Samplers (`DecodeConfig.sampler`):
   greedy       argmax.
   temperature  categorical over logits / temperature (optionally restricted to the top_k).
   nucleus      top-p: the smallest set of most likely tokens whose mass reaches top_p, after
-               temperature and the optional top_k restriction (HF's order: temperature, top-k, top-p).
+               temperature and the optional top_k restriction (HF's order: temperature, top-k,
+               top-p).
   top_k        categorical over the top_k tokens (after temperature).
   beam         fairseq-style beam search, per example: each step takes the 2W best continuations
                of the W live beams; an EOS among the W best candidates finishes a hypothesis

@@ -4,11 +4,12 @@
       [--max_decode_len=32] [--sampler=greedy] [--num_samples=1] [--repeats=3]
 
 Random-init weights (speed does not depend on them). Each row decodes a batch of clips
-(`img.num_frames` frames of the variant's resolution, a 10-token prompt) end to end on one device:
-image encoder + prefill + `max_decode_len` cached extend steps. EOS is disabled so every row generates
-exactly `max_decode_len` tokens. Times are the median of `--repeats` runs after a compile run. The last
-row decodes the largest batch without a KV cache (the full LM forward over [prompt | tokens so far]
-at every step; visual tokens are encoded once) and reports the cache's speed-up.
+(`img.num_frames` frames of the variant's resolution, a 10-token prompt) end to end on one
+device: image encoder + prefill + `max_decode_len` cached extend steps. EOS is disabled so every
+row generates exactly `max_decode_len` tokens. Times are the median of `--repeats` runs after a
+compile run. The last row decodes the largest batch without a KV cache (the full LM forward over
+[prompt | tokens so far] at every step; visual tokens are encoded once) and reports the cache's
+speed-up.
 Video decoding (PyAV) is not included: see the autolabel progress line for the whole job.
 """
 from __future__ import annotations
