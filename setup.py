@@ -22,7 +22,8 @@ INSTALL_REQUIRES = [
     "tensorboard>=2.17",
     "requests>=2.31",
     "pyyaml>=6.0",
-    "importlib_resources>=6.0",  # tensorflow-datasets download_and_prepare needs it
+    "importlib_resources>=6.0",
+    "google-crc32c>=1.5",  # TFRecord checksums without importing TensorFlow (autolabel, synthesize)  # tensorflow-datasets download_and_prepare needs it
 ]
 
 EXTRAS = {
