@@ -417,8 +417,11 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
       init_step=config.init_step)
   start = int(jax.device_get(state["step"]))
   log(f"state: {source}; starting at step {start} of {total}")
-  if data_position and int(data_position.get("step", start)) != start:
+  if data_position and int(data_position["step"]) != start:
     raise RuntimeError(f"Checkpoint data position {data_position} does not match its step {start}")
+  if data_position and int(data_position["batch_size"]) != int(tc.batch_size):
+    log(f"WARNING: the checkpoint was trained with batch size {data_position['batch_size']}, this "
+        f"run uses {tc.batch_size}: batches from step {start} on differ from the original run's")
 
   # The jitted step: explicit shardings, donated state, compiled ahead of time.
   batch_sharding = jax.sharding.NamedSharding(mesh, sharding_lib.batch_spec(rules))

@@ -17,8 +17,8 @@ init_from). Reads top to bottom: config -> distributed start-up and mesh -> data
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
+import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -338,6 +338,10 @@ def _configure_runtime(config) -> None:
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
   tf.config.set_visible_devices([], "GPU")
+  # seqio warns that uncached FunctionDataSources shuffle poorly across restarts; here the order is
+  # a seeded function of the step and restarts skip to it, so the warning does not apply.
+  logging.getLogger("absl").addFilter(
+      lambda record: "uncached FunctionDataset" not in record.getMessage())
 
 
 if __name__ == "__main__":
