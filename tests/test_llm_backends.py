@@ -101,7 +101,11 @@ class FakeLLM:
       out = json.dumps({"id": "x", "object": "chat.completion", "model": payload["model"],
                         "choices": [{"index": 0, "finish_reason": "stop", "message": {
                             "role": "assistant", "content": content}}]}).encode()
-    sent = True
+    # Logged before the reply goes out, so a client that has its answer always finds it in the log.
+    entry = {"key": key, "mode": mode, "kind": kind, "n": n, "status": status, "t0": t0,
+             "t1": time.time(), "sent": True}
+    with self.lock:
+      self.log.append(entry)
     try:
       h.send_response(status)
       for k, v in headers.items():
@@ -112,10 +116,7 @@ class FakeLLM:
       h.wfile.write(out)
       h.wfile.flush()
     except (BrokenPipeError, ConnectionResetError):
-      sent = False
-    with self.lock:
-      self.log.append({"key": key, "mode": mode, "kind": kind, "n": n, "status": status,
-                       "t0": t0, "t1": time.time(), "sent": sent})
+      entry["sent"] = False
 
 
 @pytest.fixture

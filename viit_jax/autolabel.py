@@ -79,9 +79,6 @@ from viit_jax import sharding as sharding_lib
 from viit_jax.models import variants
 from viit_jax.models import vlm as vlm_lib
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Auto-labeling config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (the version goes under it).")
 
 MODES = ("viit", "frame_captioner")
 CORPUS_FORMATS = ("demo", "webvid", "internvid")
@@ -949,17 +946,25 @@ def _caption_unit(u: int, clips: list[Clip], futures: list[concurrent.futures.Fu
   return len(rejected)
 
 
+def define_flags() -> None:
+  """The CLI flags; defined only when run as a program, so that importing this module (tests, other
+  entry points) never collides with another entry point's `--config`."""
+  config_flags.DEFINE_config_file("config", None, "Auto-labeling config file.", lock_config=True)
+  flags.DEFINE_string("workdir", None, "Output directory (the version goes under it).")
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if _CONFIG.value is None or not _WORKDIR.value:
+  if flags.FLAGS.config is None or not flags.FLAGS.workdir:
     raise app.UsageError("--config and --workdir are required")
   if not flags.FLAGS["verbosity"].present:  # Keep orbax's INFO lines out of the progress output.
     logging.set_verbosity(logging.WARNING)
   sharding_lib.maybe_initialize_distributed()  # Before anything touches jax devices.
   _configure_runtime()
-  run(_CONFIG.value, _WORKDIR.value)
+  run(flags.FLAGS.config, flags.FLAGS.workdir)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -37,9 +37,6 @@ from viit_jax.synthesis import narratives as narratives_lib
 from viit_jax.synthesis import templates
 from viit_jax.synthesis import validate
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Synthesis config file.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (the version goes under it).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,13 +269,21 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
   return manifest
 
 
+def define_flags() -> None:
+  """The CLI flags; defined only when run as a program, so that importing this module (tests, other
+  entry points) never collides with another entry point's `--config`."""
+  config_flags.DEFINE_config_file("config", None, "Synthesis config file.", lock_config=True)
+  flags.DEFINE_string("workdir", None, "Output directory (the version goes under it).")
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not _WORKDIR.value:
+  if not flags.FLAGS.workdir:
     raise app.UsageError("--workdir is required")
-  run(_CONFIG.value, _WORKDIR.value)
+  run(flags.FLAGS.config, flags.FLAGS.workdir)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
