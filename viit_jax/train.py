@@ -21,7 +21,7 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -33,6 +33,7 @@ from absl import app
 from absl import flags
 from absl import logging as absl_logging
 from jax.sharding import NamedSharding, PartitionSpec as P
+import ml_collections
 from ml_collections import config_flags
 
 from data import preprocessors as pp
@@ -55,6 +56,10 @@ def define_flags() -> None:
   flags.DEFINE_bool("resume", False, "Continue a workdir even though it holds another config.")
   flags.mark_flags_as_required(["config", "workdir"])
 
+
+Config = ml_collections.ConfigDict
+Vocab = seqio.SentencePieceVocabulary
+HostBatch = dict[str, np.ndarray]  # This process's rows of one global batch.
 MODEL_KEYS = ("frames", "tokens", "mask_ar", "mask_loss", "mask_input")
 
 
@@ -62,7 +67,7 @@ MODEL_KEYS = ("frames", "tokens", "mask_ar", "mask_loss", "mask_input")
 # Data.
 
 
-def register_tasks(config) -> Any:
+def register_tasks(config: Config) -> Vocab:
   """Registers the config's seqio tasks (demo world or real data sets); returns the vocabulary."""
   d = config.data
   if d.source == "demo":
@@ -93,7 +98,7 @@ def register_tasks(config) -> Any:
   return tasks_lib.vocabulary(vocab_path)
 
 
-def _register_viit(config, vocab_path: str) -> None:
+def _register_viit(config: Config, vocab_path: str) -> None:
   """Registers the VIIT instruction tasks and mixture over viit_jax.synthesize's output."""
   d = config.data
   viit_tasks.register_viit_tasks(
@@ -103,9 +108,7 @@ def _register_viit(config, vocab_path: str) -> None:
 
 
 def _get_provider(name: str) -> seqio.DatasetProviderBase:
-  if name in seqio.MixtureRegistry.names():
-    return seqio.get_mixture_or_task(name)
-  if name in seqio.TaskRegistry.names():
+  if name in seqio.MixtureRegistry.names() or name in seqio.TaskRegistry.names():
     return seqio.get_mixture_or_task(name)
   raise KeyError(f"seqio task or mixture {name!r} is not registered (registered: "
                  f"{sorted(seqio.TaskRegistry.names())[:40]} ...; mixtures: "
@@ -113,9 +116,10 @@ def _get_provider(name: str) -> seqio.DatasetProviderBase:
                  "data.viit_dir (the output of python -m viit_jax.synthesize).")
 
 
-def _model_batches(config, vocab, name: str, split: str, *, shuffle: bool, repeat: bool,
-                   batch_size: int, shard: tuple[int, int] | None):
-  """tf.data of model batches {frames, tokens, mask_*} of a task/mixture split."""
+def _model_batches(config: Config, vocab: Vocab, name: str, split: str, *, shuffle: bool,
+                   repeat: bool, batch_size: int, shard: tuple[int, int] | None
+                   ) -> tf.data.Dataset:
+  """Model batches {frames uint8[B, T, H, W, 3], tokens/mask_* int32[B, L]} of a split."""
   provider = _get_provider(name)
   shard_info = None if shard is None else seqio.ShardInfo(index=shard[0], num_shards=shard[1])
   kwargs = dict(sequence_length=None, split=split, shuffle=shuffle, seed=int(config.seed),
@@ -125,7 +129,7 @@ def _model_batches(config, vocab, name: str, split: str, *, shuffle: bool, repea
   return pp.batch_for_model(ds, batch_size=batch_size, seq_len=config.data.text_len, vocab=vocab)
 
 
-def make_data_fn(config, vocab):
+def make_data_fn(config: Config, vocab: Vocab) -> Callable[[int], Iterator[HostBatch]]:
   """first step -> iterator of this process's rows of global batches first, first + 1, ...
 
   `data.process_split=slice`: every process reads the one global stream and keeps its rows
@@ -142,7 +146,7 @@ def make_data_fn(config, vocab):
   if mode not in ("slice", "shard"):
     raise ValueError(f"data.process_split must be 'slice' or 'shard', got {mode!r}")
 
-  def data_fn(start: int) -> Iterator[dict[str, Any]]:
+  def data_fn(start: int) -> Iterator[HostBatch]:
     if mode == "slice":
       ds = _model_batches(config, vocab, config.data.task, config.data.train_split, shuffle=True,
                           repeat=True, batch_size=b, shard=None)
@@ -159,7 +163,7 @@ def make_data_fn(config, vocab):
   return data_fn
 
 
-def eval_batches(config, vocab) -> list[dict[str, Any]]:
+def eval_batches(config: Config, vocab: Vocab) -> list[HostBatch]:
   """The first `train.eval_batches` global batches of the eval split, this process's rows."""
   if not config.data.eval_task or config.train.eval_batches <= 0:
     return []
@@ -176,7 +180,7 @@ def eval_batches(config, vocab) -> list[dict[str, Any]]:
 # Model, loss, decoding (pure functions; jitted by the loop or by `make_eval_fn`).
 
 
-def model_config(config, vocab_size: int):
+def model_config(config: Config, vocab_size: int) -> vlm_lib.VLMConfig:
   """The VLM config of `model.variant`, fitted to the data (frames, resolution, text length)."""
   m = config.model
   overrides = {"img.image_size": config.data.res, "img.num_frames": config.data.num_frames,
@@ -192,8 +196,14 @@ def model_config(config, vocab_size: int):
   return cfg
 
 
-def vlm_loss(params, batch, rng, *, model):
-  """(sum over examples of per-example mean target NLL, batch size, metric sums)."""
+def vlm_loss(params: Any, batch: Mapping[str, jax.Array], rng: jax.Array | None, *,
+             model: vlm_lib.VLM) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+  """(sum over examples of per-example mean target NLL, batch size B, metric sums).
+
+  batch: frames uint8[B, T, H, W, 3]; tokens, mask_ar, mask_loss, mask_input int32[B, L].
+  Summed per-example means divided by the summed B give the mean over examples, the same for one
+  batch or its micro-batches (loop's accumulation contract).
+  """
   del rng  # No dropout in these models.
   logits = model.apply({"params": params}, batch["frames"], batch["tokens"], batch["mask_ar"],
                        batch["mask_input"])
@@ -206,7 +216,8 @@ def vlm_loss(params, batch, rng, *, model):
                                     "target_tokens": aux["num_tokens"]}
 
 
-def greedy_decode(params, batch, *, model, max_len: int, eos_id: int):
+def greedy_decode(params: Any, batch: Mapping[str, jax.Array], *, model: vlm_lib.VLM,
+                  max_len: int, eos_id: int) -> jax.Array:
   """Greedy continuation of each row's prompt: int32[B, max_len], 0 after EOS.
 
   The prompt is the prefix part of `batch` (mask_ar 0, valid): [BOS + prefix + "\\n"].
@@ -231,28 +242,24 @@ def greedy_decode(params, batch, *, model, max_len: int, eos_id: int):
   return out.T
 
 
-def eval_loss_sums(params, batch, *, model):
-  """(loss sum, weight) of one eval batch (no gradient)."""
-  loss_sum, weight, metrics = vlm_loss(params, batch, None, model=model)
-  return loss_sum, weight, metrics
-
-
-def make_eval_fn(config, model, vocab, mesh, batches: list[dict[str, Any]]):
+def make_eval_fn(config: Config, model: vlm_lib.VLM, vocab: Vocab, mesh: jax.sharding.Mesh,
+                 batches: list[HostBatch]) -> Callable[[Any, int], loop.EvalResult]:
   """(params, step) -> EvalResult: held-out loss over `batches`, greedy samples of the first."""
   replicated = NamedSharding(mesh, P())
-  loss_step = jax.jit(functools.partial(eval_loss_sums, model=model), out_shardings=replicated)
+  loss_step = jax.jit(functools.partial(vlm_loss, rng=None, model=model),
+                      out_shardings=replicated)
   eos = int(vocab.tokenizer.eos_id())
   decode_step = jax.jit(functools.partial(greedy_decode, model=model,
                                           max_len=int(config.train.max_decode_len), eos_id=eos),
                         out_shardings=replicated)
 
-  def text(ids) -> str:
+  def text(ids: Iterable[int]) -> str:
     ids = [int(i) for i in ids if int(i) > 0]
     if eos in ids:
       ids = ids[:ids.index(eos)]
     return vocab.decode(ids)
 
-  def eval_fn(params, step: int) -> loop.EvalResult:
+  def eval_fn(params: Any, step: int) -> loop.EvalResult:
     del step
     if not batches:
       return loop.EvalResult({})
@@ -284,7 +291,7 @@ def make_eval_fn(config, model, vocab, mesh, batches: list[dict[str, Any]]):
 # Entry point.
 
 
-def build_task(config, mesh):
+def build_task(config: Config, mesh: jax.sharding.Mesh) -> loop.Task:
   """The loop.Task of a VLM phase (registers data tasks, builds the model)."""
   vocab = register_tasks(config)
   cfg = model_config(config, vocab.vocab_size)
@@ -311,7 +318,7 @@ def main(argv: list[str]) -> int:
   config = FLAGS.config
   if config is None or not FLAGS.workdir:
     raise app.UsageError("--config and --workdir are required")
-  _configure_runtime(config)
+  _configure_runtime()
   mesh = sharding_lib.make_mesh(dict(config.mesh))
   log = print if jax.process_index() == 0 else (lambda *a, **k: None)
   log(f"experiment {config.experiment}: {jax.process_count()} process(es), "
@@ -330,9 +337,8 @@ def main(argv: list[str]) -> int:
   return 0
 
 
-def _configure_runtime(config) -> None:
+def _configure_runtime() -> None:
   """A persistent compile cache (if VIIT_COMPILE_CACHE is set) and tf.data off any GPU."""
-  del config
   cache = os.environ.get("VIIT_COMPILE_CACHE")
   if cache:
     jax.config.update("jax_compilation_cache_dir", cache)
