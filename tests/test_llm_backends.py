@@ -51,6 +51,8 @@ class FakeLLM:
     self.slow_s, self.retry_after_s, self.delay_s = slow_s, retry_after_s, delay_s
     self.api_key = api_key
     self.log: list[dict] = []
+    self.active = 0
+    self.last_start = 0.0
     self.lock = threading.Lock()
     self.attempts: collections.Counter[str] = collections.Counter()
     fake = self
@@ -72,7 +74,31 @@ class FakeLLM:
     self.server.shutdown()
     self.server.server_close()
 
+  def wait_idle(self, quiet_s: float = 0.5, timeout_s: float = 30.0) -> None:
+    """Waits until no request is being handled and none has started for `quiet_s` seconds.
+
+    A killed client's last requests can still be accepted and handled a little later under load.
+    """
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+      with self.lock:
+        idle = self.active == 0 and time.time() - self.last_start >= quiet_s
+      if idle:
+        return
+      time.sleep(0.05)
+    raise TimeoutError("the fake LLM server did not become idle")
+
   def handle(self, h: http.server.BaseHTTPRequestHandler) -> None:
+    with self.lock:
+      self.active += 1
+      self.last_start = time.time()
+    try:
+      self._handle(h)
+    finally:
+      with self.lock:
+        self.active -= 1
+
+  def _handle(self, h: http.server.BaseHTTPRequestHandler) -> None:
     t0 = time.time()
     body = h.rfile.read(int(h.headers["Content-Length"]))
     payload = json.loads(body)
@@ -382,7 +408,8 @@ def test_sigkill_halfway_then_resume(tmp_path, fake_llm):
   cached = {json.loads(line)["key"] for line in cache_file.read_text().splitlines()
             if line.endswith("}")}
   assert 14 <= len(cached) < 18   # the finished units' 12 replies + part of unit 2's
-  rerun_start = time.time()   # requests in flight at the kill are logged late: split by start
+  server.wait_idle()   # requests in flight at the kill finish before the rerun starts
+  rerun_start = time.time()
 
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=120)
   assert proc.returncode == 0, proc.stdout.decode()[-3000:] + proc.stderr.decode()[-3000:]
