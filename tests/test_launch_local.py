@@ -134,7 +134,7 @@ def test_cli_forwards_sigterm_to_all_processes():
              "print('ready', flush=True)\n"
              "time.sleep(120)\n")
   proc = subprocess.Popen(
-      [sys.executable, str(REPO / "launch" / "local.py"), "--num_processes=2", "--grace_s=5", "--",
+      [sys.executable, str(REPO / "launch" / "local.py"), "--num_processes=2", "--grace_s=30", "--",
        sys.executable, "-c", program],
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(REPO))
   seen = []
@@ -144,6 +144,6 @@ def test_cli_forwards_sigterm_to_all_processes():
     assert line, seen
     seen.append(line.rstrip("\n"))
   proc.send_signal(15)
-  rest, _ = proc.communicate(timeout=30)
+  rest, _ = proc.communicate(timeout=90)
   assert "[p0] got signal 15" in rest and "[p1] got signal 15" in rest, rest
   assert proc.returncode == 128 + 15, rest  # Both children exited 0, but the run was interrupted.
