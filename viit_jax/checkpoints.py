@@ -155,9 +155,11 @@ class InitReport:
   unused_source: tuple[str, ...]
 
   def summary(self) -> str:
+    kept = ""
+    if self.kept:
+      kept = f" ({', '.join(self.kept[:5])}{'...' if len(self.kept) > 5 else ''})"
     return (f"init_from {self.source}: loaded {len(self.loaded)} params, kept {len(self.kept)} "
-            f"fresh{(' (' + ', '.join(self.kept[:5]) + ('...' if len(self.kept) > 5 else '') + ')') if self.kept else ''}, "
-            f"{len(self.unused_source)} source params unused")
+            f"fresh{kept}, {len(self.unused_source)} source params unused")
 
 
 def _plan(target: Mapping[str, jax.ShapeDtypeStruct], source_shapes: Mapping[str, tuple[int, ...]],

@@ -108,9 +108,9 @@ def _resolve(config: ml_collections.ConfigDict, key: str) -> tuple[ml_collection
   names = key.split(".")
   for i, name in enumerate(names[:-1]):
     if name not in node or not isinstance(node[name], ml_collections.ConfigDict):
+      sections = sorted(k for k in node if isinstance(node[k], ml_collections.ConfigDict))
       raise ConfigError(f"Unknown config key {key!r}: {'.'.join(names[:i + 1])!r} is not a "
-                        f"section of the base config (sections here: "
-                        f"{sorted(k for k in node if isinstance(node[k], ml_collections.ConfigDict))})")
+                        f"section of the base config (sections here: {sections})")
     node = node[name]
   if names[-1] not in node:
     raise ConfigError(f"Unknown config key {key!r}: the base config declares no such field "

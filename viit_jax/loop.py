@@ -477,15 +477,15 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
           f"{'none' if last is None else f'step {last}'} in {ckpt.directory}")
     return host
 
-  if tc.eval_at_start and start < total:
-    run_eval(start)
-  data_iter = task.data_fn(start)
   pending: tuple[int, Any] | None = None
   window: list[dict[str, float]] = []
   last_metrics: dict[str, float] = {}
-  t_window, steps_window = time.time(), 0
   t_start = time.time()
   try:
+    if tc.eval_at_start and start < total:
+      run_eval(start)
+    data_iter = task.data_fn(start)
+    t_window, steps_window = time.time(), 0
     for step in range(start + 1, total + 1):
       host_batch = next(data_iter)
       batch = sharding_lib.host_local_to_global(dict(host_batch), mesh, rules)
@@ -522,8 +522,8 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
         t_window += time.time() - t_eval  # Throughput counts training steps only.
     if pending is not None:
       check(*pending)
-    if start == total:
-      log(f"nothing to do: already at step {total}")
+    if start >= total:
+      log(f"nothing to do: the state is at step {start}, train.total_steps is {total}")
   except NonFiniteLossError:
     raise
   except BaseException:
