@@ -253,11 +253,14 @@ def test_gradient_accumulation_matches_large_batch():
                      out_shardings=spec.shardings["params"])(jax.random.PRNGKey(0))
   state = {"step": jnp.int32(0), "params": params, "opt": spec.tx.init(params)}
   b = sharding.host_local_to_global(batch(0), mesh)
+  batch_sharding = jax.sharding.NamedSharding(mesh, sharding.batch_spec())
+  constraint = lambda mb: jax.tree.map(  # noqa: E731 - as loop.run builds it
+      lambda x: jax.lax.with_sharding_constraint(x, batch_sharding), mb)
   outs = {}
   for m in (1, 4):
     step = jax.jit(functools.partial(
         loop.train_step, loss_fn=task.loss_fn, tx=spec.tx, schedule=spec.schedule, freeze="",
-        micro_batches=m, seed=0, batch_constraint=lambda x: x))
+        micro_batches=m, seed=0, batch_constraint=constraint))
     with sharding.use_mesh(mesh):
       outs[m] = step(state, b)
   (s1, m1), (s4, m4) = outs[1], outs[4]
