@@ -1,0 +1,82 @@
+"""Phase 5: zero-shot evaluation of a VLM or dual-encoder checkpoint on the demo world's test sets.
+
+`kind=vlm` (greedy decoding):
+  msrvtt_caption  MSR-VTT-style captioning: CIDEr(-D), BLEU-4, METEOR, ROUGE-L (pycocoevalcap)
+  nextqa_oe       NExT-OE WUPS@0 / WUPS@0.9 overall, per type and per group (official algorithm)
+  msrvtt_qa       QA exact match. The demo world has no MSR-VTT-QA set: this scores the NExT-OE
+                  short answers (same predictions as nextqa_oe) as its stand-in.
+`kind=dual_encoder`:
+  msrvtt_retrieval   1k-A-style text->video and video->text R@1/5/10, MedR, MeanR (`eval.tie_policy`)
+  kinetics_zero_shot Kinetics-style zero-shot classification top-1 / top-5 (prompt templates)
+
+Run (from the repository root):
+  python -m viit_jax.evaluate --config=configs/evaluate_demo.py:kind=vlm,checkpoint=runs/demo/phase2 \
+      --workdir=runs/demo/eval_phase2
+  python -m viit_jax.evaluate --config=configs/evaluate_demo.py:kind=vlm,checkpoint=runs/demo/phase0,\
+data.num_frames=8 --workdir=runs/demo/eval_phase0_8f      # the image model on 8 frames
+  python -m viit_jax.evaluate --config=configs/evaluate_demo.py:kind=dual_encoder,\
+checkpoint=runs/demo/de_viit --workdir=runs/demo/eval_de_viit
+Writes <workdir>/metrics.json, <workdir>/metrics.md and <workdir>/predictions/<task>.jsonl.
+"""
+import ml_collections
+
+from viit_jax import config_lib
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every evaluation field with its default (not locked; get_config locks)."""
+  c = ml_collections.ConfigDict()
+  c.experiment = "evaluate"
+  c.kind = "vlm"  # vlm | dual_encoder
+  c.checkpoint = ""  # A trainer workdir (its latest checkpoint, or checkpoint_step) or an import.
+  c.checkpoint_step = -1
+
+  # Model: '' / 0 = as recorded in the checkpoint's meta (an import without a config needs them).
+  c.model = ml_collections.ConfigDict()
+  c.model.variant = ""
+  c.model.vocab_size = 0
+  c.model.dtype = ""  # Compute dtype; '' = the checkpoint's model.dtype.
+
+  # Mesh over this process's devices (each process evaluates everything; process 0 writes).
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1
+  c.mesh.fsdp = 1
+  c.mesh.tensor = 1
+
+  # Data: 0 / '' = the checkpoint's (num_frames: e.g. an image model evaluated on 8 frames).
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "demo"  # demo | real (public formats in data.dirs)
+  c.data.world_dir = "runs/demo/world"
+  c.data.vocab_path = ""  # '' = the checkpoint's, else <world_dir>/spm/demo.model (demo).
+  c.data.dirs = ml_collections.ConfigDict()
+  for name in ("msrvtt", "nextqa", "kinetics"):
+    c.data.dirs[name] = ""
+  c.data.tfds_data_dir = ""
+  c.data.num_frames = 0
+  c.data.fps = 0.0
+  c.data.res = 0
+  c.data.text_len = 0  # VLM: prompt length; dual encoder: text tower length (its pos. embedding).
+  c.data.decode_workers = 1
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.tasks = ""  # '+'-joined names; '' = every task of the kind (see the module docstring).
+  c.eval.max_examples = 0  # Per task, the first N examples (0 = all).
+  c.eval.batch_size = 16  # Rows per device batch (a multiple of the mesh's devices).
+  c.eval.max_decode_len = 24
+  c.eval.seed = 0
+  c.eval.caption_split = "test"
+  c.eval.qa_split = "test"
+  c.eval.retrieval_split = "test"
+  c.eval.kinetics_split = "test"
+  c.eval.caption_metrics = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+  c.eval.tie_policy = "optimistic"  # optimistic | average (viit_jax/metrics/retrieval.py)
+  c.eval.retrieval_block_size = 256  # Texts per device per step of the sharded R@K.
+  c.eval.zero_shot_templates = ()  # () = viit_jax.metrics.classification.DEFAULT_TEMPLATES
+  return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  c = base_config()
+  c.experiment = "evaluate_demo"
+  c.checkpoint = "runs/demo/phase2"
+  return config_lib.finalize(c, arg)

@@ -1,0 +1,236 @@
+"""The dual-encoder trainer: caption sources, checkpoint + exact resume, ViT-st init, global-batch loss.
+
+The `test-de` variant (ViT-st 2 frames x 16 px, text length 8) on the `test` demo world; runs go
+through `viit_jax.train_dual_encoder.train`, i.e. the shared `loop.run` with real orbax checkpoints.
+VIIT and frame-caption sources read a small auto-label output written with viit_jax.autolabel's own
+writers (units + manifest), with K captions per clip.
+"""
+import csv
+import json
+import math
+import os
+import pathlib
+import shutil
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from configs import dual_encoder_demo
+from data import rejects as rj
+from viit_jax import autolabel
+from viit_jax import checkpoints
+from viit_jax import config_lib
+from viit_jax import import_weights
+from viit_jax import loop
+from viit_jax import sharding
+from viit_jax import train_dual_encoder as tde
+from viit_jax.models import dual_encoder as de_lib
+from viit_jax.models import variants
+
+K = 3  # Captions per clip in the synthetic auto-label outputs.
+
+
+def _config(world, **kw):
+  args = {"data.world_dir": world, "model.variant": "test-de", "model.dtype": "float32",
+          "model.scan": "false", "data.res": 16, "data.num_frames": 2, "data.text_len": 8,
+          "train.batch_size": 8, "train.log_every": 1, "train.checkpoint_every": 2,
+          "train.eval_every": 0, "train.eval_batches": 1, "train.total_steps": 2,
+          "optim.warmup_steps": 1, "optim.lr": 3e-3, "init_from": "''",
+          "init_required": "false"}
+  args.update(kw)
+  return dual_encoder_demo.get_config(",".join(f"{k}={v}" for k, v in args.items()))
+
+
+def _flat(tree) -> dict[str, np.ndarray]:
+  return {"/".join(k): np.asarray(jax.device_get(v))
+          for k, v in traverse_util.flatten_dict(tree).items()}
+
+
+def _train_rows(workdir) -> list[dict]:
+  rows = [json.loads(l) for l in open(os.path.join(workdir, loop.METRICS_FILE))]
+  return [r for r in rows if "train/loss" in r]
+
+
+def _captions(mode: str, alt_text: str) -> list[str]:
+  """K captions per clip that differ in their first word (texts are cut to 8 tokens)."""
+  if mode == "viit":
+    return [f"{w} {alt_text}" for w in ("first", "then", "after")[:K]]
+  return [f"{w}; {alt_text}" for w in ("left", "right", "up")[:K]]
+
+
+def _write_autolabel(out: pathlib.Path, world: pathlib.Path, mode: str) -> dict[str, list[str]]:
+  """A finished auto-label version over the world's pool, in viit_jax.autolabel's format."""
+  with open(world / "webvid" / "results_pool.csv") as f:
+    pool = list(csv.DictReader(f))
+  rows = []
+  for i, r in enumerate(pool):
+    caps = _captions(mode, r["name"])
+    row = {"index": i, "clip_id": r["videoid"], "path": r["contentUrl"], "segment": None,
+           "alt_text": r["name"], "captions": caps, "mean_logprobs": [-1.0] * K,
+           "num_tokens": [5] * K}
+    if mode == "frame_captioner":
+      row["frame_captions"] = [c.split("; ") for c in caps]
+    rows.append(row)
+  units = autolabel.Units(out)
+  units.write(0, rows, [], {"unit": 0, "clips": len(rows)})
+  settings = {"version": out.name, "mode": mode,
+              "corpus": {"format": "demo", "video_root": str(world / "webvid"),
+                         "num_clips": len(rows), "num_units": 1}}
+  assert autolabel.finalize(units, 1, settings, rj.Rejects("pool")) is not None
+  return {r["clip_id"]: r["captions"] for r in rows}
+
+
+@pytest.fixture(scope="module")
+def autolabel_dirs(demo_world, tmp_path_factory):
+  root = tmp_path_factory.mktemp("autolabel")
+  captions = {"viit": _write_autolabel(root / "v1", demo_world, "viit"),
+              "frame_captions": _write_autolabel(root / "frames", demo_world, "frame_captioner")}
+  return {"viit": root / "v1", "frame_captions": root / "frames", "captions": captions}
+
+
+def test_alt_text_checkpoints_and_resumes_exactly(demo_world, tmp_path):
+  """4 steps with checkpoints at 2 and 4; dropping step 4 and rerunning resumes at 2 and ends on
+  the same parameters (data order, caption draws and crops are functions of the step)."""
+  config = _config(demo_world, **{"train.total_steps": 4, "dual_encoder.caption_source": "alt_text"})
+  work = tmp_path / "de"
+  first = tde.train(config, str(work), log=lambda s: None)
+  assert first.source == "fresh initialisation"
+  ckpt_dir = pathlib.Path(checkpoints.checkpoint_dir(work))
+  assert sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()) == [2, 4]
+  rows = _train_rows(work)
+  assert [r["step"] for r in rows] == [1, 2, 3, 4]
+  assert all(math.isfinite(r["train/loss"]) for r in rows)
+  # InfoNCE of a near-random model on 8 pairs is close to log(8).
+  assert abs(rows[0]["train/loss"] - math.log(8)) < 0.5
+  evals = [json.loads(l) for l in open(work / loop.METRICS_FILE)]
+  evals = [r for r in evals if "eval/retrieval/t2v/R@1" in r]
+  assert evals and evals[-1]["step"] == 4 and evals[-1]["eval/retrieval/num_texts"] == 8
+  params_first = _flat(first.state["params"])
+
+  shutil.rmtree(ckpt_dir / "4")
+  logs = []
+  second = tde.train(config, str(work), log=logs.append)
+  assert second.source.startswith("resumed from own checkpoint step 2"), second.source
+  params_second = _flat(second.state["params"])
+  assert params_first.keys() == params_second.keys()
+  for k in params_first:
+    np.testing.assert_allclose(params_second[k], params_first[k], rtol=1e-6, atol=1e-7, err_msg=k)
+  again = _train_rows(work)[-2:]
+  for a, b in zip(again, rows[2:]):
+    assert a["step"] == b["step"]
+    assert abs(a["train/loss"] - b["train/loss"]) < 1e-5
+
+
+@pytest.mark.parametrize("source", ["smit", "viit", "frame_captions", "alt_text:1+viit:1"])
+def test_caption_sources_train(source, demo_world, autolabel_dirs, tmp_path):
+  config = _config(demo_world, **{
+      "dual_encoder.caption_source": source, "data.eval_task": "''",
+      "dual_encoder.viit_captions_dir": autolabel_dirs["viit"],
+      "dual_encoder.frame_captions_dir": autolabel_dirs["frame_captions"],
+      "dual_encoder.loss": "sigmoid" if source == "smit" else "softmax"})
+  result = tde.train(config, str(tmp_path / "de"), log=lambda s: None)
+  rows = _train_rows(tmp_path / "de")
+  assert [r["step"] for r in rows] == [1, 2]
+  assert all(math.isfinite(r["train/loss"]) for r in rows)
+  assert result.step == 2
+  assert (pathlib.Path(checkpoints.checkpoint_dir(tmp_path / "de")) / "2").is_dir()
+
+
+def test_autolabel_batches_draw_each_clips_captions(demo_world, autolabel_dirs):
+  """Every text of a VIIT batch is one of the clip captions (token-exact), several of the K
+  captions get drawn, and batch s is the same when the stream starts at s (resume)."""
+  config = _config(demo_world, **{"dual_encoder.caption_source": "viit",
+                                  "dual_encoder.viit_captions_dir": autolabel_dirs["viit"]})
+  vocab, path = tde.register_tasks(config)
+  sources = tde.caption_sources(config, path)
+  assert [(s.name, s.joined) for s in sources] == [("viit", True)]
+  all_caps = [c for caps in autolabel_dirs["captions"]["viit"].values() for c in caps]
+  ids = {tuple(t): c for t, c in zip(tde.text_tokens(vocab, all_caps, 8).tolist(), all_caps)}
+  data_fn = tde.make_data_fn(config, vocab, sources)
+  it = data_fn(0)
+  batches = [next(it) for _ in range(4)]
+  drawn = set()
+  for b in batches:
+    assert b["frames"].shape == (8, 2, 16, 16, 3) and b["frames"].dtype == np.uint8
+    assert b["tokens"].shape == (8, 8)
+    for row in b["tokens"].tolist():
+      assert tuple(row) in ids, row
+      drawn.add(ids[tuple(row)].split(" ", 1)[0])
+  assert len(drawn) >= 2  # Not always caption 0.
+  resumed = next(data_fn(3))
+  np.testing.assert_array_equal(resumed["frames"], batches[3]["frames"])
+  np.testing.assert_array_equal(resumed["tokens"], batches[3]["tokens"])
+
+
+def test_vit_st_init_from_image_vit_checkpoint(demo_world, tmp_path):
+  """init_from a VLM workdir: ViT-st's img/ trunk = the image ViT's (renaming by the assignment
+  map, i.e. vit_to_vit_st), PE_t new; the MAP head, head, text tower, t, b fresh."""
+  vlm_cfg = variants.get_config("test", {"img.scan": False, "llm.scan": False})
+  vlm_params = nn.unbox(variants.init_fn(vlm_cfg)(jax.random.PRNGKey(7))["params"])
+  ck = checkpoints.Checkpointer(tmp_path / "vlm", save_every=1, keep=1, async_save=False)
+  ck.save(3, {"step": jnp.int32(3), "params": vlm_params}, data={"step": 3},
+          meta={"experiment": "demo_phase1", "variant": "test", "config": {}})
+  ck.close()
+  config = _config(demo_world, **{"init_from": tmp_path / "vlm", "init_required": "true",
+                                  "train.total_steps": 0, "data.eval_task": "''"})
+  result = tde.train(config, str(tmp_path / "de"), log=lambda s: None)
+  assert "init_from" in result.source and "loaded" in result.source
+  got = _flat(result.state["params"]["img"])
+  image_vit = {k: v for k, v in vlm_params["img"].items() if k != "head"}
+  expected = _flat(import_weights.vit_to_vit_st(image_vit, 2, jax.random.PRNGKey(0)))
+  fresh = {k for k in got if k.startswith(("MAPHead_0/", "head/"))}
+  assert set(got) == set(expected) | fresh and fresh
+  for k, v in expected.items():
+    if k != "temporal_pos_embedding":
+      np.testing.assert_array_equal(got[k], v, err_msg=k)
+  pe_t = got["temporal_pos_embedding"]
+  assert pe_t.shape == expected["temporal_pos_embedding"].shape == (1, 2, 32)
+  assert 0.08 < pe_t.std() < 0.35  # N(0, 1/D), D = 32: std 0.18.
+  # The text tower is not the VLM's: same init as a fresh dual encoder of this seed.
+  fresh_de = _flat(nn.unbox(variants.init_fn(tde.model_config(config, 244))(
+      jax.random.PRNGKey(config.seed))["params"]))
+  for k, v in _flat(result.state["params"]["txt"]).items():
+    np.testing.assert_allclose(v, fresh_de["txt/" + k], rtol=1e-6, atol=1e-7, err_msg=k)
+
+
+@pytest.mark.parametrize("loss", tde.LOSSES)
+def test_global_batch_loss_8_devices_equals_1_device(loss):
+  """jit over a batch sharded on data=8 scores each example against all 16 of the global batch:
+  the loss and gradients equal the single-device ones on the same batch (and differ from the mean
+  of per-shard losses, which is what local-only negatives would give)."""
+  cfg = variants.get_config("test-de", {"img.dtype": "float32", "txt.dtype": "float32",
+                                       "img.scan": False, "txt.scan": False})
+  model = de_lib.DualEncoder(cfg)
+  params = nn.unbox(variants.init_fn(cfg)(jax.random.PRNGKey(0))["params"])
+  params["b"] = jnp.zeros_like(params["b"])  # SigLIP's -10 would hide the negatives' share.
+  rng = np.random.default_rng(0)
+  batch = {"frames": rng.integers(0, 256, (16, 2, 16, 16, 3), dtype=np.uint8),
+           "tokens": rng.integers(2, 256, (16, 8)).astype(np.int32)}
+  batch["tokens"][:, -1] = 1
+
+  def loss_and_grad(p, b):
+    def f(p):
+      total, weight, _ = tde.contrastive_loss(p, b, None, model=model, loss=loss)
+      return total / weight
+    return jax.value_and_grad(f)(p)
+
+  out = {}
+  for n in (1, 8):
+    mesh = sharding.make_mesh({"data": n, "fsdp": 1, "tensor": 1}, devices=jax.devices()[:n])
+    with sharding.use_mesh(mesh):
+      g_batch = sharding.host_local_to_global(batch, mesh)
+      assert len(g_batch["frames"].sharding.device_set) == n
+      p = jax.device_put(params, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+      value, grads = jax.jit(loss_and_grad)(p, g_batch)
+      out[n] = (float(value), _flat(grads))
+  assert abs(out[8][0] - out[1][0]) < 1e-5, (out[8][0], out[1][0])
+  for k, g in out[1][1].items():
+    np.testing.assert_allclose(out[8][1][k], g, atol=1e-5, rtol=1e-4, err_msg=k)
+  shard_loss = jax.jit(lambda p, b: loss_and_grad(p, b)[0])
+  local = np.mean([float(shard_loss(params, {k: v[i:i + 2] for k, v in batch.items()}))
+                   for i in range(0, 16, 2)])
+  assert abs(local - out[1][0]) > 1e-2

@@ -1,0 +1,509 @@
+"""Phase 5: zero-shot evaluation of a VLM or dual-encoder checkpoint on seqio tasks.
+
+  python -m viit_jax.evaluate --config=configs/evaluate_demo.py:<key=value,...> --workdir=DIR
+
+Reads top to bottom: config -> the checkpoint's step and meta (its training config) -> frames,
+resolution, tokenizer (the config's, else the checkpoint's) -> seqio tasks -> model + parameters
+restored straight into their shardings on this process's mesh -> each evaluation task ->
+`metrics.json`, `metrics.md`, `predictions/<task>.jsonl` in the workdir (process 0 writes).
+
+Tasks (`eval.tasks`, '+'-joined; '' = all of the kind):
+  kind=vlm, greedy decoding (viit_jax.decoding, cached) of the prompt [BOS + prompt + "\\n"]:
+    msrvtt_caption     prompt "Generate the alt-text:"; CIDEr (pycocoevalcap's Cider = CIDEr-D),
+                       BLEU-4, METEOR, ROUGE-L after the PTB tokenizer, against all references.
+    nextqa_oe          prompt "Answer in en: <question>"; WUPS@0 and WUPS@0.9 overall, per type
+                       and per group (viit_jax.metrics.wups: official NExT-OE algorithm, WordNet
+                       3.0; its documented deviation: lemmas without a POS tagger). Trailing
+                       punctuation of a prediction is stripped first (the official code would
+                       keep "left." as a token "left." outside WordNet).
+    msrvtt_qa          exact match after viit_jax.metrics.qa's normalisation. STAND-IN: scored on
+                       the NExT-OE short answers (the same predictions as nextqa_oe), since the
+                       demo world has no MSR-VTT-QA set and data/ has no MSR-VTT-QA reader.
+  kind=dual_encoder, embeddings computed in batches sharded over the mesh (`Embedder`):
+    msrvtt_retrieval   text->video and video->text R@1/5/10, MedR, MeanR over the 1k-A pairs
+                       (videos de-duplicated by video_id, so several texts per video work too);
+                       similarities blockwise on device (`sharded_retrieval_metrics`), ties per
+                       `eval.tie_policy` (optimistic by default: best rank of the tie group).
+    kinetics_zero_shot top-1 / top-5: class embedding = normalised mean of the normalised text
+                       embeddings of every template filled with the class name.
+Video frames: the task's centred window of num_frames at fps (data/video.py), the checkpoint's
+frames/fps/res unless `data.*` sets them (an image model evaluated on 8 frames: data.num_frames=8;
+the VLM has no temporal parameter, ViT-st's PE_t fixes its frame count).
+Multi-process: every process evaluates everything on its own devices; process 0 writes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import string
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import seqio
+from absl import app
+from absl import flags
+from absl import logging as absl_logging
+
+from data import preprocessors as pp
+from data import tasks as tasks_lib
+from viit_jax import autolabel
+from viit_jax import config_lib
+from viit_jax import decoding
+from viit_jax import sharding as sharding_lib
+from viit_jax import train_dual_encoder as tde
+from viit_jax.metrics import captioning
+from viit_jax.metrics import classification
+from viit_jax.metrics import qa
+from viit_jax.metrics import retrieval
+from viit_jax.metrics import wups
+from viit_jax.models import dual_encoder as de_lib
+from viit_jax.models import variants
+from viit_jax.models import vlm as vlm_lib
+
+FLAGS = flags.FLAGS
+
+KINDS = ("vlm", "dual_encoder")
+TASKS = {"vlm": ("msrvtt_caption", "nextqa_oe", "msrvtt_qa"),
+         "dual_encoder": ("msrvtt_retrieval", "kinetics_zero_shot")}
+# Evaluation task -> the data task role it reads (data.tasks names; demo_<...> on the demo world).
+DATA_ROLES = {"msrvtt_caption": "msrvtt_caption", "nextqa_oe": "nextqa_oe",
+              "msrvtt_qa": "nextqa_oe", "msrvtt_retrieval": "msrvtt_retrieval",
+              "kinetics_zero_shot": "kinetics"}
+NOTES = {
+    "msrvtt_caption": "CIDEr is pycocoevalcap's Cider (CIDEr-D); PTB-tokenised; x100.",
+    "nextqa_oe": "Official NExT-OE WUPS (WordNet 3.0, first synsets); lemmas without a POS "
+                 "tagger; trailing punctuation of predictions stripped; x100.",
+    "msrvtt_qa": "STAND-IN for MSR-VTT-QA: exact match on the NExT-OE short answers (no MSR-VTT-QA "
+                 "set here); normalisation: lower-case, punctuation -> space, no articles; x100.",
+    "msrvtt_retrieval": "1k-A style; R@K x100, MedR/MeanR 1-based; ties: {tie_policy}.",
+    "kinetics_zero_shot": "Prompt-template ensemble ({templates} templates); ties: {tie_policy}.",
+}
+METRICS_JSON = "metrics.json"
+METRICS_MD = "metrics.md"
+
+
+# ------------------------------------------------------------------------------------------------
+# Set-up: checkpoint, data, model.
+
+
+def task_names(config: ml_collections.ConfigDict) -> list[str]:
+  """The evaluation tasks of the config (all of `kind` when eval.tasks is '')."""
+  if config.kind not in KINDS:
+    raise ValueError(f"kind must be one of {KINDS}, got {config.kind!r}")
+  names = [n.strip() for n in config.eval.tasks.replace(",", "+").split("+") if n.strip()]
+  if not names:
+    return list(TASKS[config.kind])
+  bad = [n for n in names if n not in TASKS[config.kind]]
+  if bad:
+    raise ValueError(f"eval.tasks {bad} are not tasks of kind={config.kind} "
+                     f"(its tasks: {TASKS[config.kind]})")
+  return names
+
+
+def _trained(source: autolabel.CheckpointSource, section: str, key: str) -> Any:
+  cfg = source.meta.get("config") or {}
+  return (cfg.get(section) or {}).get(key)
+
+
+def _setting(config: ml_collections.ConfigDict, source: autolabel.CheckpointSource, key: str):
+  """data.<key> from the config, else from the checkpoint's training config; error if neither."""
+  value = config.data[key] or _trained(source, "data", key)
+  if not value:
+    raise ValueError(f"data.{key} is not set and the checkpoint {source.path} records none")
+  return value
+
+
+def vocab_path(config: ml_collections.ConfigDict, source: autolabel.CheckpointSource) -> str:
+  """The config's tokenizer, else the checkpoint's, else the demo world's."""
+  path = config.data.vocab_path or _trained(source, "data", "vocab_path") or ""
+  if not path:
+    if config.data.source != "demo":
+      raise ValueError("data.vocab_path is required for data.source=real")
+    path = os.path.join(config.data.world_dir, "spm", "demo.model")
+  return path
+
+
+def register_tasks(config: ml_collections.ConfigDict, *, num_frames: int, fps: float, res: int,
+                   vocab: str) -> None:
+  """Registers the demo world's or the real data sets' seqio tasks at the eval sampling."""
+  d = config.data
+  if d.source == "demo":
+    world = os.path.abspath(d.world_dir)
+    if not os.path.isfile(os.path.join(world, "manifest.json")):
+      raise FileNotFoundError(f"data.world_dir={d.world_dir!r} holds no demo world "
+                              "(python -m data.demo_world --out=DIR)")
+    tasks_lib.register_demo_tasks(world, num_frames=num_frames, fps=fps, res=res,
+                                  vocab_path=vocab, decode_workers=d.decode_workers)
+  elif d.source == "real":
+    dirs = {k: v for k, v in d.dirs.items() if v}
+    if not dirs:
+      raise ValueError("data.source=real needs data.dirs.<msrvtt|nextqa|kinetics>")
+    tasks_lib.register_real_tasks(dirs, num_frames=num_frames, fps=fps, res=res,
+                                  vocab_path=vocab, tfds_data_dir=d.tfds_data_dir or None,
+                                  decode_workers=d.decode_workers)
+  else:
+    raise ValueError(f"data.source must be demo or real, got {d.source!r}")
+
+
+def data_task(config: ml_collections.ConfigDict, name: str) -> str:
+  role = DATA_ROLES[name]
+  return tasks_lib.DEMO_TASK_NAMES[role] if config.data.source == "demo" else role
+
+
+def model_config(config: ml_collections.ConfigDict, source: autolabel.CheckpointSource, *,
+                 num_frames: int, res: int, text_len: int
+                 ) -> vlm_lib.VLMConfig | de_lib.DualEncoderConfig:
+  """The checkpoint's model: its variant, vocab size, dtype and layer layout (scanned or not)
+  unless the config sets them, at the evaluation's frames and resolution."""
+  variant = config.model.variant or _trained(source, "model", "variant")
+  if not variant:
+    raise ValueError(f"model.variant is not set and {source.path} records none")
+  tower = "llm" if config.kind == "vlm" else "txt"
+  overrides: dict[str, Any] = {"img.image_size": res, "img.num_frames": num_frames}
+  if config.kind == "dual_encoder":
+    overrides["txt.seq_len"] = text_len  # The text tower's position embedding length.
+  vocab_size = config.model.vocab_size or _trained(source, "model", "vocab_size") or 0
+  if vocab_size:
+    overrides[f"{tower}.vocab_size"] = int(vocab_size)
+  dtype = config.model.dtype or _trained(source, "model", "dtype") or "float32"
+  overrides.update({"img.dtype": dtype, f"{tower}.dtype": dtype})
+  scan = _trained(source, "model", "scan")
+  if scan is not None:  # Trainer checkpoints record their layout; imports use the variant's.
+    overrides.update({"img.scan": bool(scan), f"{tower}.scan": bool(scan)})
+  cfg = variants.get_config(variant, overrides)
+  want = vlm_lib.VLMConfig if config.kind == "vlm" else de_lib.DualEncoderConfig
+  if not isinstance(cfg, want):
+    raise ValueError(f"model variant {variant!r} is a {type(cfg).__name__}, not what "
+                     f"kind={config.kind} evaluates ({want.__name__})")
+  return cfg
+
+
+def _rows(config: ml_collections.ConfigDict, task: str, split: str) -> Any:
+  """The task's examples in order (the first eval.max_examples), one pass."""
+  ds = seqio.get_mixture_or_task(task).get_dataset(
+      sequence_length=None, split=split, shuffle=False, num_epochs=1, trim_output_features=False)
+  if config.eval.max_examples > 0:
+    ds = ds.take(int(config.eval.max_examples))
+  return ds
+
+
+def _text(x: Any) -> str:
+  return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+
+def _texts(xs: Any) -> list[str]:
+  return [t for t in (_text(x) for x in np.asarray(xs).reshape(-1)) if t]
+
+
+# ------------------------------------------------------------------------------------------------
+# VLM tasks.
+
+
+class VLMEvaluator:
+  """Greedy decoding of a VLM over a task's prompts, batched and sharded over the mesh."""
+
+  def __init__(self, model_cfg: vlm_lib.VLMConfig, params: Any, vocab: seqio.Vocabulary,
+               mesh: jax.sharding.Mesh, *, batch_size: int, prompt_len: int,
+               max_decode_len: int, seed: int):
+    sp = vocab.tokenizer
+    self.vocab, self.params, self.seed = vocab, params, seed
+    self.eos = int(sp.eos_id())
+    cfg = decoding.DecodeConfig(sampler="greedy", max_decode_len=max_decode_len,
+                                eos_id=self.eos, pad_id=0,
+                                valid_vocab_size=min(int(vocab.vocab_size),
+                                                     model_cfg.llm.vocab_size))
+    self.decoder = decoding.Decoder(decoding.VLMAdapter(vlm_lib.VLM(model_cfg)), cfg, mesh)
+    if batch_size % self.decoder.batch_divisor:
+      raise ValueError(f"eval.batch_size {batch_size} is not a multiple of the mesh's "
+                       f"{self.decoder.batch_divisor} batch devices")
+    self.batch_size, self.prompt_len = batch_size, prompt_len
+
+  def predict(self, ds: Any, keep: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(prediction text, kept fields of the example) for every example of `ds`, in order."""
+    batches = pp.batch_for_model(ds, batch_size=self.batch_size, seq_len=self.prompt_len,
+                                 vocab=self.vocab, keep=keep, include_suffix=False,
+                                 drop_remainder=False)
+    offset = 0
+    for batch in tde.numpy_iterator(batches):
+      n = batch["tokens"].shape[0]
+      inputs = {k: batch[k] for k in ("frames", "tokens", "mask_input")}
+      if n < self.batch_size:  # Pad the last batch with copies of its last row.
+        inputs = {k: np.concatenate([v, np.repeat(v[-1:], self.batch_size - n, 0)])
+                  for k, v in inputs.items()}
+      ids = np.arange(offset, offset + self.batch_size, dtype=np.int32)
+      out = self.decoder(self.params, inputs, ids, self.seed)
+      for i in range(n):
+        text = self.vocab.decode(decoding.strip(out.tokens[i, 0], self.eos))
+        yield text, {k: batch[k][i] for k in keep}
+      offset += n
+
+
+def eval_captioning(config, evaluator: VLMEvaluator, task: str, split: str
+                    ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+  refs: dict[str, list[str]] = {}
+  preds: dict[str, str] = {}
+  rows = []
+  for pred, ex in evaluator.predict(_rows(config, task, split), ("video_id", "references")):
+    vid = _text(ex["video_id"])
+    refs[vid] = _texts(ex["references"])
+    preds[vid] = pred
+    rows.append({"video_id": vid, "prediction": pred, "references": refs[vid]})
+  metrics = captioning.caption_metrics(refs, preds, metrics=tuple(config.eval.caption_metrics))
+  return {**metrics, "count": float(len(preds))}, rows
+
+
+def nextqa_predictions(config, evaluator: VLMEvaluator, task: str, split: str
+                       ) -> list[dict[str, Any]]:
+  keep = ("key", "type", "question", "answers")
+  return [{"key": _text(ex["key"]), "type": _text(ex["type"]), "question": _text(ex["question"]),
+           "prediction": pred, "answers": _texts(ex["answers"])}
+          for pred, ex in evaluator.predict(_rows(config, task, split), keep)]
+
+
+def strip_trailing_punctuation(text: str) -> str:
+  """'move left.' -> 'move left' (WUPS tokens would otherwise carry the punctuation)."""
+  return text.strip().rstrip(string.punctuation + " ").strip()
+
+
+def eval_nextqa_wups(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+  return wups.nextoe_wups([strip_trailing_punctuation(r["prediction"]) for r in rows],
+                          [r["answers"] for r in rows], [r["type"] for r in rows])
+
+
+def eval_qa_exact_match(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+  return qa.qa_accuracy([r["prediction"] for r in rows], [r["answers"] for r in rows],
+                        [r["type"] for r in rows])
+
+
+# ------------------------------------------------------------------------------------------------
+# Dual-encoder tasks.
+
+
+def _video_batches(ds: Any, batch_size: int, key: str
+                   ) -> Iterator[tuple[list[Mapping[str, Any]], np.ndarray]]:
+  """(examples, frames uint8[n, T, H, W, 3]) in groups of batch_size, one frame stack per
+  distinct `key` (its first example)."""
+  seen: set[str] = set()
+  examples, frames = [], []
+  for ex in tde.numpy_iterator(ds):
+    k = _text(ex[key])
+    first = k not in seen
+    seen.add(k)
+    examples.append({**{f: v for f, v in ex.items() if f != "frames"}, "_first": first})
+    if first:
+      frames.append(ex["frames"])
+    if len(frames) == batch_size:
+      yield examples, np.stack(frames)
+      examples, frames = [], []
+  if examples:
+    yield examples, (np.stack(frames) if frames else None)
+
+
+def eval_retrieval(config, embedder: tde.Embedder, params: Any, vocab: seqio.Vocabulary,
+                   text_len: int, task: str, split: str) -> tuple[dict[str, float], list]:
+  """Streams the pairs: video embeddings batch by batch (frames never all in memory)."""
+  video_index: dict[str, int] = {}
+  video_emb, texts, t2v = [], [], []
+  for examples, frames in _video_batches(_rows(config, task, split), embedder.batch_size,
+                                         "video_id"):
+    if frames is not None:
+      video_emb.append(embedder.videos(params, frames))
+    for ex in examples:
+      vid = _text(ex["video_id"])
+      if ex["_first"]:
+        video_index[vid] = len(video_index)
+      texts.append(_text(ex["text"]))
+      t2v.append(video_index[vid])
+  if not texts:
+    raise ValueError(f"{task}/{split} has no pairs")
+  text_emb = embedder.texts(params, tde.text_tokens(vocab, texts, text_len))
+  metrics = retrieval.sharded_retrieval_metrics(
+      text_emb, np.concatenate(video_emb), np.asarray(t2v, np.int64), mesh=embedder.mesh,
+      tie_policy=config.eval.tie_policy, block_size=int(config.eval.retrieval_block_size))
+  rows = [{"text": t, "video_id": v} for t, v in zip(texts, np.array(list(video_index))[t2v])]
+  return {**metrics, "num_texts": float(len(texts)), "num_videos": float(len(video_index))}, rows
+
+
+def eval_zero_shot(config, embedder: tde.Embedder, params: Any, vocab: seqio.Vocabulary,
+                   text_len: int, task: str, split: str) -> tuple[dict[str, float], list]:
+  labels_all = tasks_lib.task_info(task).labels.get(split)
+  if not labels_all:
+    raise ValueError(f"{task} has no class names for split {split}")
+  templates = tuple(config.eval.zero_shot_templates) or classification.DEFAULT_TEMPLATES
+  video_emb, labels, clips = [], [], []
+  for examples, frames in _video_batches(_rows(config, task, split), embedder.batch_size,
+                                         "clip_id"):
+    kept = [i for i, ex in enumerate(examples) if ex["_first"]]
+    if frames is not None:
+      video_emb.append(embedder.videos(params, frames))
+    for i in kept:
+      labels.append(int(examples[i]["label_id"]))
+      clips.append(_text(examples[i]["clip_id"]))
+  if not labels:
+    raise ValueError(f"{task}/{split} has no clips")
+
+  def encode(prompts: list[str]) -> np.ndarray:
+    return embedder.texts(params, tde.text_tokens(vocab, prompts, text_len))
+
+  class_emb = classification.class_embeddings(encode, list(labels_all), templates)
+  video = np.concatenate(video_emb)
+  metrics = classification.zero_shot_accuracy(video, class_emb, np.asarray(labels), ks=(1, 5),
+                                              tie_policy=config.eval.tie_policy)
+  pred = np.argmax(video @ class_emb.T, axis=1)
+  rows = [{"clip_id": c, "label": labels_all[y], "prediction": labels_all[p]}
+          for c, y, p in zip(clips, labels, pred)]
+  return {**metrics, "count": float(len(labels)), "num_classes": float(len(labels_all))}, rows
+
+
+# ------------------------------------------------------------------------------------------------
+# Reports.
+
+
+def _fmt(v: float) -> str:
+  return f"{v:.2f}" if abs(v - round(v)) > 1e-9 else f"{int(round(v))}"
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+  """The report as Markdown: a header, then one table per task (and its note)."""
+  ck = report["checkpoint"]
+  lines = [f"# Evaluation: {ck['experiment'] or ck['path']} (step {ck['step']})", "",
+           f"- checkpoint: `{ck['path']}` step {ck['step']}, variant `{ck['variant']}`, "
+           f"kind `{report['kind']}`",
+           f"- frames: {report['frames']['num_frames']} at {report['frames']['fps']} fps, "
+           f"{report['frames']['res']} px", f"- seconds: {report['seconds']:.1f}", ""]
+  for name, t in report["tasks"].items():
+    m = t["metrics"]
+    lines += [f"## {name} (`{t['data_task']}`, split `{t['split']}`)", ""]
+    if name in ("nextqa_oe", "msrvtt_qa"):  # Rows: metric; columns: all, groups, types.
+      present = {k.split("/", 1)[1] for k in m if "/" in k}
+      cols = ["all"] + [k for k in (*wups.GROUPS, *wups.QUESTION_TYPES) if k in present]
+      lines += ["| metric | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+      for metric in [k for k in m if "/" not in k]:
+        vals = [m[metric] if c == "all" else m.get(f"{metric}/{c}") for c in cols]
+        lines.append(f"| {metric} | " + " | ".join("" if v is None else _fmt(v) for v in vals)
+                     + " |")
+    elif name == "msrvtt_retrieval":
+      cols = ["R@1", "R@5", "R@10", "MedR", "MeanR"]
+      lines += ["| direction | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+      for d in ("t2v", "v2t"):
+        lines.append(f"| {d} | " + " | ".join(_fmt(m[f"{d}/{c}"]) for c in cols) + " |")
+      lines.append(f"\n{int(m['num_texts'])} texts, {int(m['num_videos'])} videos.")
+    else:
+      keys = list(m)
+      lines += ["| " + " | ".join(keys) + " |", "|---" * len(keys) + "|",
+                "| " + " | ".join(_fmt(m[k]) for k in keys) + " |"]
+    lines += ["", f"_{t['note']}_", ""]
+  return "\n".join(lines)
+
+
+def _write(path: str, text: str) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------------
+# Entry point.
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> dict[str, Any]:
+  """Runs the configured tasks on the checkpoint; writes and returns the report."""
+  started = time.time()
+  names = task_names(config)
+  source = autolabel.checkpoint_source(config.checkpoint, config.checkpoint_step)
+  num_frames = int(_setting(config, source, "num_frames"))
+  fps = float(_setting(config, source, "fps"))
+  res = int(_setting(config, source, "res"))
+  text_len = int(_setting(config, source, "text_len"))
+  vpath = vocab_path(config, source)
+  register_tasks(config, num_frames=num_frames, fps=fps, res=res, vocab=vpath)
+  vocab = tasks_lib.vocabulary(vpath)
+  mesh = decoding.local_mesh(dict(config.mesh))
+  batch = int(config.eval.batch_size)
+  model_cfg = model_config(config, source, num_frames=num_frames, res=res, text_len=text_len)
+  params = autolabel.load_params(model_cfg, source, mesh, ())
+  variant = config.model.variant or _trained(source, "model", "variant")
+  log(f"evaluate {config.kind} {source.path} step {source.step} ({variant}): tasks {names}; "
+      f"{num_frames} frames at {fps} fps, {res} px; mesh {dict(mesh.shape)}")
+
+  tasks: dict[str, Any] = {}
+  predictions: dict[str, list[dict[str, Any]]] = {}
+  qa_rows: list[dict[str, Any]] | None = None
+  split_of = {"msrvtt_caption": config.eval.caption_split, "nextqa_oe": config.eval.qa_split,
+              "msrvtt_qa": config.eval.qa_split, "msrvtt_retrieval": config.eval.retrieval_split,
+              "kinetics_zero_shot": config.eval.kinetics_split}
+  if config.kind == "vlm":
+    evaluator = VLMEvaluator(model_cfg, params, vocab, mesh, batch_size=batch,
+                             prompt_len=text_len, max_decode_len=int(config.eval.max_decode_len),
+                             seed=int(config.eval.seed))
+  else:
+    embedder = tde.Embedder(de_lib.DualEncoder(model_cfg), mesh, batch)
+  for name in names:
+    t0 = time.time()
+    task, split = data_task(config, name), split_of[name]
+    if name == "msrvtt_caption":
+      metrics, rows = eval_captioning(config, evaluator, task, split)
+    elif name in ("nextqa_oe", "msrvtt_qa"):
+      if qa_rows is None:
+        qa_rows = nextqa_predictions(config, evaluator, task, split)
+      rows = qa_rows
+      metrics = eval_nextqa_wups(rows) if name == "nextqa_oe" else eval_qa_exact_match(rows)
+    elif name == "msrvtt_retrieval":
+      metrics, rows = eval_retrieval(config, embedder, params, vocab, text_len, task, split)
+    else:
+      metrics, rows = eval_zero_shot(config, embedder, params, vocab, text_len, task, split)
+    note = NOTES[name].format(tie_policy=config.eval.tie_policy,
+                              templates=len(tuple(config.eval.zero_shot_templates)
+                                            or classification.DEFAULT_TEMPLATES))
+    tasks[name] = {"data_task": task, "split": split, "metrics": metrics, "note": note,
+                   "seconds": time.time() - t0}
+    predictions[name] = rows
+    log(f"  {name} ({time.time() - t0:.1f}s): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if "/" not in k or
+                    k.split("/")[0] in ("t2v", "v2t")))
+
+  report = {
+      "kind": config.kind,
+      "checkpoint": {"path": source.path, "step": source.step,
+                     "experiment": source.meta.get("experiment"), "variant": variant},
+      "frames": {"num_frames": num_frames, "fps": fps, "res": res},
+      "text_len": text_len, "vocab_path": os.path.abspath(vpath),
+      "tasks": tasks, "config": config_lib.to_plain(config),
+      "seconds": time.time() - started,
+  }
+  if jax.process_index() == 0:
+    os.makedirs(os.path.join(workdir, "predictions"), exist_ok=True)
+    _write(os.path.join(workdir, METRICS_JSON), json.dumps(report, indent=1, sort_keys=False))
+    _write(os.path.join(workdir, METRICS_MD), markdown(report))
+    for name, rows in predictions.items():
+      _write(os.path.join(workdir, "predictions", f"{name}.jsonl"),
+             "".join(json.dumps(r) + "\n" for r in rows))
+  log(f"wrote {os.path.join(workdir, METRICS_JSON)} and {METRICS_MD} "
+      f"({report['seconds']:.1f}s)")
+  return report
+
+
+def main(argv: list[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  sharding_lib.maybe_initialize_distributed()  # Before anything touches jax devices.
+  absl_logging.set_verbosity(absl_logging.WARNING)
+  config = FLAGS.config
+  if config is None or not FLAGS.workdir:
+    raise app.UsageError("--config and --workdir are required")
+  tde.configure_runtime()
+  log = print if jax.process_index() == 0 else (lambda *a, **k: None)
+  evaluate(config, FLAGS.workdir, log=lambda s: log(s, flush=True))
+  return 0
+
+
+if __name__ == "__main__":
+  tde.define_flags()
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(lambda argv: sys.exit(main(argv)))

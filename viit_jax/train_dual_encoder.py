@@ -1,0 +1,650 @@
+"""Phase 4: trains the video-text dual encoder (ViT-st video tower + text tower) contrastively.
+
+  python -m viit_jax.train_dual_encoder --config=configs/<x>.py[:key=value,...] --workdir=DIR [--resume]
+
+Reads top to bottom: config -> distributed start-up and mesh -> caption sources (seqio tasks) ->
+model -> `loop.Task` (init, contrastive loss, data by step, retrieval eval) -> `loop.run`, the step
+loop the VLM trainer uses too (sharded init, restore_or_init, AOT step, NaN guard, checkpoints,
+TensorBoard + JSONL metrics, progress).
+
+Model: `viit_jax.models.dual_encoder.DualEncoder` (`img/` video tower, `txt/` text tower, `t` log
+temperature, `b` bias). Initialisation comes from the loop's `init_from` + `init_assignment_map`:
+- demo: a VLM trainer workdir (phase 0/1): its per-frame image ViT `img/` trunk (patch embedding,
+  spatial position embedding PE_s, encoder blocks) is loaded by name into ViT-st; PE_t (the new
+  temporal position embedding, PE[t, n] = PE_t[t] + PE_s[n]), the MAP head, the output head, the
+  text tower, `t` and `b` keep their fresh initialisation (configs/dual_encoder_demo.py's map).
+  That is `import_weights.vit_to_vit_st` done by the restore: PE_t ~ N(0, 1/D) either way.
+- real: an imported SigLIP two-tower checkpoint (python -m viit_jax.import_weights --kind=siglip
+  --variant=siglip-b16-video), which already holds ViT-st with a fresh PE_t and SigLIP's text tower.
+
+Loss (`dual_encoder.loss`), on the L2-normalised embeddings of the *global* batch:
+- softmax: symmetric InfoNCE, (CE(video->text) + CE(text->video)) / 2 over logits
+  z_v . z_t * exp(t) with a learnable log temperature t. The step is jitted over the global batch
+  sharded along the mesh's batch axes, so `z_v @ z_t.T` is the global B x B matrix: XLA gathers the
+  embeddings of every data-parallel shard, i.e. each example has all B - 1 negatives of the global
+  batch (tests/test_dual_encoder_train.py: 8 devices == 1 device on the same global batch).
+- sigmoid: SigLIP's loss, logits z_v . z_t * exp(t) + b, +1 on the diagonal, -1 elsewhere.
+Gradient accumulation would shrink the negatives to a micro-batch, so `train.micro_batches` must be 1.
+
+Data (`dual_encoder.caption_source`, e.g. `viit` or `alt_text:1+viit:1`): each source is a seqio
+task of clips with K >= 1 captions:
+  alt_text        the pool's alt-text (WebVid `name`; demo_pool / webvid_pool / internvid_pool)
+  smit            S-MiT captions (demo_smit_caption / smit_caption)
+  viit            viit_jax.autolabel output (mode=viit) in `dual_encoder.viit_captions_dir`
+  frame_captions  viit_jax.autolabel output (mode=frame_captioner) in `dual_encoder.frame_captions_dir`
+Several sources are mixed per example with the given rates (`tf.data.Dataset.sample_from_datasets`,
+seeded). Per example, with r = stateless randoms keyed by (seed, clip key, step):
+  caption   one of the clip's K captions, uniformly (so a new draw each step the clip comes back);
+  frames    scale jitter: resized by s ~ U(scale_jitter_min, scale_jitter_max) (all T frames alike,
+            bilinear, antialiased), then a random res x res crop, or, for s < 1, placed at a random
+            offset on a res x res canvas of value 127 (~0 after the [-1, 1] normalisation);
+  text      lower-cased, SentencePiece ids, cut to text_len - 1, then EOS, padded with EOS (id 1):
+            SigLIP's convention (its text tower pools the last token, always EOS).
+The stream order is a function of the seed; the caption/crop draws of batch s depend on (seed,
+clip, s) only; so batch s is the same whether the run was interrupted or not.
+
+Eval (every `train.eval_every` steps and at the end): text->video and video->text R@1/5/10,
+MedR, MeanR over the first `train.eval_batches * train.batch_size` pairs of `data.eval_task`
+(the 1k-A-style MSR-VTT set), embeddings computed batched and sharded (`Embedder`), metrics
+with `viit_jax.metrics.retrieval.sharded_retrieval_metrics` (optimistic ties).
+
+Config: configs/base.py plus the `dual_encoder` section declared by
+configs/dual_encoder_demo.py:add_dual_encoder_section (to move into the base).
+"""
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import functools
+import json
+import os
+import pathlib
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import seqio
+import tensorflow as tf
+from absl import app
+from absl import flags
+from absl import logging as absl_logging
+from jax.sharding import NamedSharding, PartitionSpec as P
+from ml_collections import config_flags
+
+from data import tasks as tasks_lib
+from viit_jax import loop
+from viit_jax import sharding as sharding_lib
+from viit_jax import train as vlm_train
+from viit_jax.metrics import retrieval
+from viit_jax.models import dual_encoder as de_lib
+from viit_jax.models import variants
+
+FLAGS = flags.FLAGS
+
+CAPTION_SOURCES = ("alt_text", "smit", "viit", "frame_captions")
+LOSSES = ("softmax", "sigmoid")
+BATCH_KEYS = ("frames", "tokens")
+_CAPTION_SEP = "\x1e"  # Joins an auto-label row's K captions in its seqio task (record separator).
+
+
+# ------------------------------------------------------------------------------------------------
+# Caption sources.
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptionSource:
+  """One training stream of clips with captions.
+
+  Attributes:
+    name: alt_text | smit | viit | frame_captions.
+    task: the seqio task it reads.
+    split: the split it reads.
+    key_field: the example's clip id field (the caption/crop draws are keyed by it).
+    captions_field: the example's captions, str[K] (or one string joined by _CAPTION_SEP).
+    joined: captions_field is one string of K captions joined by _CAPTION_SEP.
+    rate: sampling rate in a mixture.
+  """
+  name: str
+  task: str
+  split: str
+  key_field: str
+  captions_field: str
+  joined: bool
+  rate: float
+
+
+def parse_caption_source(spec: str) -> list[tuple[str, float]]:
+  """'alt_text' or 'alt_text:1+viit:3' -> [(name, rate), ...] (rate 1 when omitted).
+
+  Parts are separated by '+' (or ',', which needs quoting inside a --config argument).
+  """
+  out: list[tuple[str, float]] = []
+  for part in [p.strip() for p in spec.replace("+", ",").split(",") if p.strip()]:
+    name, _, rate = part.partition(":")
+    name = name.strip()
+    if name not in CAPTION_SOURCES:
+      raise ValueError(f"dual_encoder.caption_source: unknown source {name!r} in {spec!r}; "
+                       f"known: {CAPTION_SOURCES}")
+    try:
+      value = float(rate) if rate else 1.0
+    except ValueError as e:
+      raise ValueError(f"dual_encoder.caption_source: bad rate {rate!r} in {spec!r}") from e
+    if value <= 0:
+      raise ValueError(f"dual_encoder.caption_source: rate of {name} must be > 0, got {value}")
+    if name in [n for n, _ in out]:
+      raise ValueError(f"dual_encoder.caption_source: {name} given twice in {spec!r}")
+    out.append((name, value))
+  if not out:
+    raise ValueError("dual_encoder.caption_source is empty")
+  return out
+
+
+def autolabel_task_name(source: str) -> str:
+  return f"de_{source}_captions"
+
+
+def register_autolabel_task(name: str, dataset_dir: str, *, vocab_path: str, num_frames: int,
+                            fps: float, res: int, decode_workers: int,
+                            shuffle_buffer_size: int) -> str:
+  """Registers a seqio task (split `train`) over a finished viit_jax.autolabel output version.
+
+  Each row becomes one example: key = clip_id, frames decoded from the corpus file (and segment),
+  `captions` = the row's K captions joined by _CAPTION_SEP (split again by the trainer).
+  """
+  from viit_jax import autolabel  # Deferred: pulls in the decoding stack only when used.
+  manifest = autolabel.read_manifest(dataset_dir)  # A clear error if unfinished.
+  rows = autolabel.read_rows(dataset_dir)
+  if not rows:
+    raise ValueError(f"{dataset_dir}: the auto-label output has no captioned clip")
+  root = pathlib.Path(manifest["corpus"]["video_root"])
+
+  def items() -> Iterator[tasks_lib.VideoText]:
+    for row in rows:
+      caps = [c for c in row["captions"] if c.strip()]
+      if not caps:
+        continue
+      seg = row["segment"]
+      yield tasks_lib.VideoText(
+          key=str(row["clip_id"]), path=root / row["path"], prefix="", suffix=caps[0],
+          meta={"captions": _CAPTION_SEP.join(caps)},
+          segment=None if seg is None else (float(seg[0]), float(seg[1])))
+
+  return tasks_lib.register_video_text_task(
+      name, {"train": items}, vocab_path=vocab_path, num_frames=num_frames, fps=fps, res=res,
+      train_splits=("train",), meta_keys=("captions",), decode_workers=decode_workers,
+      shuffle_buffer_size=shuffle_buffer_size)
+
+
+def caption_sources(config: ml_collections.ConfigDict, vocab_path: str) -> list[CaptionSource]:
+  """The configured sources, registering the auto-label tasks they need."""
+  d, de = config.data, config.dual_encoder
+  demo = d.source == "demo"
+  out = []
+  for name, rate in parse_caption_source(de.caption_source):
+    if name == "alt_text":
+      if demo:
+        task = tasks_lib.DEMO_TASK_NAMES["webvid_pool"]
+      else:
+        if de.pool not in ("webvid", "internvid"):
+          raise ValueError(f"dual_encoder.pool must be webvid or internvid, got {de.pool!r}")
+        task = f"{de.pool}_pool"
+      out.append(CaptionSource(name, task, "train", "clip_id", "references", False, rate))
+    elif name == "smit":
+      task = tasks_lib.DEMO_TASK_NAMES["smit_caption"] if demo else "smit_caption"
+      out.append(CaptionSource(name, task, "train", "video_id", "references", False, rate))
+    else:
+      directory = de.viit_captions_dir if name == "viit" else de.frame_captions_dir
+      if not directory:
+        raise ValueError(f"caption source {name} needs dual_encoder."
+                         f"{'viit_captions_dir' if name == 'viit' else 'frame_captions_dir'}")
+      task = register_autolabel_task(
+          autolabel_task_name(name), directory, vocab_path=vocab_path,
+          num_frames=d.num_frames, fps=d.fps, res=d.res, decode_workers=d.decode_workers,
+          shuffle_buffer_size=d.shuffle_buffer)
+      out.append(CaptionSource(name, task, "train", "key", "captions", True, rate))
+    if out[-1].task not in seqio.TaskRegistry.names():
+      raise KeyError(f"caption source {name}: seqio task {out[-1].task!r} is not registered "
+                     f"(data.source={d.source!r}; for real data set data.dirs."
+                     f"{'smit' if name == 'smit' else de.pool})")
+  return out
+
+
+def register_tasks(config: ml_collections.ConfigDict) -> tuple[seqio.Vocabulary, str]:
+  """Registers the data tasks (demo world or real sets) -> (vocabulary, its path)."""
+  vocab = vlm_train.register_tasks(config)
+  return vocab, vocab.sentencepiece_model_file
+
+
+# ------------------------------------------------------------------------------------------------
+# tf.data: caption draw, scale jitter, text tokens.
+
+
+def text_tokens_tf(vocab: seqio.SentencePieceVocabulary, text: tf.Tensor, seq_len: int
+                   ) -> tf.Tensor:
+  """SigLIP-style text ids: lower-case, cut to seq_len - 1, EOS, padded with EOS -> int32[seq_len]."""
+  eos = int(vocab.tokenizer.eos_id())
+  ids = tf.cast(vocab.encode_tf(tf.strings.lower(text, encoding="utf-8")), tf.int32)
+  ids = tf.concat([ids[:seq_len - 1], tf.constant([eos], tf.int32)], axis=0)
+  ids = tf.pad(ids, [[0, seq_len - tf.shape(ids)[0]]], constant_values=eos)
+  return tf.ensure_shape(ids, [seq_len])
+
+
+def text_tokens(vocab: seqio.SentencePieceVocabulary, texts: Sequence[str], seq_len: int
+                ) -> np.ndarray:
+  """`text_tokens_tf` of a list of strings -> int32[N, seq_len] (for evaluation)."""
+  if not texts:
+    return np.zeros((0, seq_len), np.int32)
+  return tf.map_fn(lambda t: text_tokens_tf(vocab, t, seq_len), tf.constant(list(texts)),
+                   fn_output_signature=tf.TensorSpec([seq_len], tf.int32)).numpy()
+
+
+def scale_jitter_crop(frames: tf.Tensor, u: tf.Tensor, *, res: int, min_scale: float,
+                      max_scale: float) -> tf.Tensor:
+  """Scale jitter then a res x res crop: uint8[T, H, W, 3] -> uint8[T, res, res, 3].
+
+  u: f32[3] uniform randoms in [0, 1) (scale, y offset, x offset). The frames are resized to
+  round(s * res) (s = min + (max - min) * u[0], both sides: decoded frames are square) and
+  cropped at a random offset; when smaller than res they are placed on a canvas of 127.
+  """
+  s = min_scale + (max_scale - min_scale) * u[0]
+  size = tf.maximum(tf.cast(tf.round(s * res), tf.int32), 1)
+  x = tf.image.resize(tf.cast(frames, tf.float32), [size, size], method="bilinear",
+                      antialias=True)
+  canvas = tf.maximum(size, res)
+  pad = canvas - size
+  py = tf.cast(tf.floor(u[1] * tf.cast(pad + 1, tf.float32)), tf.int32)
+  px = tf.cast(tf.floor(u[2] * tf.cast(pad + 1, tf.float32)), tf.int32)
+  x = tf.pad(x - 127.0, [[0, 0], [py, pad - py], [px, pad - px], [0, 0]]) + 127.0
+  extra = canvas - res
+  cy = tf.cast(tf.floor(u[1] * tf.cast(extra + 1, tf.float32)), tf.int32)
+  cx = tf.cast(tf.floor(u[2] * tf.cast(extra + 1, tf.float32)), tf.int32)
+  x = x[:, cy:cy + res, cx:cx + res, :]
+  x = tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
+  return tf.ensure_shape(x, [frames.shape[0], res, res, 3])
+
+
+_RETIRED: list[Any] = []  # tf.data iterators that must never be destroyed (see below).
+
+
+def numpy_iterator(ds: tf.data.Dataset) -> Iterator[Any]:
+  """`ds.as_numpy_iterator()` whose tf.data iterator is never destroyed (an intentional leak).
+
+  The data tasks decode video in `tf.data.Dataset.from_generator` (a Python function), and
+  parallel map / prefetch threads call it ahead of the consumer. Destroying an iterator while such
+  a call is in flight (an infinite stream when training ends, a `take` that stops early, the
+  interpreter's exit) runs its C++ destructor with the GIL held; the destructor waits for the
+  in-flight generator calls, which wait for the GIL: a deadlock (seen with TF 2.21). So when the
+  consumer leaves, the iterator is parked with an extra reference that is never released: its
+  threads fill their bounded buffers (or reach the end) and idle until the process exits.
+  """
+  # Bound now: at the interpreter's teardown, module globals may already be None.
+  retired, incref, py_object = _RETIRED, ctypes.pythonapi.Py_IncRef, ctypes.py_object
+  it = ds.as_numpy_iterator()
+  try:
+    yield from it
+  finally:
+    retired.append(it)
+    incref(py_object(it))  # Survives the interpreter's teardown too.
+
+
+def _source_examples(source: CaptionSource, *, seed: int, shard: tuple[int, int] | None
+                     ) -> tf.data.Dataset:
+  """{"frames": uint8[T,H,W,3], "captions": str[K], "key": str} of one source, repeated."""
+  provider = seqio.get_mixture_or_task(source.task)
+  ds = provider.get_dataset(
+      sequence_length=None, split=source.split, shuffle=True, seed=seed,
+      shard_info=None if shard is None else seqio.ShardInfo(index=shard[0], num_shards=shard[1]),
+      num_epochs=None, trim_output_features=False)
+
+  def fn(ex):
+    caps = ex[source.captions_field]
+    caps = tf.strings.split(caps, _CAPTION_SEP) if source.joined else tf.reshape(caps, [-1])
+    caps = tf.boolean_mask(caps, tf.strings.length(tf.strings.strip(caps)) > 0)
+    key = tf.strings.join([source.name, ex[source.key_field]], ":")
+    return {"frames": ex["frames"], "captions": caps, "key": key}
+
+  ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.filter(lambda ex: tf.size(ex["captions"]) > 0)
+
+
+def train_dataset(config: ml_collections.ConfigDict, vocab: seqio.SentencePieceVocabulary,
+                  sources: Sequence[CaptionSource], *, start: int, batch_size: int,
+                  shard: tuple[int, int] | None) -> tf.data.Dataset:
+  """Batches {"frames": uint8[B, T, R, R, 3], "tokens": int32[B, S]} number start, start + 1, ...
+
+  Example j of the stream belongs to batch j // B; its caption and crop are drawn with stateless
+  randoms seeded by (hash(seed, clip key), j // B).
+  """
+  d, de = config.data, config.dual_encoder
+  seed = int(config.seed)
+  streams = [_source_examples(s, seed=seed + i, shard=shard) for i, s in enumerate(sources)]
+  if len(streams) == 1:
+    ds = streams[0]
+  else:
+    rates = np.array([s.rate for s in sources], np.float64)
+    ds = tf.data.Dataset.sample_from_datasets(streams, weights=list(rates / rates.sum()),
+                                              seed=seed, stop_on_empty_dataset=False)
+  res, seq_len = int(d.res), int(d.text_len)
+  lo, hi = float(de.scale_jitter_min), float(de.scale_jitter_max)
+  if not 0 < lo <= hi:
+    raise ValueError(f"dual_encoder.scale_jitter_min/max must satisfy 0 < min <= max, got {lo}, "
+                     f"{hi}")
+
+  def draw(index, ex):
+    step = index // batch_size
+    clip = tf.strings.to_hash_bucket_strong(ex["key"], 2**62, key=[seed, 0x5EED])
+    u = tf.random.stateless_uniform([4], seed=tf.stack([clip, step]), dtype=tf.float32)
+    k = tf.size(ex["captions"])
+    i = tf.minimum(tf.cast(tf.floor(u[0] * tf.cast(k, tf.float32)), tf.int32), k - 1)
+    return {"frames": scale_jitter_crop(ex["frames"], u[1:], res=res, min_scale=lo,
+                                        max_scale=hi),
+            "tokens": text_tokens_tf(vocab, ex["captions"][i], seq_len)}
+
+  ds = ds.enumerate().skip(int(start) * batch_size)
+  ds = ds.map(draw, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.batch(batch_size, drop_remainder=True).prefetch(2)
+
+
+def make_data_fn(config: ml_collections.ConfigDict, vocab: seqio.SentencePieceVocabulary,
+                 sources: Sequence[CaptionSource]):
+  """first step -> iterator of this process's rows of global batches first, first + 1, ...
+
+  `data.process_split` as in viit_jax.train: `slice` (every process reads the global stream and
+  keeps its rows; order independent of the process count) or `shard` (each process reads 1/P).
+  """
+  b = int(config.train.batch_size)
+  n, p = jax.process_count(), jax.process_index()
+  if b % n:
+    raise ValueError(f"train.batch_size {b} is not divisible by the process count {n}")
+  local = b // n
+  mode = config.data.process_split
+  if mode not in ("slice", "shard"):
+    raise ValueError(f"data.process_split must be 'slice' or 'shard', got {mode!r}")
+
+  def data_fn(start: int) -> Iterator[dict[str, np.ndarray]]:
+    if mode == "slice":
+      ds = train_dataset(config, vocab, sources, start=start, batch_size=b, shard=None)
+    else:
+      ds = train_dataset(config, vocab, sources, start=start, batch_size=local, shard=(p, n))
+    for batch in numpy_iterator(ds):
+      if mode == "slice":
+        yield {k: batch[k][p * local:(p + 1) * local] for k in BATCH_KEYS}
+      else:
+        yield {k: batch[k] for k in BATCH_KEYS}
+
+  return data_fn
+
+
+# ------------------------------------------------------------------------------------------------
+# Model and loss (pure functions; the loop jits the step).
+
+
+def model_config(config: ml_collections.ConfigDict, vocab_size: int) -> de_lib.DualEncoderConfig:
+  """The dual-encoder config of `model.variant`, fitted to the data (frames, res, text length)."""
+  m, d, de = config.model, config.data, config.dual_encoder
+  overrides = {"img.image_size": int(d.res), "img.num_frames": int(d.num_frames),
+               "txt.seq_len": int(d.text_len), "img.dtype": m.dtype, "txt.dtype": m.dtype,
+               "img.remat_policy": m.remat_policy, "txt.remat_policy": m.remat_policy,
+               "img.scan": m.scan, "txt.scan": m.scan,
+               "t_init": float(de.log_temperature_init), "b_init": float(de.bias_init)}
+  if m.vocab_size > 0:
+    overrides["txt.vocab_size"] = int(m.vocab_size)
+  cfg = variants.get_config(m.variant, overrides)
+  if not isinstance(cfg, de_lib.DualEncoderConfig):
+    raise ValueError(f"model.variant {m.variant!r} is a {type(cfg).__name__}, not a dual encoder "
+                     "(e.g. demo-de, test-de, siglip-b16-video)")
+  if vocab_size > cfg.txt.vocab_size:
+    raise ValueError(f"tokenizer has {vocab_size} ids but the text tower of {m.variant} has "
+                     f"vocab {cfg.txt.vocab_size}; set model.vocab_size")
+  return cfg
+
+
+def contrastive_loss(params, batch: Mapping[str, jax.Array], rng: jax.Array | None, *,
+                     model: de_lib.DualEncoder, loss: str
+                     ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+  """(loss x B, B, metric sums) of a global batch {frames uint8[B,T,H,W,3], tokens int32[B,S]}.
+
+  The loss is the mean over the batch (InfoNCE / SigLIP are not sums over independent examples);
+  multiplying by B keeps the loop's sum / weight contract exact for micro_batches=1.
+  """
+  del rng  # No dropout.
+  zimg, ztxt, extra = model.apply({"params": params}, batch["frames"], batch["tokens"])
+  t, b = extra["t"], extra["b"]
+  if loss == "softmax":
+    value = de_lib.softmax_loss(zimg, ztxt, t)
+  elif loss == "sigmoid":
+    value = de_lib.sigmoid_loss(zimg, ztxt, t, b)
+  else:
+    raise ValueError(f"dual_encoder.loss must be one of {LOSSES}, got {loss!r}")
+  n = zimg.shape[0]
+  sim = zimg @ ztxt.T  # [B, B] cosine similarities of the global batch
+  idx = jnp.arange(n)
+  weight = jnp.float32(n)
+  metrics = {
+      "v2t_top1": jnp.sum(jnp.argmax(sim, axis=1) == idx).astype(jnp.float32),
+      "t2v_top1": jnp.sum(jnp.argmax(sim, axis=0) == idx).astype(jnp.float32),
+      "temperature": jnp.exp(t[0]) * weight,
+      "pos_similarity": jnp.sum(jnp.diagonal(sim)),
+  }
+  return value * weight, weight, metrics
+
+
+# ------------------------------------------------------------------------------------------------
+# Embeddings (batched, sharded) and the retrieval eval.
+
+
+class Embedder:
+  """The two towers jitted once for a mesh: batches sharded along the mesh's batch axes.
+
+  `videos(params, frames)` / `texts(params, tokens)` take host arrays of any length N, run them
+  in batches of `batch_size` rows (the last one padded) and return L2-normalised f32[N, E] numpy.
+  """
+
+  def __init__(self, model: de_lib.DualEncoder, mesh: jax.sharding.Mesh, batch_size: int):
+    self.mesh = mesh
+    divisor = int(np.prod([mesh.shape[a] for a in _axes(sharding_lib.batch_spec()[0])]))
+    if batch_size % divisor:
+      raise ValueError(f"embedding batch {batch_size} is not a multiple of the mesh's batch "
+                       f"axes ({divisor} devices)")
+    self.batch_size = batch_size
+    self._batch = NamedSharding(mesh, sharding_lib.batch_spec())
+    replicated = NamedSharding(mesh, P())
+
+    def video(params, frames):
+      return model.apply({"params": params}, frames, method=de_lib.DualEncoder.embed_video)
+
+    def text(params, tokens):
+      return model.apply({"params": params}, tokens, method=de_lib.DualEncoder.embed_text)
+
+    self._video = jax.jit(video, out_shardings=replicated)
+    self._text = jax.jit(text, out_shardings=replicated)
+
+  def _run(self, fn, params, x: np.ndarray) -> np.ndarray:
+    out = []
+    n = x.shape[0]
+    with sharding_lib.use_mesh(self.mesh):
+      for i in range(0, n, self.batch_size):
+        chunk = x[i:i + self.batch_size]
+        rows = chunk.shape[0]
+        if rows < self.batch_size:
+          chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch_size - rows, 0)])
+        arr = jax.make_array_from_process_local_data(self._batch, chunk)
+        out.append(np.asarray(jax.device_get(fn(params, arr)))[:rows])
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+  def videos(self, params, frames: np.ndarray) -> np.ndarray:
+    """frames uint8[N, T, H, W, 3] -> f32[N, E]."""
+    return self._run(self._video, params, frames)
+
+  def texts(self, params, tokens: np.ndarray) -> np.ndarray:
+    """tokens int32[N, S] -> f32[N, E]."""
+    return self._run(self._text, params, tokens)
+
+
+def _axes(axes: Any) -> tuple[str, ...]:
+  if axes is None:
+    return ()
+  return (axes,) if isinstance(axes, str) else tuple(axes)
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrievalSet:
+  """Pairs of a retrieval task: unique videos and their texts.
+
+  Attributes:
+    video_ids: [V] ids, first-seen order.
+    frames: uint8[V, T, H, W, 3].
+    texts: [N] texts.
+    text_to_video: int64[N] index into video_ids.
+  """
+  video_ids: list[str]
+  frames: np.ndarray
+  texts: list[str]
+  text_to_video: np.ndarray
+
+
+def load_retrieval_set(task: str, split: str, max_pairs: int) -> RetrievalSet:
+  """Reads the (video, text) pairs of a retrieval task (demo_msrvtt_retrieval / msrvtt_retrieval):
+  the first `max_pairs` (0 = all); videos are de-duplicated by video_id."""
+  ds = seqio.get_mixture_or_task(task).get_dataset(
+      sequence_length=None, split=split, shuffle=False, num_epochs=1,
+      trim_output_features=False)
+  if max_pairs > 0:
+    ds = ds.take(max_pairs)
+  ids: dict[str, int] = {}
+  frames, texts, t2v = [], [], []
+  for ex in numpy_iterator(ds):
+    vid = ex["video_id"].decode()
+    if vid not in ids:
+      ids[vid] = len(ids)
+      frames.append(ex["frames"])
+    texts.append(ex["text"].decode())
+    t2v.append(ids[vid])
+  if not texts:
+    raise ValueError(f"retrieval task {task}/{split} has no pairs")
+  return RetrievalSet(list(ids), np.stack(frames), texts, np.asarray(t2v, np.int64))
+
+
+def retrieval_eval(embedder: Embedder, params, data: RetrievalSet, tokens: np.ndarray, *,
+                   tie_policy: str = "optimistic", block_size: int = 256) -> dict[str, float]:
+  """t2v/v2t R@1/5/10, MedR, MeanR of `data` (tokens: its texts' ids int32[N, S])."""
+  video = embedder.videos(params, data.frames)
+  text = embedder.texts(params, tokens)
+  return retrieval.sharded_retrieval_metrics(text, video, data.text_to_video, mesh=embedder.mesh,
+                                             tie_policy=tie_policy, block_size=block_size)
+
+
+def make_eval_fn(config: ml_collections.ConfigDict, model: de_lib.DualEncoder,
+                 vocab: seqio.SentencePieceVocabulary, mesh: jax.sharding.Mesh):
+  """(params, step) -> EvalResult of retrieval on data.eval_task, or None when off."""
+  if not config.data.eval_task or config.train.eval_batches <= 0:
+    return None
+  max_pairs = int(config.train.eval_batches) * int(config.train.batch_size)
+  data = load_retrieval_set(config.data.eval_task, config.data.eval_split, max_pairs)
+  tokens = text_tokens(vocab, data.texts, int(config.data.text_len))
+  embedder = Embedder(model, mesh, int(config.train.batch_size) // jax.process_count())
+
+  def eval_fn(params, step: int) -> loop.EvalResult:
+    del step
+    m = retrieval_eval(embedder, params, data, tokens)
+    scalars = {f"retrieval/{k}": v for k, v in m.items()}
+    scalars["retrieval/num_texts"] = float(len(data.texts))
+    return loop.EvalResult(scalars)
+
+  return eval_fn
+
+
+# ------------------------------------------------------------------------------------------------
+# Entry point.
+
+
+def build_task(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> loop.Task:
+  """The loop.Task of a dual-encoder run (registers data tasks, builds the model)."""
+  if int(config.train.micro_batches) != 1:
+    raise ValueError("train.micro_batches must be 1 for the contrastive loss: accumulation would "
+                     "draw negatives from each micro-batch only, not from the global batch")
+  if config.dual_encoder.loss not in LOSSES:
+    raise ValueError(f"dual_encoder.loss must be one of {LOSSES}, got "
+                     f"{config.dual_encoder.loss!r}")
+  if config.data.task:
+    raise ValueError(f"data.task={config.data.task!r} is not used by the dual-encoder trainer; "
+                     "set dual_encoder.caption_source instead (and data.task='')")
+  vocab, vocab_path = register_tasks(config)
+  sources = caption_sources(config, vocab_path)
+  cfg = model_config(config, vocab.vocab_size)
+  model = de_lib.DualEncoder(cfg)
+  init = variants.init_fn(cfg)
+  b, t, r, length = (int(config.train.batch_size), int(config.data.num_frames),
+                     int(config.data.res), int(config.data.text_len))
+  spec = {"frames": jax.ShapeDtypeStruct((b, t, r, r, 3), jnp.uint8),
+          "tokens": jax.ShapeDtypeStruct((b, length), jnp.int32)}
+  return loop.Task(
+      init_fn=lambda rng: init(rng)["params"],
+      loss_fn=functools.partial(contrastive_loss, model=model, loss=config.dual_encoder.loss),
+      data_fn=make_data_fn(config, vocab, sources),
+      batch_spec=spec,
+      eval_fn=make_eval_fn(config, model, vocab, mesh))
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *, force: bool = False,
+          log=print) -> loop.RunResult:
+  """Builds the mesh and the task, then runs the shared loop (see the module docstring)."""
+  mesh = sharding_lib.make_mesh(dict(config.mesh))
+  log(f"experiment {config.experiment}: {jax.process_count()} process(es), "
+      f"{jax.device_count()} devices, mesh {dict(mesh.shape)}; captions "
+      f"{config.dual_encoder.caption_source!r}, loss {config.dual_encoder.loss}")
+  task = build_task(config, mesh)
+  return loop.run(task, config, workdir, mesh=mesh, force=force, log=log)
+
+
+def main(argv: list[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  sharding_lib.maybe_initialize_distributed()  # Before anything touches jax devices.
+  absl_logging.set_verbosity(absl_logging.WARNING)
+  config = FLAGS.config
+  if config is None or not FLAGS.workdir:
+    raise app.UsageError("--config and --workdir are required")
+  configure_runtime()
+  log = print if jax.process_index() == 0 else (lambda *a, **k: None)
+  try:
+    result = train(config, FLAGS.workdir, force=FLAGS.resume,
+                   log=lambda s: log(s, flush=True))
+  except loop.NonFiniteLossError as e:
+    print(f"ERROR: {e}", file=sys.stderr, flush=True)
+    return 3
+  except loop.WorkdirMismatchError as e:
+    print(f"ERROR: {e}", file=sys.stderr, flush=True)
+    return 2
+  log(f"final metrics: {json.dumps(result.metrics)}")
+  return 0
+
+
+def configure_runtime() -> None:
+  """A persistent compile cache (if VIIT_COMPILE_CACHE is set) and tf.data off any GPU."""
+  cache = os.environ.get("VIIT_COMPILE_CACHE")
+  if cache:
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  tf.config.set_visible_devices([], "GPU")
+
+
+def define_flags() -> None:
+  """--config, --workdir, --resume (viit_jax.train, imported above, may have defined them)."""
+  if "config" not in FLAGS:
+    config_flags.DEFINE_config_file("config", None, "Experiment config file "
+                                    "(configs/<x>.py:args).", lock_config=True)
+  if "workdir" not in FLAGS:
+    flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, config.json).")
+  if "resume" not in FLAGS:
+    flags.DEFINE_bool("resume", False, "Continue a workdir even though it holds another config.")
+
+
+if __name__ == "__main__":
+  define_flags()
+  flags.mark_flags_as_required(["config", "workdir"])
+  app.run(lambda argv: sys.exit(main(argv)))
