@@ -23,7 +23,6 @@ from configs import dual_encoder_demo
 from data import rejects as rj
 from viit_jax import autolabel
 from viit_jax import checkpoints
-from viit_jax import config_lib
 from viit_jax import import_weights
 from viit_jax import loop
 from viit_jax import sharding
@@ -147,7 +146,7 @@ def test_autolabel_batches_draw_each_clips_captions(demo_world, autolabel_dirs):
                                   "dual_encoder.viit_captions_dir": autolabel_dirs["viit"]})
   vocab, path = tde.register_tasks(config)
   sources = tde.caption_sources(config, path)
-  assert [(s.name, s.joined) for s in sources] == [("viit", True)]
+  assert [(s.name, s.captions_field) for s in sources] == [("viit", "captions")]
   all_caps = [c for caps in autolabel_dirs["captions"]["viit"].values() for c in caps]
   ids = {tuple(t): c for t, c in zip(tde.text_tokens(vocab, all_caps, 8).tolist(), all_caps)}
   data_fn = tde.make_data_fn(config, vocab, sources)

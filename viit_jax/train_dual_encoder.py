@@ -32,6 +32,7 @@ task of clips with K >= 1 captions:
   smit            S-MiT captions (demo_smit_caption / smit_caption)
   viit            viit_jax.autolabel output (mode=viit) in `dual_encoder.viit_captions_dir`
   frame_captions  viit_jax.autolabel output (mode=frame_captioner) in `dual_encoder.frame_captions_dir`
+                  (both registered with data.caption_tasks: all K captions of each clip)
 Several sources are mixed per example with the given rates (`tf.data.Dataset.sample_from_datasets`,
 seeded). Per example, with r = stateless randoms keyed by (seed, clip key, step):
   caption   one of the clip's K captions, uniformly (so a new draw each step the clip comes back);
@@ -58,7 +59,6 @@ import dataclasses
 import functools
 import json
 import os
-import pathlib
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -75,6 +75,7 @@ from absl import logging as absl_logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import config_flags
 
+from data import caption_tasks
 from data import tasks as tasks_lib
 from viit_jax import loop
 from viit_jax import sharding as sharding_lib
@@ -88,7 +89,6 @@ FLAGS = flags.FLAGS
 CAPTION_SOURCES = ("alt_text", "smit", "viit", "frame_captions")
 LOSSES = ("softmax", "sigmoid")
 BATCH_KEYS = ("frames", "tokens")
-_CAPTION_SEP = "\x1e"  # Joins an auto-label row's K captions in its seqio task (record separator).
 
 
 # ------------------------------------------------------------------------------------------------
@@ -104,8 +104,7 @@ class CaptionSource:
     task: the seqio task it reads.
     split: the split it reads.
     key_field: the example's clip id field (the caption/crop draws are keyed by it).
-    captions_field: the example's captions, str[K] (or one string joined by _CAPTION_SEP).
-    joined: captions_field is one string of K captions joined by _CAPTION_SEP.
+    captions_field: the example's captions, str[K].
     rate: sampling rate in a mixture.
   """
   name: str
@@ -113,7 +112,6 @@ class CaptionSource:
   split: str
   key_field: str
   captions_field: str
-  joined: bool
   rate: float
 
 
@@ -147,38 +145,6 @@ def autolabel_task_name(source: str) -> str:
   return f"de_{source}_captions"
 
 
-def register_autolabel_task(name: str, dataset_dir: str, *, vocab_path: str, num_frames: int,
-                            fps: float, res: int, decode_workers: int,
-                            shuffle_buffer_size: int) -> str:
-  """Registers a seqio task (split `train`) over a finished viit_jax.autolabel output version.
-
-  Each row becomes one example: key = clip_id, frames decoded from the corpus file (and segment),
-  `captions` = the row's K captions joined by _CAPTION_SEP (split again by the trainer).
-  """
-  from viit_jax import autolabel  # Deferred: pulls in the decoding stack only when used.
-  manifest = autolabel.read_manifest(dataset_dir)  # A clear error if unfinished.
-  rows = autolabel.read_rows(dataset_dir)
-  if not rows:
-    raise ValueError(f"{dataset_dir}: the auto-label output has no captioned clip")
-  root = pathlib.Path(manifest["corpus"]["video_root"])
-
-  def items() -> Iterator[tasks_lib.VideoText]:
-    for row in rows:
-      caps = [c for c in row["captions"] if c.strip()]
-      if not caps:
-        continue
-      seg = row["segment"]
-      yield tasks_lib.VideoText(
-          key=str(row["clip_id"]), path=root / row["path"], prefix="", suffix=caps[0],
-          meta={"captions": _CAPTION_SEP.join(caps)},
-          segment=None if seg is None else (float(seg[0]), float(seg[1])))
-
-  return tasks_lib.register_video_text_task(
-      name, {"train": items}, vocab_path=vocab_path, num_frames=num_frames, fps=fps, res=res,
-      train_splits=("train",), meta_keys=("captions",), decode_workers=decode_workers,
-      shuffle_buffer_size=shuffle_buffer_size)
-
-
 def caption_sources(config: ml_collections.ConfigDict, vocab_path: str) -> list[CaptionSource]:
   """The configured sources, registering the auto-label tasks they need."""
   d, de = config.data, config.dual_encoder
@@ -192,20 +158,20 @@ def caption_sources(config: ml_collections.ConfigDict, vocab_path: str) -> list[
         if de.pool not in ("webvid", "internvid"):
           raise ValueError(f"dual_encoder.pool must be webvid or internvid, got {de.pool!r}")
         task = f"{de.pool}_pool"
-      out.append(CaptionSource(name, task, "train", "clip_id", "references", False, rate))
+      out.append(CaptionSource(name, task, "train", "clip_id", "references", rate))
     elif name == "smit":
       task = tasks_lib.DEMO_TASK_NAMES["smit_caption"] if demo else "smit_caption"
-      out.append(CaptionSource(name, task, "train", "video_id", "references", False, rate))
+      out.append(CaptionSource(name, task, "train", "video_id", "references", rate))
     else:
       directory = de.viit_captions_dir if name == "viit" else de.frame_captions_dir
       if not directory:
         raise ValueError(f"caption source {name} needs dual_encoder."
                          f"{'viit_captions_dir' if name == 'viit' else 'frame_captions_dir'}")
-      task = register_autolabel_task(
-          autolabel_task_name(name), directory, vocab_path=vocab_path,
-          num_frames=d.num_frames, fps=d.fps, res=d.res, decode_workers=d.decode_workers,
+      task = caption_tasks.register_caption_task(
+          autolabel_task_name(name), directory, None, num_frames=d.num_frames, fps=d.fps,
+          res=d.res, vocab_path=vocab_path, decode_workers=d.decode_workers,
           shuffle_buffer_size=d.shuffle_buffer)
-      out.append(CaptionSource(name, task, "train", "key", "captions", True, rate))
+      out.append(CaptionSource(name, task, caption_tasks.SPLIT, "clip_id", "captions", rate))
     if out[-1].task not in seqio.TaskRegistry.names():
       raise KeyError(f"caption source {name}: seqio task {out[-1].task!r} is not registered "
                      f"(data.source={d.source!r}; for real data set data.dirs."
@@ -301,8 +267,7 @@ def _source_examples(source: CaptionSource, *, seed: int, shard: tuple[int, int]
       num_epochs=None, trim_output_features=False)
 
   def fn(ex):
-    caps = ex[source.captions_field]
-    caps = tf.strings.split(caps, _CAPTION_SEP) if source.joined else tf.reshape(caps, [-1])
+    caps = tf.reshape(ex[source.captions_field], [-1])
     caps = tf.boolean_mask(caps, tf.strings.length(tf.strings.strip(caps)) > 0)
     key = tf.strings.join([source.name, ex[source.key_field]], ":")
     return {"frames": ex["frames"], "captions": caps, "key": key}

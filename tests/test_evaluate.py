@@ -1,0 +1,134 @@
+"""viit_jax.evaluate on tiny checkpoints: a VLM (captioning, NExT-OE WUPS, QA exact match) and a dual
+encoder (1k-A retrieval, zero-shot classification); metrics.json / metrics.md / predictions.
+
+Checkpoints are real orbax trainer checkpoints (the loop's layout: state + data + meta with the
+training config) of freshly initialised `test` / `test-de` models, so the numbers are near chance;
+the tests check the report's structure and that its numbers are the metric functions' on the
+written predictions.
+"""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import demo_phase1
+from configs import dual_encoder_demo
+from configs import evaluate_demo
+from viit_jax import checkpoints
+from viit_jax import config_lib
+from viit_jax import evaluate
+from viit_jax.metrics import qa
+from viit_jax.metrics import wups
+from viit_jax.models import variants
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _save(workdir: pathlib.Path, config, model_cfg, step: int) -> None:
+  """A trainer checkpoint as viit_jax.loop writes it (params of a fresh model)."""
+  params = nn.unbox(variants.init_fn(model_cfg)(jax.random.PRNGKey(step))["params"])
+  ck = checkpoints.Checkpointer(workdir, save_every=1, keep=1, async_save=False)
+  ck.save(step, {"step": jnp.int32(step), "params": params}, data={"step": step},
+          meta={"experiment": config.experiment, "variant": config.model.variant,
+                "config": config_lib.to_plain(config)})
+  ck.close()
+
+
+@pytest.fixture(scope="module")
+def vlm_checkpoint(demo_world, tmp_path_factory):
+  from viit_jax import train
+  config = demo_phase1.get_config(
+      f"model.variant=test,model.scan=false,data.res=16,data.num_frames=2,data.text_len=24,"
+      f"data.world_dir={demo_world},init_from=''")
+  work = tmp_path_factory.mktemp("vlm")
+  _save(work, config, train.model_config(config, 244), 5)
+  return work
+
+
+@pytest.fixture(scope="module")
+def de_checkpoint(demo_world, tmp_path_factory):
+  from viit_jax import train_dual_encoder as tde
+  config = dual_encoder_demo.get_config(
+      f"model.variant=test-de,model.scan=false,data.res=16,data.num_frames=2,data.text_len=8,"
+      f"data.world_dir={demo_world},init_from=''")
+  work = tmp_path_factory.mktemp("de")
+  _save(work, config, tde.model_config(config, 244), 7)
+  return work
+
+
+def _jsonl(path) -> list[dict]:
+  return [json.loads(l) for l in open(path)]
+
+
+def test_evaluate_vlm(vlm_checkpoint, demo_world, tmp_path):
+  config = evaluate_demo.get_config(
+      f"kind=vlm,checkpoint={vlm_checkpoint},data.world_dir={demo_world},data.num_frames=4,"
+      "eval.batch_size=8,eval.max_examples=12,eval.max_decode_len=6")
+  report = evaluate.evaluate(config, str(tmp_path), log=lambda s: None)
+  on_disk = json.loads((tmp_path / "metrics.json").read_text())
+  assert on_disk["tasks"].keys() == {"msrvtt_caption", "nextqa_oe", "msrvtt_qa"}
+  assert on_disk["checkpoint"]["step"] == 5 and on_disk["checkpoint"]["variant"] == "test"
+  # The image model is evaluated on more frames than it was trained on (4 vs 2).
+  assert on_disk["frames"] == {"num_frames": 4, "fps": 2.0, "res": 16}
+  assert on_disk["tasks"] == json.loads(json.dumps(report["tasks"]))
+
+  cap = on_disk["tasks"]["msrvtt_caption"]["metrics"]
+  assert {"BLEU-4", "METEOR", "ROUGE-L", "CIDEr"} <= cap.keys() and cap["count"] == 12
+  assert all(0 <= cap[k] <= 100 for k in ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr"))
+  preds = _jsonl(tmp_path / "predictions" / "msrvtt_caption.jsonl")
+  assert len(preds) == 12 and all(len(p["references"]) >= 6 for p in preds)
+
+  rows = _jsonl(tmp_path / "predictions" / "nextqa_oe.jsonl")
+  assert len(rows) == 12 and rows == _jsonl(tmp_path / "predictions" / "msrvtt_qa.jsonl")
+  w = on_disk["tasks"]["nextqa_oe"]["metrics"]
+  types = {r["type"] for r in rows}
+  assert {"WUPS@0", "WUPS@0.9", "count"} <= w.keys()
+  assert {f"WUPS@0/{t}" for t in types} | {f"WUPS@0.9/{t[0]}" for t in types} <= w.keys()
+  expected = wups.nextoe_wups([evaluate.strip_trailing_punctuation(r["prediction"]) for r in rows],
+                              [r["answers"] for r in rows], [r["type"] for r in rows])
+  assert w == pytest.approx(expected)
+  q = on_disk["tasks"]["msrvtt_qa"]
+  assert "STAND-IN" in q["note"] and q["data_task"] == "demo_nextqa_oe"
+  assert q["metrics"] == pytest.approx(qa.qa_accuracy(
+      [r["prediction"] for r in rows], [r["answers"] for r in rows], [r["type"] for r in rows]))
+
+  md = (tmp_path / "metrics.md").read_text()
+  for heading in ("## msrvtt_caption", "## nextqa_oe", "## msrvtt_qa"):
+    assert heading in md
+  assert "| WUPS@0 |" in md and "| accuracy |" in md and "CIDEr" in md
+  assert "STAND-IN" in md
+
+
+def test_evaluate_dual_encoder_cli(de_checkpoint, demo_world, tmp_path):
+  """The entry point as users run it (a subprocess), average tie policy."""
+  env = {**os.environ, "PYTHONPATH": str(REPO)}
+  arg = (f"kind=dual_encoder,checkpoint={de_checkpoint},data.world_dir={demo_world},"
+         "eval.batch_size=8,eval.tie_policy=average")
+  proc = subprocess.run(
+      [sys.executable, "-m", "viit_jax.evaluate", f"--config=configs/evaluate_demo.py:{arg}",
+       f"--workdir={tmp_path}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.loads((tmp_path / "metrics.json").read_text())
+  assert report["kind"] == "dual_encoder" and report["checkpoint"]["step"] == 7
+  r = report["tasks"]["msrvtt_retrieval"]["metrics"]
+  for d in ("t2v", "v2t"):
+    for k in ("R@1", "R@5", "R@10", "MedR", "MeanR"):
+      assert f"{d}/{k}" in r
+    assert r[f"{d}/R@1"] <= r[f"{d}/R@5"] <= r[f"{d}/R@10"] <= 100
+    assert 1 <= r[f"{d}/MedR"] <= 24 and 1 <= r[f"{d}/MeanR"] <= 24
+  assert r["num_texts"] == r["num_videos"] == 24  # The test world's 1k-A-style set.
+  z = report["tasks"]["kinetics_zero_shot"]["metrics"]
+  assert z["count"] == 22 and z["num_classes"] == 11 and 0 <= z["top1"] <= z["top5"] <= 100
+  zs = _jsonl(tmp_path / "predictions" / "kinetics_zero_shot.jsonl")
+  # Without ties (float similarities), top-1 is the share of argmax predictions that are right.
+  assert z["top1"] == pytest.approx(100 * np.mean([p["label"] == p["prediction"] for p in zs]))
+  md = (tmp_path / "metrics.md").read_text()
+  assert "| t2v |" in md and "| v2t |" in md and "## kinetics_zero_shot" in md
+  assert "ties: average" in md
