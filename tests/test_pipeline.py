@@ -1,0 +1,123 @@
+"""The demo pipeline end to end, reduced (test-preset world, a few steps per phase, tiny eval).
+
+One real run of `python -m viit_jax.pipeline --config=configs/demo_pipeline.py:preset=test`: every
+phase is a real subprocess of its entry point; then a rerun that must skip the finished phases and
+resume the one whose marker is gone from its own checkpoint.
+"""
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from configs import demo_pipeline
+from viit_jax import config_lib
+from viit_jax import pipeline as pl
+from viit_jax import report
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+  env = dict(os.environ)
+  # The phases run on one CPU device, as `make demo` does (conftest forces 8 for in-process tests).
+  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
+      "--xla_force_host_platform_device_count=8", "").strip()
+  return env
+
+
+def _run(workdir: pathlib.Path) -> str:
+  cmd = [sys.executable, "-m", "viit_jax.pipeline",
+         "--config=configs/demo_pipeline.py:preset=test", f"--workdir={workdir}"]
+  r = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1500)
+  assert r.returncode == 0, f"pipeline failed:\n{r.stdout[-6000:]}\n{r.stderr[-4000:]}"
+  return r.stdout
+
+
+def _md_rows(md: str, first_cell: str) -> list[str]:
+  """Cells of the markdown table row starting with `first_cell`."""
+  for line in md.splitlines():
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if line.startswith("|") and cells[0] == first_cell:
+      return cells
+  raise AssertionError(f"no table row {first_cell!r} in report.md")
+
+
+def test_config_presets_and_errors():
+  demo = demo_pipeline.get_config("seed=3")
+  test = demo_pipeline.get_config("quick=true,phase1.steps=7")
+  assert (demo.seed, demo.world.preset, demo.preset) == (3, "demo", "demo")
+  assert (test.world.preset, test.phase1.steps) == ("test", 7)
+  assert test.phase0.steps < demo.phase0.steps
+  with pytest.raises(config_lib.ConfigError, match="phase9"):
+    demo_pipeline.get_config("phase9.steps=1")
+  with pytest.raises(config_lib.ConfigError, match="preset"):
+    demo_pipeline.get_config("preset=huge")
+  names = [p.name for p in pl.plan(demo, "/tmp/x")]
+  assert names == ["world", "phase0", "phase1", "viit_data", "phase2", "label_viit",
+                   "label_frames", "de_alt_text", "de_frames", "de_viit", "eval_image",
+                   "eval_phase1", "eval_phase2", "eval_de_alt_text", "eval_de_frames",
+                   "eval_de_viit", "report"]
+  # Phases chain through workdirs: phase 2 starts from phase 1, the VIIT labels from phase 2, the
+  # frame captions and the unadapted evaluation from the phase-0 image model.
+  argv = {p.name: " ".join(p.argv) for p in pl.plan(demo, "/tmp/x")}
+  assert "init_from=/tmp/x/phase1" in argv["phase2"]
+  assert "init_from=/tmp/x/phase2" in argv["label_viit"] and "mode=viit" in argv["label_viit"]
+  assert "init_from=/tmp/x/phase0" in argv["label_frames"]
+  assert "mode=frame_captioner" in argv["label_frames"]
+  assert "/tmp/x/phase0" in argv["eval_image"] and "num_frames=8" in argv["eval_image"]
+
+
+def test_pipeline_runs_every_phase_writes_report_and_resumes(tmp_path):
+  w = tmp_path / "demo"
+  out = _run(w)
+  phases = [p.name for p in pl.plan(demo_pipeline.get_config("preset=test"), w)]
+  for name in phases:
+    marker = json.loads((w / name / pl.MARKER).read_text())
+    assert marker["phase"] == name and marker["wall_s"] > 0 and marker["cpu_s"] >= 0
+    assert f"[pipeline] ({phases.index(name) + 1}/{len(phases)}) {name} done in" in out
+  assert "phase timings" in out and "total wall time" in out
+  timings = json.loads((w / pl.TIMINGS_FILE).read_text())
+  assert [r["phase"] for r in timings["rows"]] == phases
+
+  # The report: md + self-contained html + images, numbers equal to the metrics.json files.
+  md = (w / "report.md").read_text()
+  page = (w / "report.html").read_text()
+  pngs = sorted((w / report.FILES_DIR).glob("*.png"))
+  assert {"losses.png", "recall.png"} <= {p.name for p in pngs}
+  assert any(p.name.startswith("clip_") for p in pngs)
+  for p in pngs:
+    assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 500
+    assert f"({report.FILES_DIR}/{p.name})" in md
+  assert page.count("data:image/png;base64,") == len(pngs)
+  for phase, (_, name) in pl.VLM_EVALS.items():
+    metrics = json.loads((w / phase / "metrics.json").read_text())
+    cells = _md_rows(md, name)
+    for j, path in enumerate(report.VLM_METRICS.values()):
+      assert cells[1 + 2 * j] == f"{report.lookup(metrics, path):.1f}", (phase, path)
+  for source, de in pl.DUAL_ENCODERS.items():
+    metrics = json.loads((w / f"eval_{de}" / "metrics.json").read_text())
+    cells = _md_rows(md, report.SOURCE_NAMES[source])
+    for j, path in enumerate(report.DE_METRICS.values()):
+      assert cells[1 + j] == f"{report.lookup(metrics, path):.1f}", (de, path)
+  claims = json.loads((w / report.CLAIMS_FILE).read_text())["claims"]
+  assert [c["verdict"] in ("HOLDS", "FAILS") for c in claims] == [True, True]
+  for c in claims:
+    assert f"claim {c['id']}: {c['verdict']}" in out
+    assert f"**{c['verdict']}** ({c['id']})" in md
+    assert all(re.fullmatch(r"-?\d+(\.\d+)?(e-?\d+)?", str(v)) for v in c["values"].values())
+
+  # Resume: the finished phases are skipped; phase 2 (marker removed, as if killed after its last
+  # checkpoint) resumes from its own checkpoint instead of training again.
+  (w / "phase2" / pl.MARKER).unlink()
+  report_marker = (w / "report" / pl.MARKER).read_text()
+  out2 = _run(w)
+  for name in phases:
+    if name != "phase2":
+      assert f"{name}: done already" in out2, name
+  assert "[phase2] nothing to do: already at step" in out2
+  assert (w / "phase2" / pl.MARKER).is_file()
+  assert (w / "report" / pl.MARKER).read_text() == report_marker
