@@ -61,7 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.tasks = ""  # '+'-joined names; '' = every task of the kind (see the module docstring).
   c.eval.max_examples = 0  # Per task, the first N examples (0 = all).
-  c.eval.batch_size = 16  # Rows per device batch (a multiple of the mesh's devices).
+  c.eval.batch_size = 16  # Rows per batch (a multiple of this process's devices).
   c.eval.max_decode_len = 24
   c.eval.seed = 0
   c.eval.caption_split = "test"
@@ -79,4 +79,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = base_config()
   c.experiment = "evaluate_demo"
   c.checkpoint = "runs/demo/phase2"
+  # The demo's "Kinetics" classes are motions of shapes ('moving left', 'growing', ...): templates
+  # in the words of its captions instead of CLIP's "a video of a person {}".
+  c.eval.zero_shot_templates = ("a video of a shape {}.", "a shape {}.", "an object {}.",
+                                "a video of {}.")
   return config_lib.finalize(c, arg)

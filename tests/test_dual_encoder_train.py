@@ -233,3 +233,19 @@ def test_global_batch_loss_8_devices_equals_1_device(loss):
   local = np.mean([float(shard_loss(params, {k: v[i:i + 2] for k, v in batch.items()}))
                    for i in range(0, 16, 2)])
   assert abs(local - out[1][0]) > 1e-2
+
+
+def test_paper_setting_config_builds_the_siglip_video_model():
+  """configs/dual_encoder_videocc.py: ViT-st B/16 (4 x 224 px) + SigLIP text tower; its parameter
+  count is SigLIP B/16's (CHECKPOINTS.md) plus PE_t [4, 768] (shapes only, nothing allocated)."""
+  from configs import dual_encoder_videocc
+  config = dual_encoder_videocc.get_config(
+      "dual_encoder.viit_captions_dir=/data/plus/v1,data.vocab_path=/ckpt/spm.model")
+  assert (config.optim.name, config.optim.weight_decay, config.train.batch_size) == (
+      "adamw", 0.01, 1024)
+  assert (config.dual_encoder.scale_jitter_min, config.dual_encoder.scale_jitter_max) == (
+      0.9, 1.33)
+  cfg = tde.model_config(config, 32_000)
+  assert cfg.img.temporal and cfg.img.num_frames == 4 and cfg.img.image_size == 224
+  assert cfg.txt.seq_len == 64
+  assert variants.count_params(cfg) == 203_155_970 + 4 * 768
