@@ -43,7 +43,7 @@ sysdeps:
 setup: sysdeps $(STAMP)
 
 demo: setup
-	$(PY) -m data.demo_world --out=$(DEMO_DIR)/world --preset=demo --seed=$(SEED)
+	$(PY) -m viit_jax.pipeline --config=configs/demo_pipeline.py:seed=$(SEED) --workdir=$(DEMO_DIR)
 
 test: setup
 	$(PY) -m pytest -q -n 2 --dist=loadfile tests $(PYTEST_ARGS)
