@@ -39,6 +39,7 @@ import ml_collections
 import numpy as np
 import optax
 from flax import traverse_util
+from orbax.checkpoint import multihost as ocp_multihost
 
 from viit_jax import checkpoints
 from viit_jax import config_lib
@@ -135,6 +136,23 @@ def check_workdir(workdir: str, config: ml_collections.ConfigDict, *, force: boo
     with open(tmp, "w") as f:
       f.write(config_lib.to_json(config))
     os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------------
+# Multi-process alignment.
+
+BARRIER_TIMEOUT_S = 3600
+
+
+def sync_processes(name: str, timeout_s: int = BARRIER_TIMEOUT_S) -> None:
+  """Blocks until every process reaches barrier `name` (unique per use); no-op with one process.
+
+  A coordination-service barrier, not a collective: call it after per-process work of uneven
+  length (compilation, the first batch) and before the first collective of a program. CPU gloo
+  collectives give up if a peer is more than 30 s late for their first rendezvous.
+  """
+  if jax.process_count() > 1:
+    ocp_multihost.get_barrier_sync_fn()(key=name, timeout_ms=timeout_s * 1000)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -488,6 +506,8 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
     t_window, steps_window = time.time(), 0
     for step in range(start + 1, total + 1):
       host_batch = next(data_iter)
+      if step == start + 1:  # Compiled and holding a batch: start the collectives together.
+        sync_processes(f"viit_loop/first_step/{step}")
       batch = sharding_lib.host_local_to_global(dict(host_batch), mesh, rules)
       state, metrics = compiled(state, batch)
       if pending is not None:  # Check the previous step while this one runs.

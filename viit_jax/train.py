@@ -259,22 +259,36 @@ def make_eval_fn(config: Config, model: vlm_lib.VLM, vocab: Vocab, mesh: jax.sha
       ids = ids[:ids.index(eos)]
     return vocab.decode(ids)
 
+  compiled: dict[str, Any] = {}
+
+  def compile_once(params: Any, batch: Mapping[str, jax.Array]) -> None:
+    """AOT-compiles the eval programs on first use, then aligns the processes (see
+    loop.sync_processes) so their first collectives start together."""
+    if compiled:
+      return
+    with sharding_lib.use_mesh(mesh):
+      compiled["loss"] = loss_step.lower(params, batch).compile()
+      if config.train.decode_samples > 0:
+        compiled["decode"] = decode_step.lower(params, batch).compile()
+    loop.sync_processes("viit_train/eval_compiled")
+
   def eval_fn(params: Any, step: int) -> loop.EvalResult:
     del step
     if not batches:
       return loop.EvalResult({})
     total, weight, acc = 0.0, 0.0, 0.0
+    compile_once(params, sharding_lib.host_local_to_global(batches[0], mesh))
     with sharding_lib.use_mesh(mesh):
       for b in batches:
         g = sharding_lib.host_local_to_global(b, mesh)
-        ls, w, m = jax.device_get(loss_step(params, g))
+        ls, w, m = jax.device_get(compiled["loss"](params, g))
         total, weight, acc = total + float(ls), weight + float(w), acc + float(
             m["token_accuracy"])
       texts = {}
       n = int(config.train.decode_samples)
       if n > 0:
         host = batches[0]  # This process's rows; process 0 holds global rows [0, local).
-        out = np.asarray(jax.device_get(decode_step(
+        out = np.asarray(jax.device_get(compiled["decode"](
             params, sharding_lib.host_local_to_global(host, mesh))))
         for i in range(min(n, host["tokens"].shape[0])):
           valid = host["mask_input"][i] == 1
