@@ -52,13 +52,11 @@ import os
 import pathlib
 import re
 import socket
-import struct
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
-import google_crc32c
 import jax
 import ml_collections
 import numpy as np
@@ -75,6 +73,7 @@ from data import video
 from viit_jax import checkpoints
 from viit_jax import config_lib
 from viit_jax import decoding
+from viit_jax import records as records_lib
 from viit_jax import sharding as sharding_lib
 from viit_jax.models import variants
 from viit_jax.models import vlm as vlm_lib
@@ -251,78 +250,7 @@ class Tokenizer:
 
 
 # ------------------------------------------------------------------------------------------------
-# The output dataset: atomic files, TFRecords written without TensorFlow.
-
-
-def write_atomic(path: pathlib.Path, data: bytes) -> None:
-  """Writes `data` to a temporary file next to `path`, fsyncs, and renames it into place."""
-  tmp = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
-  with open(tmp, "wb") as f:
-    f.write(data)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
-def write_json(path: pathlib.Path, obj: Any) -> None:
-  write_atomic(path, (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-                      ).encode())
-
-
-def jsonl_bytes(rows: Iterable[Mapping[str, Any]]) -> bytes:
-  return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode()
-
-
-def _varint(n: int) -> bytes:
-  n &= (1 << 64) - 1  # int64 two's complement, as protobuf encodes negative int64
-  out = bytearray()
-  while True:
-    bits = n & 0x7F
-    n >>= 7
-    if n:
-      out.append(bits | 0x80)
-    else:
-      out.append(bits)
-      return bytes(out)
-
-
-def _len_field(number: int, payload: bytes) -> bytes:
-  return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def tf_example(features: Mapping[str, Sequence[bytes] | Sequence[float] | Sequence[int]],
-               kinds: Mapping[str, str]) -> bytes:
-  """A serialized tf.train.Example. kinds[name] is "bytes", "float" or "int64"."""
-  entries = []
-  for name in sorted(features):
-    values, kind = features[name], kinds[name]
-    if kind == "bytes":
-      inner = b"".join(_len_field(1, v) for v in values)
-      feature = _len_field(1, inner)
-    elif kind == "float":
-      inner = _len_field(1, struct.pack(f"<{len(values)}f", *values)) if len(values) else b""
-      feature = _len_field(2, inner)
-    elif kind == "int64":
-      inner = _len_field(1, b"".join(_varint(int(v)) for v in values)) if len(values) else b""
-      feature = _len_field(3, inner)
-    else:
-      raise ValueError(f"unknown feature kind {kind!r}")
-    entries.append(_len_field(1, _len_field(1, name.encode()) + _len_field(2, feature)))
-  return _len_field(1, b"".join(entries))
-
-
-def _masked_crc(data: bytes) -> bytes:
-  crc = google_crc32c.value(data)
-  return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
-
-
-def tfrecord_bytes(records: Iterable[bytes]) -> bytes:
-  """TFRecord framing: length, masked CRC32C of the length, data, masked CRC32C of the data."""
-  out = bytearray()
-  for r in records:
-    length = struct.pack("<Q", len(r))
-    out += length + _masked_crc(length) + r + _masked_crc(r)
-  return bytes(out)
+# The output dataset (files written by viit_jax.records).
 
 
 TFRECORD_KINDS = {"index": "int64", "clip_id": "bytes", "path": "bytes", "segment": "float",
@@ -339,7 +267,7 @@ def row_example(row: Mapping[str, Any]) -> bytes:
       "mean_logprobs": row["mean_logprobs"], "num_tokens": row["num_tokens"]}
   if "frame_captions" in row:
     feats["frame_captions"] = [c.encode() for s in row["frame_captions"] for c in s]
-  return tf_example(feats, TFRECORD_KINDS)
+  return records_lib.tf_example(feats, TFRECORD_KINDS)
 
 
 class Units:
@@ -360,11 +288,11 @@ class Units:
   def write(self, index: int, rows: Sequence[Mapping[str, Any]],
             rejects: Sequence[rj.RejectRecord], meta: Mapping[str, Any]) -> None:
     """Data files first (each atomically), the meta file last (the unit's commit)."""
-    write_atomic(self.path(index, "tfrecord"), tfrecord_bytes(row_example(r) for r in rows))
-    write_atomic(self.path(index, "jsonl"), jsonl_bytes(rows))
-    write_atomic(self.path(index, "rejects.jsonl"),
-                 jsonl_bytes(dataclasses.asdict(r) for r in rejects))
-    write_json(self.path(index, "meta.json"), dict(meta))
+    records_lib.write_atomic(self.path(index, "tfrecord"), records_lib.tfrecord_bytes(row_example(r) for r in rows))
+    records_lib.write_atomic(self.path(index, "jsonl"), records_lib.jsonl_bytes(rows))
+    records_lib.write_atomic(self.path(index, "rejects.jsonl"),
+                 records_lib.jsonl_bytes(dataclasses.asdict(r) for r in rejects))
+    records_lib.write_json(self.path(index, "meta.json"), dict(meta))
 
   def rows(self, index: int) -> list[dict[str, Any]]:
     return [json.loads(x) for x in self.path(index, "jsonl").read_text().splitlines() if x]
@@ -669,7 +597,7 @@ def bind_settings(out_dir: pathlib.Path, settings: Mapping[str, Any]) -> None:
           f"{out_dir} was written with other settings ({'; '.join(changed[:8])}); use another "
           "version (config.version) for a new dataset, or restore the settings to resume it")
     return
-  write_json(path, settings)
+  records_lib.write_json(path, settings)
 
 
 def _eta(seconds: float) -> str:
@@ -718,10 +646,10 @@ def finalize(units: Units, num_units: int, settings: Mapping[str, Any],
   rejects_path = units.out_dir / "rejects.jsonl"
   tmp = rejects_path.with_name(f".{rejects_path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
   with open(tmp, "wb") as f:  # Streamed: a corpus may hold millions of clips.
-    f.write(jsonl_bytes(dataclasses.asdict(r) for r in input_rejects.records))
+    f.write(records_lib.jsonl_bytes(dataclasses.asdict(r) for r in input_rejects.records))
     for i in range(num_units):
       unit_rejects = units.rejects(i)
-      f.write(jsonl_bytes(unit_rejects))
+      f.write(records_lib.jsonl_bytes(unit_rejects))
       clip_reasons.update(r["reason"] for r in unit_rejects)
       for r in units.rows(i):
         captioned += 1
@@ -749,7 +677,7 @@ def finalize(units: Units, num_units: int, settings: Mapping[str, Any],
       "runs": sorted(p.name for p in (units.out_dir / "runs").glob("*.json")),
       "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
   }
-  write_json(units.out_dir / "manifest.json", manifest)
+  records_lib.write_json(units.out_dir / "manifest.json", manifest)
   return manifest
 
 
@@ -830,8 +758,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
   out_dir = pathlib.Path(workdir) / config.version
   (out_dir / "runs").mkdir(parents=True, exist_ok=True)
   bind_settings(out_dir, settings)
-  write_atomic(out_dir / "input_rejects.jsonl",
-               jsonl_bytes(dataclasses.asdict(r) for r in corpus_scan.rejects.records))
+  records_lib.write_atomic(out_dir / "input_rejects.jsonl",
+               records_lib.jsonl_bytes(dataclasses.asdict(r) for r in corpus_scan.rejects.records))
   units = Units(out_dir)
   mine = [u for u in range(corpus_scan.num_units) if u % nproc == pid]
   todo = {u for u in mine if units.meta(u) is None}
@@ -888,7 +816,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
             "batch_size": int(config.batch_size), "units_written": written,
             "units_skipped": len(mine) - len(todo), "clips_rejected": bad,
             **progress.rates(), "total_seconds": time.time() - started}
-  write_json(out_dir / "runs" / f"run-{stamp}-p{pid}.json", record)
+  records_lib.write_json(out_dir / "runs" / f"run-{stamp}-p{pid}.json", record)
   print(f"autolabel p{pid}/{nproc}: wrote {written} units ({record['clips']} clips, {bad} of "
         f"them rejected) in {record['seconds']:.1f}s: {record['clips_per_s']:.2f} clips/s, "
         f"{record['tokens_per_s']:.1f} tokens/s", flush=True)

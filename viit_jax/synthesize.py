@@ -31,6 +31,7 @@ from ml_collections import config_flags
 
 from data import rejects as rejects_lib
 from viit_jax import config_lib
+from viit_jax import records as records_lib
 from viit_jax.synthesis import backends
 from viit_jax.synthesis import dataset
 from viit_jax.synthesis import narratives as narratives_lib
@@ -100,7 +101,7 @@ def bind_settings(out_dir: pathlib.Path, settings: dict[str, Any]) -> None:
           f"{out_dir} was built with other settings ({'; '.join(changed)}); set config.version to "
           "a new name for a new dataset, or restore the settings to resume this one")
     return
-  dataset.write_json(path, settings)
+  records_lib.write_json(path, settings)
 
 
 def process_unit(index: int, unit: Sequence[narratives_lib.Narrative],
@@ -164,7 +165,7 @@ def finalize(units: dataset.Units, num_units: int, settings: dict[str, Any],
     reasons.update(m["rejects"])
     per_kind_rejects.update(m["rejects_per_kind"])
     merged.extend(units.rejects(i))
-  dataset.write_atomic(units.out_dir / "rejects.jsonl", dataset.jsonl_bytes(merged))
+  records_lib.write_atomic(units.out_dir / "rejects.jsonl", records_lib.jsonl_bytes(merged))
   runs = sorted(p.name for p in (units.out_dir / "runs").glob("*.json"))
   total = sum(prompts.values())
   manifest = {
@@ -187,7 +188,7 @@ def finalize(units: dataset.Units, num_units: int, settings: dict[str, Any],
       "runs": runs,
       "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
   }
-  dataset.write_json(units.out_dir / "manifest.json", manifest)
+  records_lib.write_json(units.out_dir / "manifest.json", manifest)
   return manifest
 
 
@@ -212,8 +213,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
     raise ValueError(f"no usable narrative in {src} (rejected lines: {input_rejects.counts})")
   out_dir.mkdir(parents=True, exist_ok=True)
   (out_dir / "runs").mkdir(exist_ok=True)
-  dataset.write_atomic(out_dir / "input_rejects.jsonl",
-                       dataset.jsonl_bytes(dataclasses.asdict(r) for r in input_rejects.records))
+  records_lib.write_atomic(out_dir / "input_rejects.jsonl",
+                       records_lib.jsonl_bytes(dataclasses.asdict(r) for r in input_rejects.records))
   backend = backends.make(config, str(workdir / "cache" / "replies.jsonl"))
   settings = settings_of(config, backend, narratives, src.parent)
   bind_settings(out_dir, settings)
@@ -256,7 +257,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
       "prompts_per_second": prompts_done / loop_s if loop_s > 0 else 0.0,
       "backend_stats": backend.stats(),
   }
-  dataset.write_json(out_dir / "runs" / f"run-{stamp}-shard{config.shard_index}.json", run_record)
+  records_lib.write_json(out_dir / "runs" / f"run-{stamp}-shard{config.shard_index}.json", run_record)
   logging.info("synthesize: wrote %d units, skipped %d, %d prompts in %.2fs (%.1f prompts/s); "
                "back-end: %s", done, skipped, prompts_done, loop_s,
                run_record["prompts_per_second"], run_record["backend_stats"])

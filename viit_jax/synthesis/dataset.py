@@ -17,14 +17,12 @@ Every file is written to a temporary name in the same directory and renamed into
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
-import os
 import pathlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from viit_jax.synthesis import tfrecord
+from viit_jax import records as records_lib
 
 RECORD_FEATURES = ("clip_id", "video_path", "kind", "question", "answer", "prompt_id")
 TFRECORD_PATTERN = "units/unit-*.tfrecord"
@@ -52,30 +50,12 @@ class RejectRow:
   reply: str | None
 
 
-def write_atomic(path: pathlib.Path, data: bytes) -> None:
-  """Writes `data` to a temporary file next to `path`, fsyncs, and renames it into place."""
-  tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-  with open(tmp, "wb") as f:
-    f.write(data)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
-def write_json(path: pathlib.Path, obj: Any) -> None:
-  write_atomic(path, (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-                      ).encode())
-
-
-def jsonl_bytes(rows: Iterable[Any]) -> bytes:
-  return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode()
-
-
-def tfrecord_bytes(records: Sequence[Record]) -> bytes:
+def tfrecord_bytes(rows: Sequence[Record]) -> bytes:
   """The records as TFRecord file bytes of tf.train.Example (RECORD_FEATURES, bytes each)."""
-  buf = io.BytesIO()
-  tfrecord.write_examples(buf, ({k: getattr(r, k) for k in RECORD_FEATURES} for r in records))
-  return buf.getvalue()
+  kinds = {k: "bytes" for k in RECORD_FEATURES}
+  return records_lib.tfrecord_bytes(
+      records_lib.tf_example({k: [getattr(r, k).encode("utf-8")] for k in RECORD_FEATURES}, kinds)
+      for r in rows)
 
 
 class Units:
@@ -98,11 +78,11 @@ class Units:
   def write(self, index: int, records: Sequence[Record], rejects: Sequence[RejectRow],
             meta: dict[str, Any]) -> None:
     """Writes one unit: data files first (each atomically), the meta file last."""
-    write_atomic(self.path(index, "tfrecord"), tfrecord_bytes(records))
-    write_atomic(self.path(index, "jsonl"), jsonl_bytes(dataclasses.asdict(r) for r in records))
-    write_atomic(self.path(index, "rejects.jsonl"),
-                 jsonl_bytes(dataclasses.asdict(r) for r in rejects))
-    write_json(self.path(index, "meta.json"), meta)
+    records_lib.write_atomic(self.path(index, "tfrecord"), tfrecord_bytes(records))
+    records_lib.write_atomic(self.path(index, "jsonl"), records_lib.jsonl_bytes(dataclasses.asdict(r) for r in records))
+    records_lib.write_atomic(self.path(index, "rejects.jsonl"),
+                 records_lib.jsonl_bytes(dataclasses.asdict(r) for r in rejects))
+    records_lib.write_json(self.path(index, "meta.json"), meta)
 
   def records(self, index: int) -> list[dict[str, Any]]:
     return [json.loads(line) for line in self.path(index, "jsonl").read_text().splitlines()]
