@@ -169,7 +169,7 @@ def check_pair(nar: narratives_lib.Narrative, kind: str, q: str, a: str) -> None
       assert word == (dirs[0] if m2.group(3) == "first" else dirs[-1]), (q, a, desc)
     elif m2 := re.fullmatch(r"Does (.+)\?", q):
       actor, base = _subject_and_rest(nar, m2.group(1))
-      assert (_find_base(_own(actor.description), base) >= 0) == (a == "Yes."), (q, a, actor)
+      assert (_find_base(_own(actor.description), base) >= 0) == (a == "yes"), (q, a, actor)
     else:
       raise AssertionError(f"unchecked short-QA question {q!r}")
 
@@ -279,7 +279,7 @@ def test_validation_rejects(reply, kind, reason):
 
 @pytest.mark.parametrize("reply,kind,q,a", [
     ("Question: Answer in en: Which way does the circle move first?\nAnswer: Left.", "shortqa",
-     "Which way does the circle move first?", "Left."),
+     "Which way does the circle move first?", "Left"),
     ("**Question:** Why does the circle stop?\n**Answer:** It runs into\nthe square.", "causal",
      "Why does the circle stop?", "It runs into the square."),
     ("Q: Does the circle stop before or after it moves left?\nA: After.", "temporal",
@@ -418,3 +418,11 @@ def test_shards_split_the_units_and_the_last_one_writes_the_manifest(demo_world,
   assert manifest["num_units"] == len(list((tmp_path / "v1/units").glob("*.meta.json")))
   with pytest.raises(ValueError, match="shard_index"):
     synthesize.run(synthesize_demo.get_config(arg + ",shard_index=2"), tmp_path)
+
+
+def test_shortqa_answers_lose_trailing_punctuation():
+  """A short answer is scored by exact match (NExT-OE DB/DC keep punctuation): no "Two." targets."""
+  reply = "Question: Answer in en: How many shapes are in the video?\nAnswer: Two."
+  out = validate.check(reply, "shortqa", "A red circle and a blue square move.", LIMITS)
+  assert isinstance(out, validate.Accepted), out
+  assert out.answer == "Two"

@@ -262,10 +262,10 @@ _SIZE_CHANGE = re.compile(r"^(?:grows|shrinks|gets|becomes)\b")
 
 
 def shortqa_candidates(actors: list[Actor]) -> list[tuple[str, str]]:
-  """Questions whose answers have one or two words."""
+  """Questions whose answers have one or two lower-case words ("two", "blue", "yes"), as in QA sets."""
   out: list[tuple[str, str]] = []
   if len(actors) < len(_NUMBERS):
-    out.append(("How many actors can be seen in the video?", _sentence(_NUMBERS[len(actors)])))
+    out.append(("How many actors can be seen in the video?", _NUMBERS[len(actors)]))
   nouns = [(re.findall(r"[a-z]+", a.name.lower()) or [""])[-1] for a in actors]
   for actor, noun in zip(actors, nouns):
     words = re.findall(r"[a-z]+", actor.name.lower())
@@ -276,13 +276,13 @@ def shortqa_candidates(actors: list[Actor]) -> list[tuple[str, str]]:
                    and m.group(1) in _COLOURS]
     if unique_noun and len(colours) == 1:
       when = " at the start" if new_colours else ""
-      out.append((f"What colour is the {noun}{when}?", _sentence(colours[0])))
+      out.append((f"What colour is the {noun}{when}?", colours[0]))
     if unique_noun and len(new_colours) == 1:
-      out.append((f"What colour does the {noun} turn?", _sentence(new_colours[0])))
+      out.append((f"What colour does the {noun} turn?", new_colours[0]))
     sizes = [_SIZE_WORDS[w] for w in words if w in _SIZE_WORDS]
     if unique_noun and len(sizes) == 1:
       when = " at the start" if any(_SIZE_CHANGE.match(p) for p in preds) else ""
-      out.append((f"Is the {noun} big or small{when}?", _sentence(sizes[0])))
+      out.append((f"Is the {noun} big or small{when}?", sizes[0]))
     name = _subject(actor.name)
     moves = [(i, a) for i, a in enumerate(actor.actions)
              if a.predicate.split()[0].lower() in _MOVE_VERBS]
@@ -292,17 +292,17 @@ def shortqa_candidates(actors: list[Actor]) -> list[tuple[str, str]]:
       if len(dirs) != 1:
         continue
       if k == 0:
-        out.append((f"Which way does {name} {_base_form(verb)} first?", _sentence(dirs[0])))
+        out.append((f"Which way does {name} {_base_form(verb)} first?", dirs[0]))
       if k == len(moves) - 1 and k > 0:
-        out.append((f"Which way does {name} {_base_form(verb)} last?", _sentence(dirs[0])))
+        out.append((f"Which way does {name} {_base_form(verb)} last?", dirs[0]))
     own = set(preds)
     if actor.actions:
-      out.append((f"Does {name} {_base_form(actor.actions[0].predicate)}?", "Yes."))
+      out.append((f"Does {name} {_base_form(actor.actions[0].predicate)}?", "yes"))
     for other in actors:   # another actor's action as a "no" (if it reads on its own)
       for act in other.actions:
         if (other is not actor and act.predicate.lower() not in own
             and not re.search(r"\b(?:it|its|until|when|because)\b", act.predicate.lower())):
-          out.append((f"Does {name} {_base_form(act.predicate)}?", "No."))
+          out.append((f"Does {name} {_base_form(act.predicate)}?", "no"))
           break
   return out
 

@@ -163,6 +163,9 @@ def check(reply: str, kind: str, narrative_text: str, limits: Limits) -> Accepte
   elif kind == "shortqa":
     if len(a_words) > limits.shortqa_max_answer_words:
       return Rejected("shortqa_answer_too_long", f"{len(a_words)} words")
+    # Short answers are targets like "blue" or "two", as in the QA sets they are scored against
+    # (NExT-OE keeps punctuation in its exact-match types): LLM-style "Blue." loses its period.
+    answer = answer.rstrip(" .!")
   else:
     raise ValueError(f"unknown kind {kind!r}")
   return Accepted(question, answer)
