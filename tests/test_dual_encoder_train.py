@@ -130,7 +130,9 @@ def test_caption_sources_train(source, demo_world, autolabel_dirs, tmp_path):
       "dual_encoder.caption_source": source, "data.eval_task": "''",
       "dual_encoder.viit_captions_dir": autolabel_dirs["viit"],
       "dual_encoder.frame_captions_dir": autolabel_dirs["frame_captions"],
-      "dual_encoder.loss": "sigmoid" if source == "smit" else "softmax"})
+      "dual_encoder.loss": "sigmoid" if source == "smit" else "softmax",
+      # The paper's two recipes: AdamW (the demo config's) and SGD with momentum + cosine.
+      "optim.name": "sgd" if source == "frame_captions" else "adamw", "optim.momentum": 0.9})
   result = tde.train(config, str(tmp_path / "de"), log=lambda s: None)
   rows = _train_rows(tmp_path / "de")
   assert [r["step"] for r in rows] == [1, 2]
