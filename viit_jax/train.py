@@ -39,6 +39,7 @@ from ml_collections import config_flags
 from data import preprocessors as pp
 from data import tasks as tasks_lib
 from data import viit_tasks
+from viit_jax import decoding
 from viit_jax import loop
 from viit_jax import sharding as sharding_lib
 from viit_jax.models import variants
@@ -220,26 +221,17 @@ def greedy_decode(params: Any, batch: Mapping[str, jax.Array], *, model: vlm_lib
                   max_len: int, eos_id: int) -> jax.Array:
   """Greedy continuation of each row's prompt: int32[B, max_len], 0 after EOS.
 
-  The prompt is the prefix part of `batch` (mask_ar 0, valid): [BOS + prefix + "\\n"].
+  The prompt is the prefix part of `batch` (mask_ar 0, valid): [BOS + prefix + "\\n"]. Decodes with
+  viit_jax.decoding (prefill + cached extend in a while_loop), the code auto-labeling runs.
   """
   prompt_mask = batch["mask_input"] * (1 - batch["mask_ar"])
-  tokens = batch["tokens"] * prompt_mask
-  logits, cache = model.apply({"params": params}, batch["frames"], tokens,
-                              jnp.zeros_like(tokens), prompt_mask, max_len,
-                              method=vlm_lib.VLM.prefill)
-
-  def step(carry, _):
-    logits, cache, done = carry
-    tok = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    tok = jnp.where(done, 0, tok)
-    done = done | (tok == eos_id)
-    logits, cache = model.apply({"params": params}, tok[:, None], cache,
-                                method=vlm_lib.VLM.extend)
-    return (logits, cache, done), tok
-
-  done = jnp.zeros(tokens.shape[:1], jnp.bool_)
-  _, out = jax.lax.scan(step, (logits, cache, done), None, length=max_len)
-  return out.T
+  inputs = {"frames": batch["frames"], "tokens": batch["tokens"] * prompt_mask,
+            "mask_input": prompt_mask}
+  cfg = decoding.DecodeConfig(sampler="greedy", max_decode_len=max_len, eos_id=eos_id)
+  example_ids = jnp.arange(prompt_mask.shape[0], dtype=jnp.int32)
+  out = decoding.decode(params, inputs, example_ids, jnp.int32(0),
+                        model=decoding.VLMAdapter(model), cfg=cfg)
+  return out.tokens[:, 0]
 
 
 def make_eval_fn(config: Config, model: vlm_lib.VLM, vocab: Vocab, mesh: jax.sharding.Mesh,
