@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import string
 import sys
 import time
@@ -54,6 +55,7 @@ from data import tasks as tasks_lib
 from viit_jax import autolabel
 from viit_jax import config_lib
 from viit_jax import decoding
+from viit_jax import records
 from viit_jax import sharding as sharding_lib
 from viit_jax import train_dual_encoder as tde
 from viit_jax.metrics import captioning
@@ -401,13 +403,6 @@ def markdown(report: Mapping[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def _write(path: str, text: str) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------------------------------------
 # Entry point.
 
@@ -477,13 +472,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> d
       "tasks": tasks, "config": config_lib.to_plain(config),
       "seconds": time.time() - started,
   }
-  if jax.process_index() == 0:
-    os.makedirs(os.path.join(workdir, "predictions"), exist_ok=True)
-    _write(os.path.join(workdir, METRICS_JSON), json.dumps(report, indent=1, sort_keys=False))
-    _write(os.path.join(workdir, METRICS_MD), markdown(report))
+  if jax.process_index() == 0:  # Each file written atomically (temporary name + rename).
+    out = pathlib.Path(workdir)
+    (out / "predictions").mkdir(parents=True, exist_ok=True)
+    records.write_atomic(out / METRICS_JSON, json.dumps(report, indent=1).encode())
+    records.write_atomic(out / METRICS_MD, markdown(report).encode())
     for name, rows in predictions.items():
-      _write(os.path.join(workdir, "predictions", f"{name}.jsonl"),
-             "".join(json.dumps(r) + "\n" for r in rows))
+      records.write_atomic(out / "predictions" / f"{name}.jsonl", records.jsonl_bytes(rows))
   log(f"wrote {os.path.join(workdir, METRICS_JSON)} and {METRICS_MD} "
       f"({report['seconds']:.1f}s)")
   return report
