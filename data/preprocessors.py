@@ -18,7 +18,9 @@ does); an example whose prefix alone fills `seq_len` keeps no loss token.
 """
 from __future__ import annotations
 
-from typing import Iterable, Literal, Mapping, Sequence
+import ctypes
+
+from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
 
 import seqio
 import tensorflow as tf
@@ -228,3 +230,27 @@ def batch_for_model(ds: tf.data.Dataset, *, batch_size: int, seq_len: int,
 
   return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).padded_batch(
       batch_size, drop_remainder=drop_remainder)
+
+
+_RETIRED: list[Any] = []  # tf.data iterators that must never be destroyed (see below).
+
+
+def numpy_iterator(ds: tf.data.Dataset) -> Iterator[Any]:
+  """`ds.as_numpy_iterator()` whose tf.data iterator is never destroyed (an intentional leak).
+
+  The data tasks decode video in `tf.data.Dataset.from_generator` (a Python function), and
+  parallel map / prefetch threads call it ahead of the consumer. Destroying an iterator while such
+  a call is in flight (an infinite stream when training ends, a `take` that stops early, the
+  interpreter's exit) runs its C++ destructor with the GIL held; the destructor waits for the
+  in-flight generator calls, which wait for the GIL: a deadlock (seen with TF 2.21). So when the
+  consumer leaves, the iterator is parked with an extra reference that is never released: its
+  threads fill their bounded buffers (or reach the end) and idle until the process exits.
+  """
+  # Bound now: at the interpreter's teardown, module globals may already be None.
+  retired, incref, py_object = _RETIRED, ctypes.pythonapi.Py_IncRef, ctypes.py_object
+  it = ds.as_numpy_iterator()
+  try:
+    yield from it
+  finally:
+    retired.append(it)
+    incref(py_object(it))  # Survives the interpreter's teardown too.

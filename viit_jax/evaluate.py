@@ -231,7 +231,7 @@ class VLMEvaluator:
                                  vocab=self.vocab, keep=keep, include_suffix=False,
                                  drop_remainder=False)
     offset = 0
-    for batch in tde.numpy_iterator(batches):
+    for batch in pp.numpy_iterator(batches):
       n = batch["tokens"].shape[0]
       inputs = {k: batch[k] for k in ("frames", "tokens", "mask_input")}
       if n < self.batch_size:  # Pad the last batch with copies of its last row.
@@ -292,7 +292,7 @@ def _video_batches(ds: Any, batch_size: int, key: str
   distinct `key` (its first example)."""
   seen: set[str] = set()
   examples, frames = [], []
-  for ex in tde.numpy_iterator(ds):
+  for ex in pp.numpy_iterator(ds):
     k = _text(ex[key])
     first = k not in seen
     seen.add(k)

@@ -155,7 +155,7 @@ def make_data_fn(config: Config, vocab: Vocab) -> Callable[[int], Iterator[HostB
       ds = _model_batches(config, vocab, config.data.task, config.data.train_split, shuffle=True,
                           repeat=True, batch_size=local, shard=(p, n))
     ds = ds.skip(start).prefetch(2)
-    for batch in ds.as_numpy_iterator():
+    for batch in pp.numpy_iterator(ds):
       if mode == "slice":
         yield {k: batch[k][p * local:(p + 1) * local] for k in MODEL_KEYS}
       else:
@@ -174,7 +174,7 @@ def eval_batches(config: Config, vocab: Vocab) -> list[HostBatch]:
   ds = _model_batches(config, vocab, config.data.eval_task, config.data.eval_split, shuffle=False,
                       repeat=True, batch_size=b, shard=None).take(config.train.eval_batches)
   return [{k: batch[k][p * local:(p + 1) * local] for k in MODEL_KEYS}
-          for batch in ds.as_numpy_iterator()]
+          for batch in pp.numpy_iterator(ds)]
 
 
 # ------------------------------------------------------------------------------------------------

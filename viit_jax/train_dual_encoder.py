@@ -54,7 +54,6 @@ configs/dual_encoder_demo.py:add_dual_encoder_section (to move into the base).
 """
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import functools
 import json
@@ -76,6 +75,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import config_flags
 
 from data import caption_tasks
+from data import preprocessors as pp
 from data import tasks as tasks_lib
 from viit_jax import loop
 from viit_jax import sharding as sharding_lib
@@ -233,30 +233,6 @@ def scale_jitter_crop(frames: tf.Tensor, u: tf.Tensor, *, res: int, min_scale: f
   return tf.ensure_shape(x, [frames.shape[0], res, res, 3])
 
 
-_RETIRED: list[Any] = []  # tf.data iterators that must never be destroyed (see below).
-
-
-def numpy_iterator(ds: tf.data.Dataset) -> Iterator[Any]:
-  """`ds.as_numpy_iterator()` whose tf.data iterator is never destroyed (an intentional leak).
-
-  The data tasks decode video in `tf.data.Dataset.from_generator` (a Python function), and
-  parallel map / prefetch threads call it ahead of the consumer. Destroying an iterator while such
-  a call is in flight (an infinite stream when training ends, a `take` that stops early, the
-  interpreter's exit) runs its C++ destructor with the GIL held; the destructor waits for the
-  in-flight generator calls, which wait for the GIL: a deadlock (seen with TF 2.21). So when the
-  consumer leaves, the iterator is parked with an extra reference that is never released: its
-  threads fill their bounded buffers (or reach the end) and idle until the process exits.
-  """
-  # Bound now: at the interpreter's teardown, module globals may already be None.
-  retired, incref, py_object = _RETIRED, ctypes.pythonapi.Py_IncRef, ctypes.py_object
-  it = ds.as_numpy_iterator()
-  try:
-    yield from it
-  finally:
-    retired.append(it)
-    incref(py_object(it))  # Survives the interpreter's teardown too.
-
-
 def _source_examples(source: CaptionSource, *, seed: int, shard: tuple[int, int] | None
                      ) -> tf.data.Dataset:
   """{"frames": uint8[T,H,W,3], "captions": str[K], "key": str} of one source, repeated."""
@@ -335,7 +311,7 @@ def make_data_fn(config: ml_collections.ConfigDict, vocab: seqio.SentencePieceVo
       ds = train_dataset(config, vocab, sources, start=start, batch_size=b, shard=None)
     else:
       ds = train_dataset(config, vocab, sources, start=start, batch_size=local, shard=(p, n))
-    for batch in numpy_iterator(ds):
+    for batch in pp.numpy_iterator(ds):
       if mode == "slice":
         yield {k: batch[k][p * local:(p + 1) * local] for k in BATCH_KEYS}
       else:
@@ -482,7 +458,7 @@ def load_retrieval_set(task: str, split: str, max_pairs: int) -> RetrievalSet:
     ds = ds.take(max_pairs)
   ids: dict[str, int] = {}
   frames, texts, t2v = [], [], []
-  for ex in numpy_iterator(ds):
+  for ex in pp.numpy_iterator(ds):
     vid = ex["video_id"].decode()
     if vid not in ids:
       ids[vid] = len(ids)
