@@ -19,7 +19,6 @@ does); an example whose prefix alone fills `seq_len` keeps no loss token.
 from __future__ import annotations
 
 import ctypes
-
 from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
 
 import seqio
