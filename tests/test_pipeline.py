@@ -118,6 +118,6 @@ def test_pipeline_runs_every_phase_writes_report_and_resumes(tmp_path):
   for name in phases:
     if name != "phase2":
       assert f"{name}: done already" in out2, name
-  assert "[phase2] nothing to do: already at step" in out2
+  assert "[phase2] nothing to do: the state is at step" in out2
   assert (w / "phase2" / pl.MARKER).is_file()
   assert (w / "report" / pl.MARKER).read_text() == report_marker
