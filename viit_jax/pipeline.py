@@ -220,6 +220,10 @@ class PhaseFailed(RuntimeError):
   """A phase's child exited non-zero."""
 
 
+class Interrupted(RuntimeError):
+  """The pipeline was asked to stop (SIGTERM / SIGHUP), and its running phase with it."""
+
+
 def read_marker(workdir: pathlib.Path, name: str) -> dict[str, Any] | None:
   path = workdir / name / MARKER
   if not path.is_file():
@@ -242,7 +246,10 @@ def run_phase(phase: Phase, workdir: pathlib.Path, env: Mapping[str, str],
     proc = subprocess.Popen(phase.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env=dict(env), preexec_fn=_die_with_parent)
 
+    stopped_by: list[int] = []
+
     def forward(signum, frame):  # noqa: ARG001
+      stopped_by.append(signum)
       proc.send_signal(signum)
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
@@ -267,6 +274,9 @@ def run_phase(phase: Phase, workdir: pathlib.Path, env: Mapping[str, str],
       for s, h in old.items():
         signal.signal(s, h)
   wall, cpu = time.time() - t0, _cpu_children() - cpu0
+  if stopped_by:
+    raise Interrupted(f"phase {phase.name} stopped by signal {stopped_by[0]} after "
+                      f"{_fmt_s(wall)}; rerun the same command to resume it")
   if rc != 0:
     raise PhaseFailed(f"phase {phase.name} failed with exit code {rc} after {_fmt_s(wall)}; its "
                       f"output is in {log_path}. Fix the cause and rerun the same command: "
@@ -384,6 +394,9 @@ def main(argv: Sequence[str]) -> int:
   except PhaseFailed as e:
     print(f"[pipeline] ERROR: {e}", file=sys.stderr, flush=True)
     return 1
+  except Interrupted as e:
+    print(f"[pipeline] {e}", file=sys.stderr, flush=True)
+    return 143
   except KeyboardInterrupt:
     print("[pipeline] interrupted; rerun the same command to resume", file=sys.stderr, flush=True)
     return 130

@@ -455,13 +455,39 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
   return record
 
 
+def seeds_table(workdirs: Sequence[str | pathlib.Path]) -> str:
+  """Markdown: the claims' numbers of several pipeline runs (e.g. seeds), one row per run."""
+  header = ["run", "seed", "CIDEr img / ph1 / ph2", "WUPS img / ph1 / ph2", "claim 1",
+            "R@1 alt / frames / VIIT", "claim 2", "wall (all phases)", "CPU (all phases)"]
+  rows = []
+  for wd in workdirs:
+    w = pathlib.Path(wd)
+    rec = json.loads((w / CLAIMS_FILE).read_text())
+    v, d = rec["numbers"]["vlm"], rec["numbers"]["dual_encoder"]
+    t = json.loads((w / pl.TIMINGS_FILE).read_text()) if (w / pl.TIMINGS_FILE).is_file() else {}
+    rows.append([
+        str(w), str(rec["seed"]), " / ".join(fmt(v[p]["cider"]) for p in pl.VLM_EVALS),
+        " / ".join(fmt(v[p]["wups"]) for p in pl.VLM_EVALS), rec["claims"][0]["verdict"],
+        " / ".join(fmt(d[s]["r1"]) for s in pl.DUAL_ENCODERS), rec["claims"][1]["verdict"],
+        pl._fmt_s(t.get("all_phases_wall_s", 0)), pl._fmt_s(t.get("all_phases_cpu_s", 0))])  # pylint: disable=protected-access
+  return "\n".join(_md_table(header, rows)) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   import argparse  # pylint: disable=g-import-not-at-top
   parser = argparse.ArgumentParser(prog="python -m viit_jax.report", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--workdir", required=True, help="the pipeline's workdir")
+  parser.add_argument("--workdir", help="the pipeline's workdir: writes its report")
+  parser.add_argument("--runs", nargs="+", default=(),
+                      help="finished pipeline workdirs (e.g. one per seed): prints a table of "
+                           "their claims' numbers instead")
   args = parser.parse_args(argv)
-  write(args.workdir)
+  if bool(args.workdir) == bool(args.runs):
+    parser.error("give exactly one of --workdir or --runs")
+  if args.runs:
+    print(seeds_table(args.runs), end="")
+  else:
+    write(args.workdir)
   return 0
 
 
