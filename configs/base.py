@@ -44,6 +44,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.dirs[name] = ""
   c.data.tfds_data_dir = ""  # data.source=real: prepared TFDS shards ('' = decode mp4 directly).
   c.data.viit_dir = ""  # Output of viit_jax.synthesize: registers the VIIT tasks and mixture.
+  # Relative seqio mixing rates of the phase-2 mixture (data.viit_tasks): reasoning QA per kind,
+  # S-MiT captions, short QA. The paper gives none; captions need a large share or phase 2 forgets
+  # how to caption (its "reasoning only" ablation).
+  c.data.viit_rates = ml_collections.ConfigDict(
+      {"temporal": 0.5, "causal": 0.5, "captions": 1.0, "shortqa": 1.0})
   c.data.task = "demo_stills_caption"  # seqio task or mixture to train on.
   c.data.train_split = "train"
   c.data.eval_task = "demo_stills_caption"  # '' = no held-out loss / samples.
@@ -54,6 +59,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.text_len = 32  # Token length L of [BOS prefix \n suffix EOS] (visual tokens excluded).
   c.data.shuffle_buffer = 64  # Examples hold decoded frames: keep it small.
   c.data.decode_workers = 1  # Parallel PyAV decoders per task.
+  # Keep decoded clips in host memory after a split's first pass (PyAV path; data that fits in
+  # memory only, e.g. the demo world: a repeated stream then decodes each clip once).
+  c.data.cache_decoded = False
   # slice: every process reads the global stream and keeps its rows (order independent of the
   # process count); shard: each process reads its 1/P of the data (scales to many hosts).
   c.data.process_split = "slice"

@@ -25,6 +25,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.eval_split = "val"
   c.data.num_frames = 1
   c.data.res = 32
+  c.data.cache_decoded = True  # The demo world fits in memory: decode each clip once.
   c.data.text_len = 32
   c.train.batch_size = 32
   c.train.total_steps = 600

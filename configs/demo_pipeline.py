@@ -29,6 +29,9 @@ def _demo() -> ml_collections.ConfigDict:
 
   c.world = ml_collections.ConfigDict()
   c.world.preset = "demo"  # data.demo_world preset.
+  # '' = generate the world into <workdir>/world (seeded); else an existing world directory to use
+  # as it is (no world phase; its own seed and preset apply).
+  c.world.dir = ""
 
   for name, steps, batch in (("phase0", 600, 32), ("phase1", 300, 16), ("phase2", 300, 16)):
     c[name] = ml_collections.ConfigDict()

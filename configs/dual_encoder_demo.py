@@ -89,6 +89,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.num_frames = 4
   c.data.fps = 2.0
   c.data.res = 32
+  c.data.cache_decoded = True  # The demo world fits in memory: decode each clip once.
   c.data.text_len = 32
   c.train.batch_size = 64
   c.train.total_steps = 600

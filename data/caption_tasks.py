@@ -67,7 +67,8 @@ def register_caption_task(name: str, dataset_dir: str | pathlib.Path,
                           res: int, vocab_path: str | pathlib.Path, *,
                           prompt: str = pp.CAPTION_PROMPT, decode_workers: int = 1,
                           shuffle_buffer_size: int = 64,
-                          rejects_path: str | pathlib.Path | None = None) -> str:
+                          rejects_path: str | pathlib.Path | None = None,
+                          cache_decoded: bool = False) -> str:
   """Registers (or replaces) a seqio task over an auto-labeled dataset; returns its name.
 
   Args:
@@ -80,6 +81,7 @@ def register_caption_task(name: str, dataset_dir: str | pathlib.Path,
     prompt: the prefix text (the dual encoder ignores it; a VLM self-training mix uses it).
     decode_workers, shuffle_buffer_size: as data.tasks.register_demo_tasks.
     rejects_path: optional JSONL for clips that fail to decode.
+    cache_decoded: as data.tasks.register_demo_tasks.
   """
   dataset_dir = pathlib.Path(dataset_dir)
   manifest = read_manifest(dataset_dir)
@@ -99,7 +101,7 @@ def register_caption_task(name: str, dataset_dir: str | pathlib.Path,
   source = tasks_lib.pyav_source(
       items_fn, [SPLIT], caption_features(num_frames, res),
       sampling={SPLIT: Sampling(num_frames, fps, res, "random")}, rejects=rejects,
-      decode_workers=decode_workers)
+      decode_workers=decode_workers, cache_decoded=cache_decoded)
   seqio.TaskRegistry.remove(name)
   seqio.TaskRegistry.add(
       name, source=source,

@@ -128,8 +128,8 @@ def output_features(vocab: seqio.Vocabulary) -> dict[str, seqio.Feature]:
 
 
 def pyav_source(items_fn: ItemsFn, splits: Sequence[str], features: tfds.features.FeaturesDict,
-                *, sampling: Mapping[str, Sampling], rejects: Rejects, decode_workers: int = 1
-                ) -> seqio.FunctionDataSource:
+                *, sampling: Mapping[str, Sampling], rejects: Rejects, decode_workers: int = 1,
+                cache_decoded: bool = False) -> seqio.FunctionDataSource:
   """A seqio source that decodes each item's media with PyAV in a tf.data generator.
 
   Args:
@@ -142,6 +142,10 @@ def pyav_source(items_fn: ItemsFn, splits: Sequence[str], features: tfds.feature
     rejects: where undecodable clips (and the readers' bad rows) are counted.
     decode_workers: parallel decoding generators (items are dealt round-robin; the output order
       is deterministic).
+    cache_decoded: keep a split's decoded examples in memory after its first pass, so a repeated
+      (training) stream decodes each clip once. Only for data that fits in host memory (the
+      demo world); every pass already replays the same seeded order and temporal windows, so
+      caching changes no example. Rejects are counted on the first pass only.
 
   With shuffle_files=True the item list is shuffled (seeded) before decoding, so a training
   stream is shuffled without a large buffer of decoded frames.
@@ -170,10 +174,12 @@ def pyav_source(items_fn: ItemsFn, splits: Sequence[str], features: tfds.feature
       return tf.data.Dataset.from_generator(generate, args=(worker,), output_signature=signature)
 
     if decode_workers == 1:
-      return one(tf.constant(0, tf.int64))
-    return tf.data.Dataset.range(decode_workers).interleave(
-        one, cycle_length=decode_workers, block_length=1, num_parallel_calls=decode_workers,
-        deterministic=True)
+      ds = one(tf.constant(0, tf.int64))
+    else:
+      ds = tf.data.Dataset.range(decode_workers).interleave(
+          one, cycle_length=decode_workers, block_length=1, num_parallel_calls=decode_workers,
+          deterministic=True)
+    return ds.cache() if cache_decoded else ds
 
   return seqio.FunctionDataSource(dataset_fn, splits=list(splits), caching_permitted=False)
 
@@ -248,7 +254,8 @@ def register_video_text_task(name: str, items: Mapping[str, Callable[[], Iterabl
                              *, vocab_path: str | pathlib.Path, num_frames: int, fps: float,
                              res: int, train_splits: Sequence[str] = ("train",),
                              meta_keys: Sequence[str] = (), rejects_path: str | None = None,
-                             decode_workers: int = 1, shuffle_buffer_size: int = 64) -> str:
+                             decode_workers: int = 1, shuffle_buffer_size: int = 64,
+                             cache_decoded: bool = False) -> str:
   """Registers a task of (video, prefix text, suffix text) items decoded with PyAV.
 
   Args:
@@ -258,6 +265,7 @@ def register_video_text_task(name: str, items: Mapping[str, Callable[[], Iterabl
     num_frames, fps, res: frame sampling; `train_splits` use a random window, others uniform.
     meta_keys: the keys of VideoText.meta, passed through as string features.
     rejects_path: optional JSONL for undecodable clips.
+    decode_workers, shuffle_buffer_size, cache_decoded: as register_demo_tasks.
   Returns the task name; examples carry key, prefix, suffix, frames and the meta keys.
   """
   rejects = Rejects(name, rejects_path)
@@ -277,7 +285,7 @@ def register_video_text_task(name: str, items: Mapping[str, Callable[[], Iterabl
   sampling = {s: Sampling(num_frames, fps, res, "random" if s in train_splits else "uniform")
               for s in items}
   source = pyav_source(items_fn, list(items), features, sampling=sampling, rejects=rejects,
-                       decode_workers=decode_workers)
+                       decode_workers=decode_workers, cache_decoded=cache_decoded)
   info = TaskInfo(name=name, dataset="video_text", root=None, splits=tuple(items),
                   backend="pyav", rejects=rejects, num_frames=num_frames, fps=fps, res=res)
   return _register(info, source, [], vocabulary(str(vocab_path)), shuffle_buffer_size)
@@ -298,7 +306,8 @@ class _Formats:
 def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[str, str], *,
                    num_frames: int, fps: float, res: int, vocab: seqio.Vocabulary,
                    tfds_data_dir: str | pathlib.Path | None, rejects_dir: str | pathlib.Path | None,
-                   formats: _Formats, decode_workers: int, shuffle_buffer_size: int) -> list[str]:
+                   formats: _Formats, decode_workers: int, shuffle_buffer_size: int,
+                   cache_decoded: bool) -> list[str]:
   unknown = sorted(set(data_dirs) - set(REAL_DATA_SETS))
   if unknown:
     raise ValueError(f"unknown data sets {unknown}; known: {list(REAL_DATA_SETS)}")
@@ -325,7 +334,7 @@ def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[s
       source, backend = tfds_source(dataset, tfds_data_dir, cfg, tfds_splits), "tfds"
     else:
       source = pyav_source(items_fn, splits, features, sampling=sampling, rejects=rejects,
-                           decode_workers=decode_workers)
+                           decode_workers=decode_workers, cache_decoded=cache_decoded)
       backend = "pyav"
     info = TaskInfo(name=name, dataset=dataset, root=roots[dataset], splits=tuple(splits),
                     backend=backend, rejects=rejects,
@@ -405,7 +414,7 @@ def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[s
 def register_demo_tasks(world_dir: str | pathlib.Path, *, num_frames: int = 8, fps: float = 2.0,
                         res: int = 32, vocab_path: str | pathlib.Path | None = None,
                         rejects_dir: str | pathlib.Path | None = None, decode_workers: int = 1,
-                        shuffle_buffer_size: int = 64) -> list[str]:
+                        shuffle_buffer_size: int = 64, cache_decoded: bool = False) -> list[str]:
   """Registers the demo world's tasks (direct PyAV path); returns their names.
 
   Args:
@@ -415,6 +424,8 @@ def register_demo_tasks(world_dir: str | pathlib.Path, *, num_frames: int = 8, f
     rejects_dir: optional directory for per-task rejects JSONL files.
     decode_workers: parallel PyAV decoders per task.
     shuffle_buffer_size: seqio shuffle buffer (examples hold decoded frames: keep it small).
+    cache_decoded: keep decoded clips in memory after a split's first pass (small data only; see
+      pyav_source).
   """
   world = pathlib.Path(world_dir)
   vocab = vocabulary(str(vocab_path if vocab_path is not None else world / "spm" / "demo.model"))
@@ -426,7 +437,7 @@ def register_demo_tasks(world_dir: str | pathlib.Path, *, num_frames: int = 8, f
   return _register_sets(dirs, DEMO_TASK_NAMES, num_frames=num_frames, fps=fps, res=res,
                         vocab=vocab, tfds_data_dir=None, rejects_dir=rejects_dir,
                         formats=formats, decode_workers=decode_workers,
-                        shuffle_buffer_size=shuffle_buffer_size)
+                        shuffle_buffer_size=shuffle_buffer_size, cache_decoded=cache_decoded)
 
 
 def register_real_tasks(data_dirs: Mapping[str, str | pathlib.Path], *, num_frames: int,
@@ -440,7 +451,7 @@ def register_real_tasks(data_dirs: Mapping[str, str | pathlib.Path], *, num_fram
                         internvid_full_videos: bool = True,
                         coco_annotation_template: str = "annotations/captions_{split}2017.json",
                         coco_image_dir: str = "{split}2017", decode_workers: int = 1,
-                        shuffle_buffer_size: int = 64) -> list[str]:
+                        shuffle_buffer_size: int = 64, cache_decoded: bool = False) -> list[str]:
   """Registers tasks of the real data sets; returns their names.
 
   Args:
@@ -457,7 +468,7 @@ def register_real_tasks(data_dirs: Mapping[str, str | pathlib.Path], *, num_fram
     webvid_csv, webvid_path_template, internvid_jsonl, internvid_path_template,
     internvid_full_videos, coco_annotation_template, coco_image_dir: layout of those releases
       (see data.readers).
-    decode_workers, shuffle_buffer_size: as register_demo_tasks.
+    decode_workers, shuffle_buffer_size, cache_decoded: as register_demo_tasks (PyAV path).
   """
   names = {role: name_prefix + role for role in (
       "coco_caption", "smit_caption", "webvid_pool", "internvid_pool", "msrvtt_caption",
@@ -471,4 +482,4 @@ def register_real_tasks(data_dirs: Mapping[str, str | pathlib.Path], *, num_fram
   return _register_sets(data_dirs, names, num_frames=num_frames, fps=fps, res=res,
                         vocab=vocabulary(str(vocab_path)), tfds_data_dir=tfds_data_dir,
                         rejects_dir=rejects_dir, formats=formats, decode_workers=decode_workers,
-                        shuffle_buffer_size=shuffle_buffer_size)
+                        shuffle_buffer_size=shuffle_buffer_size, cache_decoded=cache_decoded)

@@ -71,7 +71,7 @@ def register_viit_tasks(dataset_dir: str | pathlib.Path, *, vocab_path: str | pa
                         video_root: str | pathlib.Path = "",
                         rates: Mapping[str, float] | None = None, name_prefix: str | None = None,
                         smit_task: str | None = None, decode_workers: int = 1,
-                        shuffle_buffer_size: int = 64) -> list[str]:
+                        shuffle_buffer_size: int = 64, cache_decoded: bool = False) -> list[str]:
   """Registers the three instruction tasks and the phase-2 mixture; returns their names.
 
   Args:
@@ -84,7 +84,7 @@ def register_viit_tasks(dataset_dir: str | pathlib.Path, *, vocab_path: str | pa
     rates: mixing rates with keys temporal, causal, captions, shortqa (DEFAULT_RATES if None).
     name_prefix: task name prefix ('' / None: "demo_viit_" with world_dir, else "viit_").
     smit_task: the caption task (None: "demo_smit_caption" with world_dir, else "smit_caption").
-    decode_workers, shuffle_buffer_size: as data.tasks.register_demo_tasks.
+    decode_workers, shuffle_buffer_size, cache_decoded: as data.tasks.register_demo_tasks.
   """
   version = find_version(dataset_dir)
   manifest = json.loads((version / "manifest.json").read_text())
@@ -120,7 +120,8 @@ def register_viit_tasks(dataset_dir: str | pathlib.Path, *, vocab_path: str | pa
     names.append(tasks_lib.register_video_text_task(
         f"{prefix}{kind}", {"train": items}, vocab_path=vocab_path, num_frames=num_frames,
         fps=fps, res=res, train_splits=("train",), meta_keys=("clip_id", "kind"),
-        decode_workers=decode_workers, shuffle_buffer_size=shuffle_buffer_size))
+        decode_workers=decode_workers, shuffle_buffer_size=shuffle_buffer_size,
+        cache_decoded=cache_decoded))
   by_role = dict(zip(KINDS, names))
   mixture = f"{prefix}mix"
   tasks_lib.register_viit_mixture(mixture, [

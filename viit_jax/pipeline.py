@@ -112,7 +112,7 @@ def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> 
   """Every phase of the pipeline, in order, with its command (see the module docstring)."""
   w = pathlib.Path(workdir).resolve()
   py = config.python or sys.executable
-  world = str(w / WORLD)
+  world = str(pathlib.Path(config.world.dir).resolve()) if config.world.dir else str(w / WORLD)
   seed = int(config.seed)
 
   def entry(module: str, cfg_file: str, args: str, name: str) -> tuple[str, ...]:
@@ -120,9 +120,11 @@ def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> 
     return (py, "-m", module, f"--config={cfg_file}:{args}" if args else f"--config={cfg_file}",
             f"--workdir={w / name}")
 
-  phases = [Phase(WORLD, f"demo world (preset {config.world.preset}, seed {seed})",
-                  (py, "-m", "data.demo_world", f"--out={world}", f"--preset={config.world.preset}",
-                   f"--seed={seed}"))]
+  phases = []
+  if not config.world.dir:
+    phases.append(Phase(WORLD, f"demo world (preset {config.world.preset}, seed {seed})",
+                        (py, "-m", "data.demo_world", f"--out={world}",
+                         f"--preset={config.world.preset}", f"--seed={seed}")))
 
   init = {"phase0": "", "phase1": str(w / "phase0"), "phase2": str(w / "phase1")}
   whats = {"phase0": "phase 0: image-text pre-training on stills (T=1)",

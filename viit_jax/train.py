@@ -80,7 +80,8 @@ def register_tasks(config: Config) -> Vocab:
     vocab_path = d.vocab_path or os.path.join(world, "spm", "demo.model")
     tasks_lib.register_demo_tasks(world, num_frames=d.num_frames, fps=d.fps, res=d.res,
                                   vocab_path=vocab_path, decode_workers=d.decode_workers,
-                                  shuffle_buffer_size=d.shuffle_buffer)
+                                  shuffle_buffer_size=d.shuffle_buffer,
+                                  cache_decoded=d.cache_decoded)
   elif d.source == "real":
     dirs = {k: v for k, v in d.dirs.items() if v}
     if not dirs:
@@ -91,7 +92,8 @@ def register_tasks(config: Config) -> Vocab:
     tasks_lib.register_real_tasks(dirs, num_frames=d.num_frames, fps=d.fps, res=d.res,
                                   vocab_path=vocab_path, tfds_data_dir=d.tfds_data_dir or None,
                                   decode_workers=d.decode_workers,
-                                  shuffle_buffer_size=d.shuffle_buffer)
+                                  shuffle_buffer_size=d.shuffle_buffer,
+                                  cache_decoded=d.cache_decoded)
   else:
     raise ValueError(f"data.source must be 'demo' or 'real', got {d.source!r}")
   if d.viit_dir:
@@ -105,7 +107,8 @@ def _register_viit(config: Config, vocab_path: str) -> None:
   viit_tasks.register_viit_tasks(
       d.viit_dir, vocab_path=vocab_path, num_frames=d.num_frames, fps=d.fps, res=d.res,
       world_dir=os.path.abspath(d.world_dir) if d.source == "demo" else "",
-      decode_workers=d.decode_workers, shuffle_buffer_size=d.shuffle_buffer)
+      rates=dict(d.viit_rates), decode_workers=d.decode_workers,
+      shuffle_buffer_size=d.shuffle_buffer, cache_decoded=d.cache_decoded)
 
 
 def _get_provider(name: str) -> seqio.DatasetProviderBase:

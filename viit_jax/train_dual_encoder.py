@@ -170,7 +170,7 @@ def caption_sources(config: ml_collections.ConfigDict, vocab_path: str) -> list[
       task = caption_tasks.register_caption_task(
           autolabel_task_name(name), directory, None, num_frames=d.num_frames, fps=d.fps,
           res=d.res, vocab_path=vocab_path, decode_workers=d.decode_workers,
-          shuffle_buffer_size=d.shuffle_buffer)
+          shuffle_buffer_size=d.shuffle_buffer, cache_decoded=d.cache_decoded)
       out.append(CaptionSource(name, task, caption_tasks.SPLIT, "clip_id", "captions", rate))
     if out[-1].task not in seqio.TaskRegistry.names():
       raise KeyError(f"caption source {name}: seqio task {out[-1].task!r} is not registered "
