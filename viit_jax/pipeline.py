@@ -148,7 +148,8 @@ def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> 
 
   a = config.autolabel
   common = {"corpus.world_dir": world, "seed": seed, "corpus.limit": a.limit,
-            "decode.num_samples": a.num_samples, "batch_size": a.batch_size}
+            "decode.num_samples": a.num_samples, "decode.top_p": a.top_p,
+            "batch_size": a.batch_size}
   phases.append(Phase(LABEL_VIIT, "auto-label the pool: VIIT captions (phase-2 VLM, 8 frames)",
                       entry("viit_jax.autolabel", "configs/autolabel_demo.py",
                             _join_args(common, {"mode": "viit", "init_from": w / "phase2",
