@@ -214,6 +214,31 @@ def test_viit_mixture_slot_and_video_text_tasks(demo_world, demo_tasks):
     tasks.register_viit_mixture("bad", [])
 
 
+def test_cache_decoded_decodes_once_and_changes_no_example(demo_world):
+  vidln = list(readers.read_vidln(demo_world / "vidln", "train", rejects=Rejects("v")))[:5]
+  items = [tasks.VideoText(key=v.video_id, path=v.path, prefix="q", suffix="a") for v in vidln]
+  passes = collections.Counter()
+
+  def examples(cache: bool) -> list[dict]:
+    def train_items(cache=cache):
+      passes[cache] += 1
+      return items
+    name = tasks.register_video_text_task(
+        f"test_cache_{cache}", {"train": train_items},
+        vocab_path=demo_world / "spm" / "demo.model", num_frames=4, fps=2.0, res=16,
+        cache_decoded=cache)
+    ds = seqio.get_mixture_or_task(name).get_dataset(
+        sequence_length=SEQ, split="train", shuffle=False, seed=7, num_epochs=3)
+    return list(ds.as_numpy_iterator())
+
+  cached, plain = examples(True), examples(False)
+  assert passes == {True: 1, False: 3}  # the cached task reads (and decodes) its items once
+  assert len(cached) == len(plain) == 3 * len(items)
+  for c, p in zip(cached, plain):
+    assert c["key"] == p["key"]
+    np.testing.assert_array_equal(c["frames"], p["frames"])
+
+
 def test_registration_is_idempotent_and_checks_inputs(demo_world, tmp_path, demo_tasks):
   again = tasks.register_demo_tasks(demo_world, num_frames=8, fps=2.0, res=32)
   assert again == demo_tasks
