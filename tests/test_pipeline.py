@@ -71,6 +71,25 @@ def test_config_presets_and_errors():
   assert "/tmp/x/phase0" in argv["eval_image"] and "num_frames=8" in argv["eval_image"]
 
 
+def test_caption_accuracy_counts_true_words_per_kind():
+  truth = {"a.mp4": {"actors": [{"colour": "red", "shape": "circle"},
+                                {"colour": "blue", "shape": "square"}],
+                     "events": [{"kind": "move", "direction": "left"},
+                                {"kind": "change_colour", "from": "blue", "to": "green"},
+                                {"kind": "bounce", "direction": "down", "wall": "bottom"}]}}
+  acc = report.caption_accuracy(
+      {"a.mp4": ["a red circle moves left and turns yellow",  # yellow: wrong colour
+                 "a green triangle bounces off the bottom wall",  # triangle: wrong shape
+                 "a blue square grows upwards"],  # grows, upwards: wrong event and direction
+       "unknown.mp4": ["a purple diamond"]}, truth)  # no ground truth: not counted
+  assert acc["texts"] == 3
+  assert acc["colour"] == pytest.approx(100 * 3 / 4)  # red, green, blue right; yellow wrong
+  assert acc["shape"] == pytest.approx(100 * 2 / 3)
+  assert acc["direction"] == pytest.approx(100 * 2 / 3)  # left, bottom(=down) right; up wrong
+  assert acc["event"] == pytest.approx(100 * 3 / 4)  # moves, turns, bounces right; grows wrong
+  assert acc["words_per_text"] == pytest.approx((8 + 8 + 5) / 3)
+
+
 def test_pipeline_runs_every_phase_writes_report_and_resumes(tmp_path):
   w = tmp_path / "demo"
   out = _run(w)
@@ -103,7 +122,10 @@ def test_pipeline_runs_every_phase_writes_report_and_resumes(tmp_path):
     cells = _md_rows(md, report.SOURCE_NAMES[source])
     for j, path in enumerate(report.DE_METRICS.values()):
       assert cells[1 + j] == f"{report.lookup(metrics, path):.1f}", (de, path)
-  claims = json.loads((w / report.CLAIMS_FILE).read_text())["claims"]
+  record = json.loads((w / report.CLAIMS_FILE).read_text())
+  assert set(record["caption_accuracy"]) == set(pl.DUAL_ENCODERS)
+  assert "## What the training texts get right" in md
+  claims = record["claims"]
   assert [c["verdict"] in ("HOLDS", "FAILS") for c in claims] == [True, True]
   for c in claims:
     assert f"claim {c['id']}: {c['verdict']}" in out

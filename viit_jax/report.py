@@ -27,6 +27,7 @@ import html
 import json
 import math
 import pathlib
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -249,6 +250,11 @@ def _unit_rows(version_dir: pathlib.Path) -> dict[str, dict[str, Any]]:
   return rows
 
 
+def _world_dir(workdir: pathlib.Path) -> pathlib.Path:
+  cfg = _config(workdir)
+  return pathlib.Path(cfg["world"]["dir"]) if cfg.get("world", {}).get("dir") else workdir / pl.WORLD
+
+
 def _world_clips(world: pathlib.Path) -> dict[str, dict[str, Any]]:
   """The world's ground-truth records by file (relative to the world root)."""
   path = world / "world" / "clips.jsonl"
@@ -259,6 +265,93 @@ def _world_clips(world: pathlib.Path) -> dict[str, dict[str, Any]]:
         rec = json.loads(line)
         out[rec["file"]] = rec
   return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Caption accuracy against the world's script: what each training text gets right about a pool clip.
+
+WORD_RE = re.compile(r"[a-z]+")
+DIRECTION_WORDS = {"left": "left", "leftwards": "left", "right": "right", "rightwards": "right",
+                   "up": "up", "upwards": "up", "top": "up", "down": "down", "downwards": "down",
+                   "bottom": "down"}
+# Event kind -> word stems that name it (the world's phrasings, data/demo_world.py).
+EVENT_STEMS = {"move": ("mov", "slid", "travel", "going", "goes"),
+               "grow": ("grow", "bigger", "larger"), "shrink": ("shrink", "smaller"),
+               "appear": ("appear", "popping", "showing"),
+               "disappear": ("disappear", "fad", "vanish"),
+               "change_colour": ("turn", "chang", "becom"), "bounce": ("bounc",),
+               "stop": ("stop",)}
+ACCURACY_FIELDS = {"colour": "colour words", "shape": "shape words",
+                   "direction": "direction words", "event": "event words"}
+
+
+def _truth_sets(clip: Mapping[str, Any]) -> dict[str, set[str]]:
+  events = clip["events"]
+  return {"colour": {a["colour"] for a in clip["actors"]}
+                    | {e["to"] for e in events if e["kind"] == "change_colour"},
+          "shape": {a["shape"] for a in clip["actors"]},
+          "direction": {e["direction"] for e in events if "direction" in e}
+                       | {DIRECTION_WORDS[e["wall"]] for e in events if e.get("wall")},
+          "event": {e["kind"] for e in events}}
+
+
+def _mentions(text: str) -> dict[str, list[str]]:
+  from data import demo_world  # pylint: disable=g-import-not-at-top
+  words = WORD_RE.findall(text.lower())
+  return {"colour": [w for w in words if w in demo_world.COLOURS],
+          "shape": [w for w in words if w in demo_world.SHAPES],
+          "direction": [DIRECTION_WORDS[w] for w in words if w in DIRECTION_WORDS],
+          "event": [k for w in words for k, stems in EVENT_STEMS.items()
+                    if any(w.startswith(st) for st in stems)]}
+
+
+def caption_accuracy(texts: Mapping[str, Sequence[str]], truth: Mapping[str, Mapping[str, Any]]
+                     ) -> dict[str, float]:
+  """Precision (%) of each kind of word over clips' texts: of the colour / shape / direction /
+  event words a text names, the share that is true of its clip (any actor, any event); plus
+  words per text. `texts`: clip file -> its texts; `truth`: clip file -> world record.
+  """
+  named = {k: 0 for k in ACCURACY_FIELDS}
+  right = {k: 0 for k in ACCURACY_FIELDS}
+  n_texts = n_words = 0
+  for clip, ts in texts.items():
+    if clip not in truth:
+      continue
+    sets = _truth_sets(truth[clip])
+    for t in ts:
+      n_texts += 1
+      n_words += len(t.split())
+      for k, ms in _mentions(t).items():
+        named[k] += len(ms)
+        right[k] += sum(m in sets[k] for m in ms)
+  out = {k: 100.0 * right[k] / named[k] if named[k] else float("nan") for k in ACCURACY_FIELDS}
+  out["words_per_text"] = n_words / n_texts if n_texts else float("nan")
+  out["texts"] = float(n_texts)
+  return out
+
+
+def pool_caption_accuracy(workdir: pathlib.Path) -> dict[str, dict[str, float]]:
+  """caption_accuracy of the three training texts of the pool (alt-text, frame, VIIT captions)."""
+  viit = _unit_rows(workdir / pl.LABEL_VIIT / "v1")
+  frames = _unit_rows(workdir / pl.LABEL_FRAMES / "v1")
+  truth = _world_clips(_world_dir(workdir))
+  file_of = lambda row: f"webvid/{row['path']}"  # noqa: E731  (the pool's rows are under webvid/)
+  return {"alt_text": caption_accuracy({file_of(r): [r["alt_text"]] for r in viit.values()}, truth),
+          "frame_captions": caption_accuracy(
+              {file_of(r): r["captions"] for r in frames.values()}, truth),
+          "viit": caption_accuracy({file_of(r): r["captions"] for r in viit.values()}, truth)}
+
+
+def accuracy_rows(acc: Mapping[str, Mapping[str, float]]) -> list[list[str]]:
+  return [[SOURCE_NAMES[s], *(fmt(a[k]) for k in ACCURACY_FIELDS), fmt(a["words_per_text"])]
+          for s, a in acc.items()]
+
+
+ACCURACY_HEADER = ["training text", *(f"{v} right %" for v in ACCURACY_FIELDS.values()),
+                   "words per text"]
+ACCURACY_NOTE = ("Of the colour, shape, direction and event words a pool clip's text names, the "
+                 "share true of that clip by the world's script (any actor, any event); frame "
+                 "captions are the joined captions of 4 frames.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,8 +374,7 @@ def examples(workdir: pathlib.Path, out: pathlib.Path, count: int = NUM_EXAMPLES
   plt = _plt()
   viit = _unit_rows(workdir / pl.LABEL_VIIT / "v1")
   frames = _unit_rows(workdir / pl.LABEL_FRAMES / "v1")
-  cfg = _config(workdir)
-  world = pathlib.Path(cfg["world"]["dir"]) if cfg.get("world", {}).get("dir") else workdir / pl.WORLD
+  world = _world_dir(workdir)
   truth = _world_clips(world)
   pool_root = world / "webvid"
   both = [c for c in viit if c in frames]
@@ -381,8 +473,10 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
   n = read_numbers(w)
   cl = claims(n)
   cfg = _config(w)
+  acc = pool_caption_accuracy(w)
   record = {"seed": cfg.get("seed"), "preset": cfg.get("preset"), "claims": cl,
-            "numbers": {"vlm": n.vlm, "dual_encoder": n.de}, "metrics_files": n.files}
+            "numbers": {"vlm": n.vlm, "dual_encoder": n.de}, "caption_accuracy": acc,
+            "metrics_files": n.files}
   (w / CLAIMS_FILE).write_text(json.dumps(record, indent=1))
   losses, recall = plot_losses(w, out), plot_recall(n, out)
   exs = examples(w, out)
@@ -402,6 +496,8 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
          "", "\\* " + QA_NOTE, "",
          "## Table 4 (dual encoder, text-to-video retrieval on the 1k-A-style set)", "",
          *_md_table(TABLE4_HEADER, t4), "", f"![recall]({rel(recall)})", "",
+         "## What the training texts get right (pool clips vs the world's script)", "",
+         *_md_table(ACCURACY_HEADER, accuracy_rows(acc)), "", ACCURACY_NOTE, "",
          "## Loss curves", "", f"![losses]({rel(losses)})", "",
          "## Example pool clips (8 frames at 2 fps) and their training texts", ""]
   for e in exs:
@@ -431,7 +527,10 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
   body += ["</ul>", "<h2>Table 3 (video-language model, zero-shot)</h2>",
            _html_table(TABLE3_HEADER, t3), f"<p><small>* {html.escape(QA_NOTE)}</small></p>",
            "<h2>Table 4 (dual encoder, text-to-video retrieval, 1k-A-style set)</h2>",
-           _html_table(TABLE4_HEADER, t4), img(recall, "recall chart"), "<h2>Loss curves</h2>",
+           _html_table(TABLE4_HEADER, t4), img(recall, "recall chart"),
+           "<h2>What the training texts get right (pool clips vs the world's script)</h2>",
+           _html_table(ACCURACY_HEADER, accuracy_rows(acc)),
+           f"<p><small>{html.escape(ACCURACY_NOTE)}</small></p>", "<h2>Loss curves</h2>",
            img(losses, "loss curves"), "<h2>Example pool clips and their training texts</h2>"]
   for e in exs:
     rows = [["alt-text", e.alt_text],
