@@ -45,8 +45,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.tfds_data_dir = ""  # data.source=real: prepared TFDS shards ('' = decode mp4 directly).
   c.data.viit_dir = ""  # Output of viit_jax.synthesize: registers the VIIT tasks and mixture.
   # Relative seqio mixing rates of the phase-2 mixture (data.viit_tasks): reasoning QA per kind,
-  # S-MiT captions, short QA. The paper gives none; captions need a large share or phase 2 forgets
-  # how to caption (its "reasoning only" ablation).
+  # S-MiT captions, short QA. The paper gives none (its Table 6: without the captions phase 2
+  # loses captioning, without the short QA it loses NExT-OE WUPS).
   c.data.viit_rates = ml_collections.ConfigDict(
       {"temporal": 0.5, "causal": 0.5, "captions": 1.0, "shortqa": 1.0})
   c.data.task = "demo_stills_caption"  # seqio task or mixture to train on.
