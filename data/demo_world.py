@@ -118,7 +118,7 @@ PRESETS: dict[str, Preset] = {
                    nextqa_val=8, nextqa_test=16, kinetics_test=22, msrvtt_sentences=(6, 8),
                    nextqa_questions=6, pair_fraction=0.4, workers=1),
     # ~4,000 mp4 clips + 2,400 stills: well under a minute on 2 cores.
-    "demo": Preset(stills_train=2000, stills_val=200, smit_train=3000, smit_val=150,
+    "demo": Preset(stills_train=2000, stills_val=200, smit_train=1200, smit_val=150,
                    vidln_train=500, webvid_pool=1200, msrvtt_train=24, msrvtt_validate=8,
                    msrvtt_test=400, nextqa_val=120, nextqa_test=280, kinetics_test=330,
                    msrvtt_sentences=(6, 10), nextqa_questions=6, pair_fraction=0.4, workers=2),
