@@ -250,11 +250,6 @@ def _unit_rows(version_dir: pathlib.Path) -> dict[str, dict[str, Any]]:
   return rows
 
 
-def _world_dir(workdir: pathlib.Path) -> pathlib.Path:
-  cfg = _config(workdir)
-  return pathlib.Path(cfg["world"]["dir"]) if cfg.get("world", {}).get("dir") else workdir / pl.WORLD
-
-
 def _world_clips(world: pathlib.Path) -> dict[str, dict[str, Any]]:
   """The world's ground-truth records by file (relative to the world root)."""
   path = world / "world" / "clips.jsonl"
@@ -295,11 +290,10 @@ def _truth_sets(clip: Mapping[str, Any]) -> dict[str, set[str]]:
           "event": {e["kind"] for e in events}}
 
 
-def _mentions(text: str) -> dict[str, list[str]]:
-  from data import demo_world  # pylint: disable=g-import-not-at-top
+def _mentions(text: str, colours: Sequence[str], shapes: Sequence[str]) -> dict[str, list[str]]:
   words = WORD_RE.findall(text.lower())
-  return {"colour": [w for w in words if w in demo_world.COLOURS],
-          "shape": [w for w in words if w in demo_world.SHAPES],
+  return {"colour": [w for w in words if w in colours],
+          "shape": [w for w in words if w in shapes],
           "direction": [DIRECTION_WORDS[w] for w in words if w in DIRECTION_WORDS],
           "event": [k for w in words for k, stems in EVENT_STEMS.items()
                     if any(w.startswith(st) for st in stems)]}
@@ -311,6 +305,8 @@ def caption_accuracy(texts: Mapping[str, Sequence[str]], truth: Mapping[str, Map
   event words a text names, the share that is true of its clip (any actor, any event); plus
   words per text. `texts`: clip file -> its texts; `truth`: clip file -> world record.
   """
+  from data import demo_world  # pylint: disable=g-import-not-at-top  (the world's vocabulary)
+  colours, shapes = tuple(demo_world.COLOURS), demo_world.SHAPES
   named = {k: 0 for k in ACCURACY_FIELDS}
   right = {k: 0 for k in ACCURACY_FIELDS}
   n_texts = n_words = 0
@@ -321,7 +317,7 @@ def caption_accuracy(texts: Mapping[str, Sequence[str]], truth: Mapping[str, Map
     for t in ts:
       n_texts += 1
       n_words += len(t.split())
-      for k, ms in _mentions(t).items():
+      for k, ms in _mentions(t, colours, shapes).items():
         named[k] += len(ms)
         right[k] += sum(m in sets[k] for m in ms)
   out = {k: 100.0 * right[k] / named[k] if named[k] else float("nan") for k in ACCURACY_FIELDS}
@@ -330,16 +326,35 @@ def caption_accuracy(texts: Mapping[str, Sequence[str]], truth: Mapping[str, Map
   return out
 
 
-def pool_caption_accuracy(workdir: pathlib.Path) -> dict[str, dict[str, float]]:
+@dataclasses.dataclass(frozen=True)
+class Pool:
+  """The pool's auto-label rows (clip id -> row) of both labelers and the world's ground truth
+  (world file -> record), read once per report."""
+  world: pathlib.Path
+  viit: dict[str, dict[str, Any]]
+  frames: dict[str, dict[str, Any]]
+  truth: dict[str, dict[str, Any]]
+
+  @staticmethod
+  def file_of(row: Mapping[str, Any]) -> str:
+    return f"webvid/{row['path']}"  # The pool's rows are relative to <world>/webvid.
+
+
+def read_pool(workdir: pathlib.Path, cfg: Mapping[str, Any]) -> Pool:
+  world_dir = cfg.get("world", {}).get("dir")
+  world = pathlib.Path(world_dir) if world_dir else workdir / pl.WORLD
+  return Pool(world=world, viit=_unit_rows(workdir / pl.LABEL_VIIT / "v1"),
+              frames=_unit_rows(workdir / pl.LABEL_FRAMES / "v1"), truth=_world_clips(world))
+
+
+def pool_caption_accuracy(pool: Pool) -> dict[str, dict[str, float]]:
   """caption_accuracy of the three training texts of the pool (alt-text, frame, VIIT captions)."""
-  viit = _unit_rows(workdir / pl.LABEL_VIIT / "v1")
-  frames = _unit_rows(workdir / pl.LABEL_FRAMES / "v1")
-  truth = _world_clips(_world_dir(workdir))
-  file_of = lambda row: f"webvid/{row['path']}"  # noqa: E731  (the pool's rows are under webvid/)
-  return {"alt_text": caption_accuracy({file_of(r): [r["alt_text"]] for r in viit.values()}, truth),
-          "frame_captions": caption_accuracy(
-              {file_of(r): r["captions"] for r in frames.values()}, truth),
-          "viit": caption_accuracy({file_of(r): r["captions"] for r in viit.values()}, truth)}
+  f = pool.file_of
+  return {"alt_text": caption_accuracy({f(r): [r["alt_text"]] for r in pool.viit.values()},
+                                       pool.truth),
+          "frame_captions": caption_accuracy({f(r): r["captions"] for r in pool.frames.values()},
+                                             pool.truth),
+          "viit": caption_accuracy({f(r): r["captions"] for r in pool.viit.values()}, pool.truth)}
 
 
 def accuracy_rows(acc: Mapping[str, Mapping[str, float]]) -> list[list[str]]:
@@ -365,20 +380,16 @@ class Example:
   pair_id: int | None
 
 
-def examples(workdir: pathlib.Path, out: pathlib.Path, count: int = NUM_EXAMPLES
-             ) -> list[Example]:
+def examples(pool: Pool, out: pathlib.Path, count: int = NUM_EXAMPLES) -> list[Example]:
   """Pool clips captioned by both labelers, as 8-frame strips (2 fps): a same-middle-frame pair
   first when the pool has one (one frame cannot tell their captions apart), then the first clips.
   """
   from data import video  # pylint: disable=g-import-not-at-top  (PyAV; only needed here)
   plt = _plt()
-  viit = _unit_rows(workdir / pl.LABEL_VIIT / "v1")
-  frames = _unit_rows(workdir / pl.LABEL_FRAMES / "v1")
-  world = _world_dir(workdir)
-  truth = _world_clips(world)
-  pool_root = world / "webvid"
+  viit, frames = pool.viit, pool.frames
+  pool_root = pool.world / "webvid"
   both = [c for c in viit if c in frames]
-  gt = {c: truth.get(f"webvid/{viit[c]['path']}", {}) for c in both}
+  gt = {c: pool.truth.get(pool.file_of(viit[c]), {}) for c in both}
   by_pair: dict[Any, list[str]] = {}
   for c in both:
     if gt[c].get("pair_id") is not None:
@@ -473,13 +484,14 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
   n = read_numbers(w)
   cl = claims(n)
   cfg = _config(w)
-  acc = pool_caption_accuracy(w)
+  pool = read_pool(w, cfg)
+  acc = pool_caption_accuracy(pool)
   record = {"seed": cfg.get("seed"), "preset": cfg.get("preset"), "claims": cl,
             "numbers": {"vlm": n.vlm, "dual_encoder": n.de}, "caption_accuracy": acc,
             "metrics_files": n.files}
   (w / CLAIMS_FILE).write_text(json.dumps(record, indent=1))
   losses, recall = plot_losses(w, out), plot_recall(n, out)
-  exs = examples(w, out)
+  exs = examples(pool, out)
   timing = _timing_rows(w)
 
   title = f"viit_jax demo: the method end to end (seed {cfg.get('seed')}, preset {cfg.get('preset')})"
