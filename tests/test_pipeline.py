@@ -90,6 +90,29 @@ def test_caption_accuracy_counts_true_words_per_kind():
   assert acc["words_per_text"] == pytest.approx((8 + 8 + 5) / 3)
 
 
+def test_oracle_recall_is_the_expected_rank_of_clips_sharing_the_facts():
+  def clip(actors, events):
+    return {"actors": [{"colour": c, "shape": s, "size": z} for c, s, z in actors],
+            "events": [{"kind": k, "direction": d} for k, d in events]}
+  truth = {"a": clip([("red", "circle", "big")], [("move", "left")]),
+           "b": clip([("red", "square", "big")], [("move", "left")]),
+           "c": clip([("red", "square", "small")], [("move", "right")]),
+           "d": clip([("blue", "circle", "big"), ("red", "square", "big")], [("grow", None)]),
+           "e": clip([("red", "square", "big"), ("blue", "circle", "big")], [("grow", None)])}
+  o = report.oracle_recall(truth, ["a", "b", "c", "d", "e", "not-in-truth"])
+  # colours: {a, b, c} share [red], {d, e} share [blue, red] (actor order does not matter).
+  assert o["colours"]["R@1"] == pytest.approx(100 * (3 * (1 / 3) + 2 * (1 / 2)) / 5)
+  assert o["colours"]["R@5"] == pytest.approx(100.0) and o["colours"]["groups"] == 2
+  # colours + shapes: a | b, c | d, e.
+  assert o["colours + shapes"]["R@1"] == pytest.approx(100 * (1 + 2 * (1 / 2) + 2 * (1 / 2)) / 5)
+  # events: a, b (move left) | c | d, e.
+  assert o["events (kind and direction, in order)"]["R@1"] == pytest.approx(
+      100 * (2 * (1 / 2) + 1 + 2 * (1 / 2)) / 5)
+  # the whole script still ties d and e (the same actors and events).
+  assert o["appearance + events (the whole script)"]["R@1"] == pytest.approx(
+      100 * (3 + 2 * (1 / 2)) / 5)
+
+
 def test_pipeline_runs_every_phase_writes_report_and_resumes(tmp_path):
   w = tmp_path / "demo"
   out = _run(w)
@@ -125,6 +148,8 @@ def test_pipeline_runs_every_phase_writes_report_and_resumes(tmp_path):
   record = json.loads((w / report.CLAIMS_FILE).read_text())
   assert set(record["caption_accuracy"]) == set(pl.DUAL_ENCODERS)
   assert "## What the training texts get right" in md
+  assert set(record["fact_oracle_recall"]) == set(report.ORACLE_FACTS)
+  assert "### What each kind of fact is worth on this test set" in md
   claims = record["claims"]
   assert [c["verdict"] in ("HOLDS", "FAILS") for c in claims] == [True, True]
   for c in claims:
