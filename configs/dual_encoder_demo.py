@@ -13,6 +13,10 @@ Caption sources (`caption_source=`, shorthand of `dual_encoder.caption_source`):
   smit            S-MiT spoken captions, 1 per clip
   viit            captions of the adapted VLM (viit_jax.autolabel, mode=viit), K per clip
   frame_captions  the image captioner on frames (viit_jax.autolabel, mode=frame_captioner)
+  stills          the COCO-style stills' captions, each image a static clip of T equal frames
+                  (an image CLIP: `caption_source=stills,data.num_frames=1,init_from=''`,
+                  `init_required=false`; a video DE then starts from it with
+                  `init_assignment_map="(('img/temporal_pos_embedding', None),)"`, PE_t fresh)
   a mixture       e.g. `caption_source=alt_text:1+viit:1` (per-example sampling rates)
 
 Run (from the repository root, after demo_phase1 and, for viit / frame_captions, auto-labeling):
@@ -54,7 +58,8 @@ def add_dual_encoder_section(c: ml_collections.ConfigDict) -> None:
   with c.unlocked():
     c.dual_encoder = ml_collections.ConfigDict()
     d = c.dual_encoder
-    # `name[:rate]` parts joined by '+', names among alt_text | smit | viit | frame_captions.
+    # `name[:rate]` parts joined by '+', names among alt_text | smit | viit | frame_captions |
+    # stills.
     d.caption_source = "alt_text"
     d.viit_captions_dir = "runs/autolabel/v1"  # viit_jax.autolabel output (mode=viit).
     d.frame_captions_dir = "runs/autolabel/frames"  # viit_jax.autolabel output (frame_captioner).

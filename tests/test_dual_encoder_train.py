@@ -167,6 +167,24 @@ def test_autolabel_batches_draw_each_clips_captions(demo_world, autolabel_dirs):
   np.testing.assert_array_equal(resumed["tokens"], batches[3]["tokens"])
 
 
+def test_stills_source_gives_static_clips_of_image_captions(demo_world):
+  """The stills source (image CLIP pre-training, or images mixed into video-text training): each
+  image becomes T equal frames, and every text is one of the stills' captions (token-exact)."""
+  config = _config(demo_world, **{"dual_encoder.caption_source": "stills"})
+  vocab, path = tde.register_tasks(config)
+  sources = tde.caption_sources(config, path)
+  assert [(s.name, s.key_field, s.captions_field) for s in sources] == [
+      ("stills", "image_id", "references")]
+  with open(demo_world / "stills" / "captions_train.json") as f:
+    caps = [a["caption"] for a in json.load(f)["annotations"]]
+  ids = {tuple(t) for t in tde.text_tokens(vocab, caps, 8).tolist()}
+  batch = next(tde.make_data_fn(config, vocab, sources)(0))
+  assert batch["frames"].shape == (8, 2, 16, 16, 3) and batch["frames"].dtype == np.uint8
+  np.testing.assert_array_equal(batch["frames"][:, 0], batch["frames"][:, 1])
+  assert batch["frames"].std() > 0  # Not a blank canvas.
+  assert all(tuple(row) in ids for row in batch["tokens"].tolist())
+
+
 def test_vit_st_init_from_image_vit_checkpoint(demo_world, tmp_path):
   """init_from a VLM workdir: ViT-st's img/ trunk = the image ViT's (renaming by the assignment
   map, i.e. vit_to_vit_st), PE_t new; the MAP head, head, text tower, t, b fresh."""

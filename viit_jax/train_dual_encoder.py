@@ -30,6 +30,9 @@ Data (`dual_encoder.caption_source`, e.g. `viit` or `alt_text:1+viit:1`): each s
 task of clips with K >= 1 captions:
   alt_text        the pool's alt-text (WebVid `name`; demo_pool / webvid_pool / internvid_pool)
   smit            S-MiT captions (demo_smit_caption / smit_caption)
+  stills          COCO-style image captions (demo_stills_caption / coco_caption), each image a
+                  static clip of data.num_frames equal frames (T=1: the image CLIP the demo's
+                  video dual encoders start from, as the paper's start from an image CLIP)
   viit            viit_jax.autolabel output (mode=viit) in `dual_encoder.viit_captions_dir`
   frame_captions  viit_jax.autolabel output (mode=frame_captioner) in `dual_encoder.frame_captions_dir`
                   (both registered with data.caption_tasks: all K captions of each clip)
@@ -86,7 +89,7 @@ from viit_jax.models import variants
 
 FLAGS = flags.FLAGS
 
-CAPTION_SOURCES = ("alt_text", "smit", "viit", "frame_captions")
+CAPTION_SOURCES = ("alt_text", "smit", "viit", "frame_captions", "stills")
 LOSSES = ("softmax", "sigmoid")
 BATCH_KEYS = ("frames", "tokens")
 
@@ -162,6 +165,9 @@ def caption_sources(config: ml_collections.ConfigDict, vocab_path: str) -> list[
     elif name == "smit":
       task = tasks_lib.DEMO_TASK_NAMES["smit_caption"] if demo else "smit_caption"
       out.append(CaptionSource(name, task, "train", "video_id", "references", rate))
+    elif name == "stills":
+      task = tasks_lib.DEMO_TASK_NAMES["coco_caption"] if demo else "coco_caption"
+      out.append(CaptionSource(name, task, "train", "image_id", "references", rate))
     else:
       directory = de.viit_captions_dir if name == "viit" else de.frame_captions_dir
       if not directory:
@@ -233,9 +239,12 @@ def scale_jitter_crop(frames: tf.Tensor, u: tf.Tensor, *, res: int, min_scale: f
   return tf.ensure_shape(x, [frames.shape[0], res, res, 3])
 
 
-def _source_examples(source: CaptionSource, *, seed: int, shard: tuple[int, int] | None
-                     ) -> tf.data.Dataset:
-  """{"frames": uint8[T,H,W,3], "captions": str[K], "key": str} of one source, repeated."""
+def _source_examples(source: CaptionSource, *, seed: int, num_frames: int,
+                     shard: tuple[int, int] | None) -> tf.data.Dataset:
+  """{"frames": uint8[T,H,W,3], "captions": str[K], "key": str} of one source, repeated.
+
+  Images (T=1: the stills source) become static clips of `num_frames` equal frames.
+  """
   provider = seqio.get_mixture_or_task(source.task)
   ds = provider.get_dataset(
       sequence_length=None, split=source.split, shuffle=True, seed=seed,
@@ -245,8 +254,14 @@ def _source_examples(source: CaptionSource, *, seed: int, shard: tuple[int, int]
   def fn(ex):
     caps = tf.reshape(ex[source.captions_field], [-1])
     caps = tf.boolean_mask(caps, tf.strings.length(tf.strings.strip(caps)) > 0)
-    key = tf.strings.join([source.name, ex[source.key_field]], ":")
-    return {"frames": ex["frames"], "captions": caps, "key": key}
+    key = ex[source.key_field]
+    if key.dtype != tf.string:
+      key = tf.strings.as_string(key)
+    key = tf.strings.join([source.name, key], ":")
+    frames = ex["frames"]
+    if frames.shape[0] == 1 and num_frames > 1:
+      frames = tf.tile(frames, [num_frames, 1, 1, 1])
+    return {"frames": frames, "captions": caps, "key": key}
 
   ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.filter(lambda ex: tf.size(ex["captions"]) > 0)
@@ -262,7 +277,8 @@ def train_dataset(config: ml_collections.ConfigDict, vocab: seqio.SentencePieceV
   """
   d, de = config.data, config.dual_encoder
   seed = int(config.seed)
-  streams = [_source_examples(s, seed=seed + i, shard=shard) for i, s in enumerate(sources)]
+  streams = [_source_examples(s, seed=seed + i, num_frames=int(d.num_frames), shard=shard)
+             for i, s in enumerate(sources)]
   if len(streams) == 1:
     ds = streams[0]
   else:
