@@ -6,12 +6,14 @@ Reads only what the phases wrote into the pipeline workdir (layout: viit_jax/pip
   eval_*/metrics.json        every number in the tables and the claims (viit_jax.evaluate)
   phase*/metrics.jsonl, de_*/metrics.jsonl   loss curves (the trainers' JSONL metrics)
   label_viit/v1, label_frames/v1             captions of the example clips (viit_jax.autolabel)
-  world/                     the example clips' mp4 files and their ground truth (for the reader only)
+  world/                     the example clips' mp4 files and their ground truth (for the reader only;
+                             also the caption-accuracy and fact-oracle tables)
   timings.json               phase wall / CPU times (viit_jax.pipeline)
 and writes
   report.md, report.html     (the HTML is self-contained: images inlined as base64)
   report_files/*.png         loss curves, recall chart, frame strips (report.md links them)
-  claims.json                the two claims: verdict HOLDS / FAILS, the numbers, the margins
+  claims.json                the two claims: verdict HOLDS / FAILS, the numbers, the margins; the
+                             caption accuracy and the fact-oracle recall
 
 The claims (the paper's, in miniature, on held-out clips):
   1. the phase-2 (VIIT) model beats the unadapted image model (phase 0 run on 8 frames) on
@@ -423,7 +425,7 @@ def retrieval_test_files(world: pathlib.Path) -> list[str]:
   from data import readers, rejects  # pylint: disable=g-import-not-at-top
   pairs = readers.read_msrvtt_1ka(world / "msrvtt", rejects=rejects.Rejects("report 1k-A"),
                                   check_files=False)
-  return [f"msrvtt/videos/all/{p.video_id}.mp4" for p in pairs]
+  return [p.path.relative_to(world).as_posix() for p in pairs]
 
 
 def oracle_rows(oracle: Mapping[str, Mapping[str, float]]) -> list[list[str]]:
