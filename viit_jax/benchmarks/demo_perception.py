@@ -1,0 +1,278 @@
+"""What the demo models can learn to see, per training step: shape and motion probes on a demo world.
+
+  python -m viit_jax.benchmarks.demo_perception --world=runs/demo/world \
+      [--probes=shape_head,shape_vlm,motion_vlm] [--steps=600] [--eval_every=200] \
+      [--init=runs/demo/phase1] [--train=llm|all] [--extra_worlds=DIR,DIR]
+
+Each probe trains a fresh copy of a demo model on single-actor clips of the world (ground truth from
+world/clips.jsonl; 80% train, 20% held out, fixed seeded split) and prints held-out and train accuracy
+every `--eval_every` steps, then a summary table:
+  shape_head  the demo VLM's ViT (variant `demo`, 32 px, T=1), mean-pooled, a linear 4-way head:
+              can the image encoder learn shape? (single-actor stills and one frame of each clip)
+  shape_vlm   the whole demo VLM on the same frames, caption "a SIZE COLOUR SHAPE", Adafactor as in
+              phase 0: does shape get through the captioning LM? (accuracy of the shape word,
+              teacher-forced, argmax over the 4 shape words)
+  motion_vlm  the demo VLM on 8 frames at 2 fps of clips whose moves all go one way, caption "it
+              moves DIR", started from `--init` (a VLM trainer workdir; '' = fresh) and training
+              `--train` (llm: the LM only, as phase 2; all: ViT too): can it read direction from
+              the concatenated frame tokens? (accuracy of the direction word, as above)
+Chance is 25% for each. The issue-9 notes quote these figures; they are measurements of learning
+speed on CPU-sized models, not tests.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import sentencepiece as spm
+from flax import traverse_util
+
+from data import demo_world
+from data import video
+from viit_jax import checkpoints
+from viit_jax.models import variants
+from viit_jax.models import vit as vit_lib
+from viit_jax.models import vlm as vlm_lib
+
+PROBES = ("shape_head", "shape_vlm", "motion_vlm")
+RES = 32
+SHAPES = demo_world.SHAPES
+DIRECTIONS = tuple(demo_world.DIRECTIONS)
+PROMPT = "caption en"
+WARMUP = 50  # Linear warm-up steps of every probe.
+
+
+def _records(worlds: Sequence[pathlib.Path]) -> list[tuple[pathlib.Path, dict[str, Any]]]:
+  """Single-actor records (not NExT-QA) of every world, in file order."""
+  out = []
+  for w in worlds:
+    for line in (w / "world" / "clips.jsonl").read_text().splitlines():
+      rec = json.loads(line)
+      if len(rec["actors"]) == 1 and rec["dataset"] != "nextqa":
+        out.append((w, rec))
+  return out
+
+
+def shape_data(worlds: Sequence[pathlib.Path]) -> tuple[np.ndarray, list[str], np.ndarray]:
+  """(frames uint8[N, 1, R, R, 3], captions 'a SIZE COLOUR SHAPE', shape index int[N]): each still,
+  and one seeded frame of each clip."""
+  frames, captions, labels = [], [], []
+  rng = np.random.default_rng(0)
+  for w, rec in _records(worlds):
+    path = w / rec["file"]
+    if rec["dataset"] == "stills":
+      frames.append(video.load_image(path, RES)[0])
+    else:
+      frames.append(video.decode_frames(path, 8, 2.0, RES)[rng.integers(0, 8)])
+    a = rec["actors"][0]
+    captions.append(f"a {a['size']} {a['colour']} {a['shape']}")
+    labels.append(SHAPES.index(a["shape"]))
+  return np.stack(frames)[:, None], captions, np.asarray(labels)
+
+
+def motion_data(worlds: Sequence[pathlib.Path]) -> tuple[np.ndarray, list[str], np.ndarray]:
+  """(frames uint8[N, 8, R, R, 3], captions 'it moves DIR', direction index int[N]) of the clips
+  whose moves all go one way."""
+  frames, captions, labels = [], [], []
+  for w, rec in _records(worlds):
+    moves = {e["direction"] for e in rec["events"] if e["kind"] == "move"}
+    if rec["dataset"] == "stills" or len(moves) != 1:
+      continue
+    d = moves.pop()
+    frames.append(video.decode_frames(w / rec["file"], 8, 2.0, RES))
+    captions.append(f"it moves {d}")
+    labels.append(DIRECTIONS.index(d))
+  return np.stack(frames), captions, np.asarray(labels)
+
+
+def _split(n: int) -> tuple[np.ndarray, np.ndarray]:
+  perm = np.random.default_rng(1).permutation(n)
+  return perm[:n * 4 // 5], perm[n * 4 // 5:]
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+  """A model + optimizer + data: `step(idx)` trains on rows idx, `accuracy(idx)` scores rows."""
+  step: Callable[[np.ndarray], float]
+  accuracy: Callable[[np.ndarray], float]
+
+
+def shape_head_probe(frames: np.ndarray, labels: np.ndarray, lr: float, steps: int) -> Probe:
+  """The demo ViT (mean-pooled, 4-way linear head), AdamW, warm-up + cosine over `steps`."""
+  vit_cfg = variants.get_config("demo", {"img.num_frames": 1}).img
+  model = vit_lib.ViT(dataclasses.replace(vit_cfg, pool_type="gap", head_features=len(SHAPES)))
+  params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), jnp.asarray(frames[:2]))["params"])
+  logits = lambda p, b: model.apply({"params": p}, b["frames"])[:, 0]  # noqa: E731  [B, 4]
+
+  def loss(p, b):
+    return optax.softmax_cross_entropy_with_integer_labels(
+        logits(p, b).astype(jnp.float32), b["labels"]).mean()
+
+  schedule = optax.warmup_cosine_decay_schedule(0.0, lr, WARMUP, max(steps, WARMUP + 1))
+  return _make_probe(params, optax.adamw(schedule, b2=0.98, weight_decay=1e-4), loss,
+                     lambda p, b: logits(p, b).argmax(-1), {"frames": frames}, labels)
+
+
+def _tokens(sp: spm.SentencePieceProcessor, captions: Sequence[str]
+            ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+  """Batch arrays (BOS + prompt + newline | caption + EOS) and, per row, the logits index that
+  predicts the caption's last word."""
+  prefix = [sp.bos_id()] + sp.encode(PROMPT) + sp.encode("\n")
+  rows = [sp.encode(c) for c in captions]
+  length = len(prefix) + max(len(r) for r in rows) + 1
+  out = {k: np.zeros((len(rows), length), np.int32) for k in ("tokens", "mask_ar", "mask_input")}
+  where = np.zeros(len(rows), np.int32)
+  for i, r in enumerate(rows):
+    t = prefix + r + [sp.eos_id()]
+    out["tokens"][i, :len(t)] = t
+    out["mask_ar"][i, len(prefix):len(t)] = 1
+    out["mask_input"][i, :len(t)] = 1
+    where[i] = len(prefix) + len(r) - 2
+  return out, where
+
+
+def vlm_probe(frames: np.ndarray, captions: Sequence[str], labels: np.ndarray, words: Sequence[str],
+              sp: spm.SentencePieceProcessor, *, lr: float, init: str, train: str) -> Probe:
+  """The demo VLM on `frames` with next-token loss on `captions`; accuracy = argmax over `words`
+  (single pieces) at the last caption word. Adafactor with warm-up + rsqrt decay as in the demo
+  phases; `train` = llm | all."""
+  batch, where = _tokens(sp, captions)
+  word_ids = [sp.encode(w) for w in words]
+  if any(len(i) != 1 for i in word_ids):
+    raise ValueError(f"probe words must be single pieces, got {dict(zip(words, word_ids))}")
+  word_ids = jnp.asarray([i[0] for i in word_ids])
+  cfg = variants.get_config("demo", {"img.num_frames": frames.shape[1],
+                                     "llm.seq_len": batch["tokens"].shape[1]})
+  model = vlm_lib.VLM(cfg)
+  params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), jnp.asarray(frames[:2]),
+                                    *(jnp.asarray(batch[k][:2]) for k in batch))["params"])
+  if init:
+    params, _ = checkpoints.load_params_into(params, init)
+  schedule = optax.join_schedules(
+      [optax.linear_schedule(0.0, lr, WARMUP),
+       lambda s: lr * jnp.sqrt(WARMUP / (s + WARMUP))], [WARMUP])
+  base = optax.adafactor(schedule, min_dim_size_to_factor=128, decay_rate=0.8,
+                         multiply_by_parameter_scale=False, clipping_threshold=1.0, momentum=None)
+  labels_tree = traverse_util.path_aware_map(
+      lambda path, _: "train" if train == "all" or path[0] == "llm" else "frozen", params)
+  tx = optax.multi_transform({"train": base, "frozen": optax.set_to_zero()}, labels_tree)
+  arrays = {"frames": frames, **batch}
+
+  def loss(p, b):
+    logits = model.apply({"params": p}, b["frames"], b["tokens"], b["mask_ar"], b["mask_input"])
+    nll = optax.softmax_cross_entropy_with_integer_labels(
+        logits[:, :-1].astype(jnp.float32), b["tokens"][:, 1:]) * b["mask_ar"][:, 1:]
+    return nll.sum() / b["mask_ar"][:, 1:].sum()
+
+  def predict(p, b):
+    logits = model.apply({"params": p}, b["frames"], b["tokens"], b["mask_ar"], b["mask_input"])
+    return logits[jnp.arange(logits.shape[0]), b["where"]][:, word_ids].argmax(-1)
+
+  return _make_probe(params, tx, loss, predict, {**arrays, "where": where}, labels)
+
+
+def _make_probe(params: Any, tx: optax.GradientTransformation,
+                loss: Callable[[Any, dict[str, jax.Array]], jax.Array],
+                predict: Callable[[Any, dict[str, jax.Array]], jax.Array],
+                data: dict[str, np.ndarray], labels: np.ndarray) -> Probe:
+  """`loss(params, batch)` and `predict(params, batch) -> int[B]` over dict batches of `data` rows
+  (plus "labels")."""
+  data = {**data, "labels": labels}
+  state = {"params": params, "opt": tx.init(params)}
+
+  @jax.jit
+  def train_step(params, opt, b):
+    value, grads = jax.value_and_grad(loss)(params, b)
+    updates, opt = tx.update(grads, opt, params)
+    return optax.apply_updates(params, updates), opt, value
+
+  predict_jit = jax.jit(predict)
+  take = lambda idx: {k: jnp.asarray(v[idx]) for k, v in data.items()}  # noqa: E731
+
+  def step(idx: np.ndarray) -> float:
+    state["params"], state["opt"], value = train_step(state["params"], state["opt"], take(idx))
+    return float(value)
+
+  def accuracy(idx: np.ndarray) -> float:
+    hits = [np.asarray(predict_jit(state["params"], take(idx[i:i + 256]))) == labels[idx[i:i + 256]]
+            for i in range(0, len(idx), 256)]
+    return float(np.concatenate(hits).mean())
+
+  return Probe(step=step, accuracy=accuracy)
+
+
+def run(probe: Probe, n: int, *, steps: int, batch_size: int, eval_every: int, name: str
+        ) -> list[dict[str, float]]:
+  """Trains `steps` steps on seeded batches of the train rows; held-out / train accuracy rows."""
+  train, held_out = _split(n)
+  rng = np.random.default_rng(0)
+  rows, start = [], time.time()
+  for s in range(1, steps + 1):
+    loss = probe.step(rng.choice(train, batch_size))
+    if s % eval_every == 0 or s == steps:
+      row = {"step": s, "loss": loss, "held_out": probe.accuracy(held_out),
+             "train": probe.accuracy(train[:len(held_out)]), "seconds": time.time() - start}
+      rows.append(row)
+      print(f"[{name}] step {s}/{steps} | loss {loss:.3f} | held-out acc {row['held_out']:.1%} | "
+            f"train acc {row['train']:.1%} | {row['seconds']:.0f}s", flush=True)
+  return rows
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, list[dict[str, float]]]:
+  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap.add_argument("--world", required=True, help="a data.demo_world output directory")
+  ap.add_argument("--extra_worlds", default="", help="more worlds' clips (comma-separated)")
+  ap.add_argument("--probes", default=",".join(PROBES))
+  ap.add_argument("--steps", type=int, default=600)
+  ap.add_argument("--batch_size", type=int, default=0, help="0 = 32 (shape), 16 (motion)")
+  ap.add_argument("--eval_every", type=int, default=200)
+  ap.add_argument("--init", default="", help="motion_vlm: a VLM trainer workdir ('' = fresh)")
+  ap.add_argument("--train", default="llm", choices=("llm", "all"), help="motion_vlm: what trains")
+  args = ap.parse_args(argv)
+  probes = [p for p in args.probes.split(",") if p]
+  if unknown := set(probes) - set(PROBES):
+    raise SystemExit(f"unknown probes {sorted(unknown)}; known: {PROBES}")
+  worlds = [pathlib.Path(args.world)] + [pathlib.Path(w) for w in args.extra_worlds.split(",") if w]
+  for w in worlds:
+    if not (w / "world" / "clips.jsonl").is_file():
+      raise SystemExit(f"{w} is not a demo world (no world/clips.jsonl)")
+  sp = spm.SentencePieceProcessor(model_file=str(worlds[0] / "spm" / "demo.model"))
+  results: dict[str, list[dict[str, float]]] = {}
+  common = {"steps": args.steps, "eval_every": args.eval_every}
+  if {"shape_head", "shape_vlm"} & set(probes):
+    frames, captions, labels = shape_data(worlds)
+    print(f"shape data: {len(labels)} single-actor frames, per shape {np.bincount(labels)}")
+    if "shape_head" in probes:
+      results["shape_head"] = run(shape_head_probe(frames, labels, 3e-3, args.steps), len(labels),
+                                  batch_size=args.batch_size or 32, name="shape_head", **common)
+    if "shape_vlm" in probes:
+      p = vlm_probe(frames, captions, labels, SHAPES, sp, lr=3e-3, init="", train="all")
+      results["shape_vlm"] = run(p, len(labels), batch_size=args.batch_size or 32,
+                                 name="shape_vlm", **common)
+  if "motion_vlm" in probes:
+    frames, captions, labels = motion_data(worlds)
+    print(f"motion data: {len(labels)} single-actor one-direction clips, per direction "
+          f"{np.bincount(labels, minlength=4)}")
+    p = vlm_probe(frames, captions, labels, DIRECTIONS, sp, lr=1e-3, init=args.init,
+                  train=args.train)
+    results["motion_vlm"] = run(p, len(labels), batch_size=args.batch_size or 16,
+                                name=f"motion_vlm ({args.train})", **common)
+  print("\n| probe | steps | held-out acc | train acc | seconds |\n|---|---|---|---|---|")
+  for name, rows in results.items():
+    r = rows[-1]
+    print(f"| {name} | {r['step']} | {r['held_out']:.1%} | {r['train']:.1%} | {r['seconds']:.0f} |")
+  return results
+
+
+if __name__ == "__main__":
+  main()
