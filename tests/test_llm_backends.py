@@ -37,6 +37,8 @@ REPLIES = {
     "shortqa": "Question: How many shapes are there?\nAnswer: Two.",
 }
 
+LOG_WAIT_S = 30.0  # Longest wait for the fake server's late request-log lines.
+
 
 class FakeLLM:
   """An OpenAI-compatible /v1/chat/completions server with scripted misbehaviour.
@@ -217,8 +219,9 @@ def test_retries_rejects_and_request_log(tmp_path, fake_llm):
   assert len(records) + len(rejects) == 27
 
   # Server log: attempts per prompt by mode (max_retries=2 -> at most 3 requests). A slow
-  # request is logged when its sleep ends, after the client gave up: wait for those lines.
-  deadline = time.time() + 5
+  # request is logged when its sleep ends, after the client gave up: wait for those lines (up to
+  # 30 s: on a loaded 2-core CI machine the server's sleeping threads can end seconds late).
+  deadline = time.time() + LOG_WAIT_S
   while time.time() < deadline and sum(e["mode"] in ("slow", "slow_once") for e in server.log) < 15:
     time.sleep(0.05)
   per_key = collections.defaultdict(list)
@@ -245,7 +248,7 @@ def test_retries_rejects_and_request_log(tmp_path, fake_llm):
   assert len(cached) == 18
   n_before = len(server.log)
   manifest2 = synthesize.run(config, tmp_path / "out")
-  deadline = time.time() + 5
+  deadline = time.time() + LOG_WAIT_S
   while time.time() < deadline and len(server.log) < n_before + 9 + 9 + 3:
     time.sleep(0.05)
   second = server.log[n_before:]
