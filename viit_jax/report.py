@@ -24,6 +24,7 @@ The claims (the paper's, in miniature, on held-out clips):
 from __future__ import annotations
 
 import base64
+import collections
 import dataclasses
 import html
 import json
@@ -410,9 +411,7 @@ def oracle_recall(truth: Mapping[str, Mapping[str, Any]], files: Sequence[str]
   out: dict[str, dict[str, float]] = {}
   for name, facts in ORACLE_FACTS.items():
     keys = [json.dumps(facts(r)) for r in recs]
-    count: dict[str, int] = {}
-    for k in keys:
-      count[k] = count.get(k, 0) + 1
+    count = collections.Counter(keys)
     row = {f"R@{k}": 100.0 * sum(min(k, count[x]) / count[x] for x in keys) / len(keys)
            if keys else float("nan") for k in ORACLE_KS}
     row["groups"] = float(len(count))
