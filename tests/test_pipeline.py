@@ -113,6 +113,35 @@ def test_oracle_recall_is_the_expected_rank_of_clips_sharing_the_facts():
       100 * (3 + 2 * (1 / 2)) / 5)
 
 
+def test_query_oracle_reads_the_named_facts_and_counts_the_clips_that_have_them():
+  assert report.query_mentions("a little green triangle is going to the left, then it turns blue "
+                               "while a big red square stays still and shrinks down") == (
+      [{"colour": "green", "size": "small", "shape": "triangle"}, {"colour": "blue"},
+       {"colour": "red", "size": "big", "shape": "square"}], {"left"})
+
+  def clip(actors, events=()):
+    return {"actors": [{"colour": c, "shape": s, "size": z} for c, s, z in actors],
+            "events": [dict(e) for e in events]}
+  truth = {"a": clip([("red", "circle", "big")], [{"actor": 0, "kind": "move", "direction": "left"}]),
+           "b": clip([("red", "square", "small")],
+                     [{"actor": 0, "kind": "grow"}, {"actor": 0, "kind": "change_colour",
+                                                     "from": "red", "to": "blue"}]),
+           "c": clip([("blue", "circle", "big"), ("red", "square", "big")]),
+           "d": clip([("green", "diamond", "small")])}
+  pairs = [("a", "a big red circle moves left"), ("b", "a small red square grows and turns blue"),
+           ("c", "a blue circle and a red square"), ("d", "a green diamond"), ("gone", "a red circle")]
+  o = report.query_oracle_recall(truth, pairs)
+  # colours: a names red -> {a, b, c}; b red, blue -> {b, c}; c blue, red -> {b, c}; d -> {d}.
+  assert o["colours"]["R@1"] == pytest.approx(100 * (1 / 3 + 1 / 2 + 1 / 2 + 1) / 4)
+  assert o["colours"]["candidates"] == pytest.approx((3 + 2 + 2 + 1) / 4)
+  # colours + sizes: a (big red) -> {a, b (big after growing), c}; b (small red, blue) -> {b};
+  # c -> {b, c}; d -> {d}.
+  assert o["colours + sizes"]["R@1"] == pytest.approx(100 * (1 / 3 + 1 + 1 / 2 + 1) / 4)
+  # appearance + directions: each query singles out its own clip.
+  assert o["appearance + directions"]["R@1"] == pytest.approx(100.0)
+  assert o["appearance + directions"]["R@5"] == pytest.approx(100.0)
+
+
 def test_pipeline_runs_every_phase_writes_report_and_resumes(tmp_path):
   w = tmp_path / "demo"
   out = _run(w)
@@ -150,6 +179,8 @@ def test_pipeline_runs_every_phase_writes_report_and_resumes(tmp_path):
   assert "## What the training texts get right" in md
   assert set(record["fact_oracle_recall"]) == set(report.ORACLE_FACTS)
   assert "### What each kind of fact is worth on this test set" in md
+  assert set(record["query_oracle_recall"]) == set(report.QUERY_FACTS)
+  assert "### What the queries' words are worth" in md
   claims = record["claims"]
   assert [c["verdict"] in ("HOLDS", "FAILS") for c in claims] == [True, True]
   for c in claims:

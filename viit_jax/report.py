@@ -419,12 +419,110 @@ def oracle_recall(truth: Mapping[str, Mapping[str, Any]], files: Sequence[str]
   return out
 
 
-def retrieval_test_files(world: pathlib.Path) -> list[str]:
-  """The world files of the 1k-A-style retrieval test videos (MSRVTT_JSFUSION_test.csv)."""
+def retrieval_test_pairs(world: pathlib.Path) -> list[tuple[str, str]]:
+  """(world file, query sentence) of each 1k-A-style retrieval test pair (MSRVTT_JSFUSION_test.csv)."""
   from data import readers, rejects  # pylint: disable=g-import-not-at-top
   pairs = readers.read_msrvtt_1ka(world / "msrvtt", rejects=rejects.Rejects("report 1k-A"),
                                   check_files=False)
-  return [p.path.relative_to(world).as_posix() for p in pairs]
+  return [(p.path.relative_to(world).as_posix(), p.sentence) for p in pairs]
+
+
+# What the query's own words are worth: a retriever that reads the facts a test query names and
+# ranks first the test clips that have every one of them. It bounds a dual encoder that has learned
+# exactly those kinds of fact, which the clip-side table above (every fact of the clip) does not.
+_COLOURS = ("red", "green", "blue", "yellow", "purple")
+_SHAPES = ("circle", "square", "triangle", "diamond")
+_SIZES = {"big": "big", "large": "big", "small": "small", "little": "small"}
+_DIRECTION_WORDS = {"left": "left", "right": "right", "up": "up", "upwards": "up",
+                    "down": "down", "downwards": "down"}
+_MOTION_VERBS = ("mov", "go", "slid", "travel")  # Word stems a direction word must follow.
+QUERY_FACTS: dict[str, tuple[str, ...]] = {  # name -> attributes a mention keeps
+    "colours": ("colour",),
+    "colours + sizes": ("colour", "size"),
+    "colours + shapes": ("colour", "shape"),
+    "appearance (colour, shape, size)": ("colour", "shape", "size"),
+    "appearance + directions": ("colour", "shape", "size", "direction"),
+}
+QUERY_ORACLE_NOTE = ("A retriever that reads these kinds of fact from each test query's words (a "
+                     "colour word with the size word before it and a shape word within two words "
+                     "after it; a direction word after a verb of motion) and ranks first, in random order, the test clips "
+                     "that have every named fact (an actor with that colour, at any time, and that "
+                     "shape and size; a move, bounce or stop that way): expected R@K = mean of "
+                     "min(K, n) / n. This bounds a dual encoder that has learned exactly those facts.")
+
+
+def query_mentions(sentence: str) -> tuple[list[dict[str, str]], set[str]]:
+  """(actor mentions {colour, size?, shape?}, motion directions) a query sentence names."""
+  words = re.findall(r"[a-z]+", sentence.lower())
+  mentions = []
+  for i, w in enumerate(words):
+    if w in _COLOURS:
+      m = {"colour": w}
+      if i and words[i - 1] in _SIZES:
+        m["size"] = _SIZES[words[i - 1]]
+      shape = next((x for x in words[i + 1:i + 3] if x in _SHAPES), None)
+      if shape:
+        m["shape"] = shape
+      mentions.append(m)
+  directions = set()
+  for i, w in enumerate(words):  # "moves left", "is going to the left", "slid upwards"
+    j = i - 3 if words[max(i - 2, 0):i] == ["to", "the"] else i - 1
+    if w in _DIRECTION_WORDS and j >= 0 and words[j].startswith(_MOTION_VERBS):
+      directions.add(_DIRECTION_WORDS[w])
+  return mentions, directions
+
+
+def _clip_facts(clip: Mapping[str, Any]) -> tuple[list[dict[str, set[str]]], set[str]]:
+  """Per actor its colours / sizes over the clip and its shape; the clip's motion directions."""
+  actors = [{"colour": {a["colour"]}, "size": {a["size"]}, "shape": {a["shape"]}}
+            for a in clip["actors"]]
+  for e in clip["events"]:
+    a = actors[e["actor"]] if "actor" in e and e["actor"] < len(actors) else None
+    if a is not None and e["kind"] == "change_colour" and e.get("to"):
+      a["colour"].add(e["to"])
+    if a is not None and e["kind"] in ("grow", "shrink"):
+      a["size"] |= {"big", "small"}
+  return actors, {e["direction"] for e in clip["events"] if e.get("direction")}
+
+
+def _has(clip_facts: tuple[list[dict[str, set[str]]], set[str]], mentions: Sequence[dict[str, str]],
+         directions: set[str]) -> bool:
+  """Whether a clip has every named fact: each mention matches one of its actors, each direction
+  one of its motions."""
+  actors, dirs = clip_facts
+  return directions <= dirs and all(
+      any(all(v in a[k] for k, v in m.items()) for a in actors) for m in mentions)
+
+
+def query_oracle_recall(truth: Mapping[str, Mapping[str, Any]], pairs: Sequence[tuple[str, str]]
+                        ) -> dict[str, dict[str, float]]:
+  """Expected text-to-video R@K (%) of the query-side oracle over the test `pairs` (world file,
+  sentence): {fact kind: {"R@1": ..., "R@5": ..., "candidates": mean n}}."""
+  pairs = [(f, q) for f, q in pairs if f in truth]
+  facts = {f: _clip_facts(truth[f]) for f, _ in pairs}
+  out: dict[str, dict[str, float]] = {}
+  for name, keep in QUERY_FACTS.items():
+    sums: collections.Counter[str] = collections.Counter()
+    for f, sentence in pairs:
+      mentions, directions = query_mentions(sentence)
+      mentions = [{k: v for k, v in m.items() if k in keep} for m in mentions]
+      directions = directions if "direction" in keep else set()
+      n = max(sum(_has(facts[g], mentions, directions) for g, _ in pairs), 1)  # >= its own clip
+      for k in ORACLE_KS:
+        sums[f"R@{k}"] += min(k, n) / n if _has(facts[f], mentions, directions) else 0.0
+      sums["candidates"] += n
+    out[name] = {k: (100.0 if k.startswith("R@") else 1.0) * v / max(len(pairs), 1)
+                 for k, v in sums.items()}
+  return out
+
+
+def query_oracle_rows(oracle: Mapping[str, Mapping[str, float]]) -> list[list[str]]:
+  return [[name, *(fmt(o[f"R@{k}"]) for k in ORACLE_KS), f"{o['candidates']:.1f}"]
+          for name, o in oracle.items()]
+
+
+QUERY_ORACLE_HEADER = ["facts the query names", *(f"R@{k}" for k in ORACLE_KS),
+                       "clips that have them (mean)"]
 
 
 def oracle_rows(oracle: Mapping[str, Mapping[str, float]]) -> list[list[str]]:
@@ -552,10 +650,13 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
   cfg = _config(w)
   pool = read_pool(w, cfg)
   acc = pool_caption_accuracy(pool)
-  oracle = oracle_recall(pool.truth, retrieval_test_files(pool.world))
+  test_pairs = retrieval_test_pairs(pool.world)
+  oracle = oracle_recall(pool.truth, [f for f, _ in test_pairs])
+  query_oracle = query_oracle_recall(pool.truth, test_pairs)
   record = {"seed": cfg.get("seed"), "preset": cfg.get("preset"), "claims": cl,
             "numbers": {"vlm": n.vlm, "dual_encoder": n.de}, "caption_accuracy": acc,
-            "fact_oracle_recall": oracle, "metrics_files": n.files}
+            "fact_oracle_recall": oracle, "query_oracle_recall": query_oracle,
+            "metrics_files": n.files}
   (w / CLAIMS_FILE).write_text(json.dumps(record, indent=1))
   losses, recall = plot_losses(w, out), plot_recall(n, out)
   exs = examples(pool, out)
@@ -577,6 +678,9 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
          *_md_table(TABLE4_HEADER, t4), "", f"![recall]({rel(recall)})", "",
          "### What each kind of fact is worth on this test set", "",
          *_md_table(ORACLE_HEADER, oracle_rows(oracle)), "", ORACLE_NOTE, "",
+         "### What the queries' words are worth", "",
+         *_md_table(QUERY_ORACLE_HEADER, query_oracle_rows(query_oracle)), "",
+         QUERY_ORACLE_NOTE, "",
          "## What the training texts get right (pool clips vs the world's script)", "",
          *_md_table(ACCURACY_HEADER, accuracy_rows(acc)), "", ACCURACY_NOTE, "",
          "## Loss curves", "", f"![losses]({rel(losses)})", "",
@@ -612,6 +716,9 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
            "<h3>What each kind of fact is worth on this test set</h3>",
            _html_table(ORACLE_HEADER, oracle_rows(oracle)),
            f"<p><small>{html.escape(ORACLE_NOTE)}</small></p>",
+           "<h3>What the queries' words are worth</h3>",
+           _html_table(QUERY_ORACLE_HEADER, query_oracle_rows(query_oracle)),
+           f"<p><small>{html.escape(QUERY_ORACLE_NOTE)}</small></p>",
            "<h2>What the training texts get right (pool clips vs the world's script)</h2>",
            _html_table(ACCURACY_HEADER, accuracy_rows(acc)),
            f"<p><small>{html.escape(ACCURACY_NOTE)}</small></p>", "<h2>Loss curves</h2>",

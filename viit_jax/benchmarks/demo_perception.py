@@ -9,13 +9,15 @@ world/clips.jsonl; 80% train, 20% held out, fixed seeded split) and prints held-
 every `--eval_every` steps, then a summary table:
   shape_head  the demo VLM's ViT (variant `demo`, 32 px, T=1), mean-pooled, a linear 4-way head:
               can the image encoder learn shape? (single-actor stills and one frame of each clip)
-  shape_vlm   the whole demo VLM on the same frames, caption "a SIZE COLOUR SHAPE", Adafactor as in
-              phase 0: does shape get through the captioning LM? (accuracy of the shape word,
-              teacher-forced, argmax over the 4 shape words)
+  shape_vlm   the whole demo VLM on the same frames, caption "a SIZE COLOUR SHAPE", trained as
+              phase 0 (configs/demo_phase0.py's optimizer, the trainer's loss): does shape get
+              through the captioning LM? (accuracy of the shape word, teacher-forced, argmax over
+              the 4 shape words)
   motion_vlm  the demo VLM on 8 frames at 2 fps of clips whose moves all go one way, caption "it
-              moves DIR", started from `--init` (a VLM trainer workdir; '' = fresh) and training
-              `--train` (llm: the LM only, as phase 2; all: ViT too): can it read direction from
-              the concatenated frame tokens? (accuracy of the direction word, as above)
+              moves DIR", started from `--init` (a VLM trainer workdir; '' = fresh), optimised as
+              phase 2 (configs/demo_phase2.py) and training `--train` (llm: the LM only, as phase 2;
+              all: ViT too): can it read direction from the concatenated frame tokens? (accuracy of
+              the direction word, as above)
 Chance is 25% for each. The issue-9 notes quote these figures; they are measurements of learning
 speed on CPU-sized models, not tests.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import pathlib
 import time
@@ -32,14 +35,17 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import sentencepiece as spm
-from flax import traverse_util
 
 from data import demo_world
+from data import preprocessors as pp
 from data import video
 from viit_jax import checkpoints
+from viit_jax import optim
+from viit_jax import train as train_lib
 from viit_jax.models import variants
 from viit_jax.models import vit as vit_lib
 from viit_jax.models import vlm as vlm_lib
@@ -48,8 +54,7 @@ PROBES = ("shape_head", "shape_vlm", "motion_vlm")
 RES = 32
 SHAPES = demo_world.SHAPES
 DIRECTIONS = tuple(demo_world.DIRECTIONS)
-PROMPT = "caption en"
-WARMUP = 50  # Linear warm-up steps of every probe.
+WARMUP = 50  # shape_head's linear warm-up steps (the VLM probes use their phase's).
 
 
 def _records(worlds: Sequence[pathlib.Path]) -> list[tuple[pathlib.Path, dict[str, Any]]]:
@@ -125,27 +130,40 @@ def shape_head_probe(frames: np.ndarray, labels: np.ndarray, lr: float, steps: i
 
 def _tokens(sp: spm.SentencePieceProcessor, captions: Sequence[str]
             ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-  """Batch arrays (BOS + prompt + newline | caption + EOS) and, per row, the logits index that
-  predicts the caption's last word."""
-  prefix = [sp.bos_id()] + sp.encode(PROMPT) + sp.encode("\n")
+  """Batch arrays as the demo tasks build them (BOS + caption prompt + newline | caption + EOS;
+  tokens, mask_ar, mask_loss, mask_input int32[N, L]) and, per row, the logits index that predicts
+  the caption's last word."""
+  prefix = [sp.bos_id()] + sp.encode(pp.CAPTION_PROMPT) + sp.encode("\n")
   rows = [sp.encode(c) for c in captions]
   length = len(prefix) + max(len(r) for r in rows) + 1
-  out = {k: np.zeros((len(rows), length), np.int32) for k in ("tokens", "mask_ar", "mask_input")}
+  out = {k: np.zeros((len(rows), length), np.int32)
+         for k in ("tokens", "mask_ar", "mask_loss", "mask_input")}
   where = np.zeros(len(rows), np.int32)
   for i, r in enumerate(rows):
     t = prefix + r + [sp.eos_id()]
     out["tokens"][i, :len(t)] = t
     out["mask_ar"][i, len(prefix):len(t)] = 1
+    out["mask_loss"][i, len(prefix):len(t)] = 1
     out["mask_input"][i, :len(t)] = 1
     where[i] = len(prefix) + len(r) - 2
   return out, where
 
 
+def phase_optim(phase: str, train: str, steps: int) -> ml_collections.ConfigDict:
+  """The `optim` section of configs/demo_<phase>.py (its recipe, LR and warm-up), with `freeze`
+  set by `train`: all = nothing frozen, llm = the vision tower frozen (as phase 2)."""
+  config = importlib.import_module(f"configs.demo_{phase}").get_config(f"train.total_steps={steps}")
+  with config.unlocked():
+    config.optim.freeze = "" if train == "all" else "img/.*"
+  return config.optim
+
+
 def vlm_probe(frames: np.ndarray, captions: Sequence[str], labels: np.ndarray, words: Sequence[str],
-              sp: spm.SentencePieceProcessor, *, lr: float, init: str, train: str) -> Probe:
-  """The demo VLM on `frames` with next-token loss on `captions`; accuracy = argmax over `words`
-  (single pieces) at the last caption word. Adafactor with warm-up + rsqrt decay as in the demo
-  phases; `train` = llm | all."""
+              sp: spm.SentencePieceProcessor, *, optim_config: ml_collections.ConfigDict,
+              steps: int, init: str) -> Probe:
+  """The demo VLM on `frames` with the trainer's loss (viit_jax.train.vlm_loss) on `captions`,
+  optimised as `optim_config` says (viit_jax.optim: recipe, schedule over `steps`, freezing);
+  accuracy = argmax over `words` (single pieces) at the last caption word."""
   batch, where = _tokens(sp, captions)
   word_ids = [sp.encode(w) for w in words]
   if any(len(i) != 1 for i in word_ids):
@@ -155,30 +173,24 @@ def vlm_probe(frames: np.ndarray, captions: Sequence[str], labels: np.ndarray, w
                                      "llm.seq_len": batch["tokens"].shape[1]})
   model = vlm_lib.VLM(cfg)
   params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), jnp.asarray(frames[:2]),
-                                    *(jnp.asarray(batch[k][:2]) for k in batch))["params"])
+                                    *(jnp.asarray(batch[k][:2]) for k in
+                                      ("tokens", "mask_ar", "mask_input")))["params"])
   if init:
     params, _ = checkpoints.load_params_into(params, init)
-  schedule = optax.join_schedules(
-      [optax.linear_schedule(0.0, lr, WARMUP),
-       lambda s: lr * jnp.sqrt(WARMUP / (s + WARMUP))], [WARMUP])
-  base = optax.adafactor(schedule, min_dim_size_to_factor=128, decay_rate=0.8,
-                         multiply_by_parameter_scale=False, clipping_threshold=1.0, momentum=None)
-  labels_tree = traverse_util.path_aware_map(
-      lambda path, _: "train" if train == "all" or path[0] == "llm" else "frozen", params)
-  tx = optax.multi_transform({"train": base, "frozen": optax.set_to_zero()}, labels_tree)
-  arrays = {"frames": frames, **batch}
+  trainable, frozen = optim.split_params(params, optim_config.freeze)
+  tx, _ = optim.make_optimizer(optim_config, steps)
 
   def loss(p, b):
-    logits = model.apply({"params": p}, b["frames"], b["tokens"], b["mask_ar"], b["mask_input"])
-    nll = optax.softmax_cross_entropy_with_integer_labels(
-        logits[:, :-1].astype(jnp.float32), b["tokens"][:, 1:]) * b["mask_ar"][:, 1:]
-    return nll.sum() / b["mask_ar"][:, 1:].sum()
+    total, count, _ = train_lib.vlm_loss(optim.merge_params(p, frozen), b, None, model=model)
+    return total / count
 
   def predict(p, b):
-    logits = model.apply({"params": p}, b["frames"], b["tokens"], b["mask_ar"], b["mask_input"])
+    logits = model.apply({"params": optim.merge_params(p, frozen)}, b["frames"], b["tokens"],
+                         b["mask_ar"], b["mask_input"])
     return logits[jnp.arange(logits.shape[0]), b["where"]][:, word_ids].argmax(-1)
 
-  return _make_probe(params, tx, loss, predict, {**arrays, "where": where}, labels)
+  return _make_probe(trainable, tx, loss, predict,
+                     {"frames": frames, **batch, "where": where}, labels)
 
 
 def _make_probe(params: Any, tx: optax.GradientTransformation,
@@ -256,15 +268,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[dict[str, float]]]
       results["shape_head"] = run(shape_head_probe(frames, labels, 3e-3, args.steps), len(labels),
                                   batch_size=args.batch_size or 32, name="shape_head", **common)
     if "shape_vlm" in probes:
-      p = vlm_probe(frames, captions, labels, SHAPES, sp, lr=3e-3, init="", train="all")
+      p = vlm_probe(frames, captions, labels, SHAPES, sp, init="", steps=args.steps,
+                    optim_config=phase_optim("phase0", "all", args.steps))
       results["shape_vlm"] = run(p, len(labels), batch_size=args.batch_size or 32,
                                  name="shape_vlm", **common)
   if "motion_vlm" in probes:
     frames, captions, labels = motion_data(worlds)
     print(f"motion data: {len(labels)} single-actor one-direction clips, per direction "
           f"{np.bincount(labels, minlength=4)}")
-    p = vlm_probe(frames, captions, labels, DIRECTIONS, sp, lr=1e-3, init=args.init,
-                  train=args.train)
+    p = vlm_probe(frames, captions, labels, DIRECTIONS, sp, init=args.init, steps=args.steps,
+                  optim_config=phase_optim("phase2", args.train, args.steps))
     results["motion_vlm"] = run(p, len(labels), batch_size=args.batch_size or 16,
                                 name=f"motion_vlm ({args.train})", **common)
   print("\n| probe | steps | held-out acc | train acc | seconds |\n|---|---|---|---|---|")
