@@ -1,9 +1,12 @@
 """Demo phase 4: the video-text dual encoder (ViT-st + text tower) on the demo world's captions.
 
-The video tower is ViT-st (joint space-time attention over 4 frames at 2 fps, 32 px), initialised
-from the `img/` trunk of a demo VLM checkpoint (phase 0 or 1: the image encoder) by renaming; its new
-temporal position embedding PE_t, its MAP pooling head and its output head start fresh. The text
-tower, the temperature and the bias start from scratch (the demo has no public text encoder).
+The video tower is ViT-st (joint space-time attention over 4 frames at 2 fps, 32 px). As in the paper
+it starts from an image CLIP: this trainer run on the stills (`caption_source=stills,
+data.num_frames=1`, both towers from scratch; `make demo`'s image_clip phase), loaded with
+`init_assignment_map=IMAGE_CLIP_TO_DUAL_ENCODER` (everything but the new temporal position embedding
+PE_t). The default map (VLM_TO_DUAL_ENCODER) instead takes the `img/` trunk of a demo VLM checkpoint
+(phase 0 or 1: the image encoder) by renaming; PE_t, the MAP pooling head, the output head, the text
+tower, the temperature and the bias then start from scratch.
 Loss: symmetric InfoNCE over the global batch with a learnable temperature (`dual_encoder.loss=
 sigmoid` for SigLIP's). Recipe: the paper's AdamW (0.9, 0.999), weight decay 0.01, cosine; scale
 jitter (0.9, 1.33) then crop to 32 px; one of a clip's K captions drawn per step.
@@ -46,6 +49,10 @@ VLM_TO_DUAL_ENCODER = (
     ("t", None),
     ("b", None),
 )
+
+# An image CLIP (this trainer with caption_source=stills, data.num_frames=1) -> a video dual encoder:
+# every parameter by the same name but ViT-st's temporal position embedding PE_t (T=1 there).
+IMAGE_CLIP_TO_DUAL_ENCODER = (("img/temporal_pos_embedding", None),)
 
 SHORTHANDS = {"caption_source": "dual_encoder.caption_source"}
 

@@ -57,7 +57,7 @@ def test_config_presets_and_errors():
   with pytest.raises(config_lib.ConfigError, match="preset"):
     demo_pipeline.get_config("preset=huge")
   names = [p.name for p in pl.plan(demo, "/tmp/x")]
-  assert names == ["world", "phase0", "phase1", "viit_data", "phase2", "label_viit",
+  assert names == ["world", "image_clip", "phase0", "phase1", "viit_data", "phase2", "label_viit",
                    "label_frames", "de_alt_text", "de_frames", "de_viit", "eval_image",
                    "eval_phase1", "eval_phase2", "eval_de_alt_text", "eval_de_frames",
                    "eval_de_viit", "report"]
@@ -69,6 +69,17 @@ def test_config_presets_and_errors():
   assert "init_from=/tmp/x/phase0" in argv["label_frames"]
   assert "mode=frame_captioner" in argv["label_frames"]
   assert "/tmp/x/phase0" in argv["eval_image"] and "num_frames=8" in argv["eval_image"]
+  # The dual encoders start from the image CLIP (everything but PE_t); without it, from phase 0.
+  assert "caption_source=stills" in argv["image_clip"] and "num_frames=1" in argv["image_clip"]
+  for de in pl.DUAL_ENCODERS.values():
+    assert "init_from=/tmp/x/image_clip" in argv[de]
+    assert "init_assignment_map=(('img/temporal_pos_embedding', None),)" in argv[de]
+  no_clip = demo_pipeline.get_config("image_clip.steps=0,dual_encoder.init_from_phase=phase0")
+  argv = {p.name: " ".join(p.argv) for p in pl.plan(no_clip, "/tmp/x")}
+  assert "image_clip" not in argv and "init_from=/tmp/x/phase0" in argv["de_viit"]
+  assert "init_assignment_map" not in argv["de_viit"]
+  with pytest.raises(ValueError, match="image_clip.steps > 0"):
+    pl.plan(demo_pipeline.get_config("image_clip.steps=0"), "/tmp/x")
 
 
 def test_caption_accuracy_counts_true_words_per_kind():

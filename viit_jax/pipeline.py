@@ -7,6 +7,8 @@ Runs every phase as a subprocess of its own entry point (exactly the command a u
 a crash stays inside its phase), streaming the child's output with a `[phase]` prefix:
 
   world            python -m data.demo_world                    the demo world (seeded)
+  image_clip       python -m viit_jax.train_dual_encoder        image CLIP on the stills (T=1), the
+                                                                 dual encoders' start (the paper's)
   phase0           python -m viit_jax.train (demo_phase0)       image-text pre-training (T=1)
   phase1           python -m viit_jax.train (demo_phase1)       visual adaptation (LM frozen)
   viit_data        python -m viit_jax.synthesize                instruction synthesis (VidLN)
@@ -47,6 +49,8 @@ from typing import Any
 
 import ml_collections
 
+from configs import dual_encoder_demo
+
 MARKER = "DONE.json"
 TIMINGS_FILE = "timings.json"
 CONFIG_FILE = "pipeline_config.json"
@@ -54,6 +58,7 @@ LOG_DIR = "logs"
 
 # The workdir layout (viit_jax/report.py reads it).
 WORLD = "world"
+IMAGE_CLIP = "image_clip"
 VLM_TRAIN = ("phase0", "phase1", "phase2")
 VIIT_DATA = "viit_data"
 LABEL_VIIT, LABEL_FRAMES = "label_viit", "label_frames"
@@ -126,6 +131,15 @@ def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> 
                         (py, "-m", "data.demo_world", f"--out={world}",
                          f"--preset={config.world.preset}", f"--seed={seed}")))
 
+  clip = config.image_clip
+  if clip.steps > 0:
+    fields = {"caption_source": "stills", "data.num_frames": 1, "init_from": "",
+              "init_required": "false", "data.world_dir": world, "seed": seed,
+              "train.total_steps": clip.steps, "train.batch_size": clip.batch_size}
+    phases.append(Phase(IMAGE_CLIP, "image CLIP on the stills' captions (T=1)",
+                        entry("viit_jax.train_dual_encoder", "configs/dual_encoder_demo.py",
+                              _join_args(fields, clip.args), IMAGE_CLIP)))
+
   init = {"phase0": "", "phase1": str(w / "phase0"), "phase2": str(w / "phase1")}
   whats = {"phase0": "phase 0: image-text pre-training on stills (T=1)",
            "phase1": "phase 1: visual adaptation on S-MiT captions (LM frozen)",
@@ -162,12 +176,19 @@ def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> 
                                        a.args, a.frame_args), LABEL_FRAMES)))
 
   d = config.dual_encoder
+  if d.init_from_phase not in (IMAGE_CLIP, *VLM_TRAIN):
+    raise ValueError(f"dual_encoder.init_from_phase must be one of {(IMAGE_CLIP, *VLM_TRAIN)}, "
+                     f"got {d.init_from_phase!r}")
+  if d.init_from_phase == IMAGE_CLIP and clip.steps <= 0:
+    raise ValueError("dual_encoder.init_from_phase=image_clip needs image_clip.steps > 0")
   for source, name in DUAL_ENCODERS.items():
     fields = {"caption_source": source, "data.world_dir": world, "seed": seed,
               "train.total_steps": d.steps, "train.batch_size": d.batch_size,
               "init_from": w / d.init_from_phase,
               "dual_encoder.viit_captions_dir": w / LABEL_VIIT / "v1",
               "dual_encoder.frame_captions_dir": w / LABEL_FRAMES / "v1"}
+    if d.init_from_phase == IMAGE_CLIP:  # Else the config's default map (from a VLM's img/).
+      fields["init_assignment_map"] = repr(dual_encoder_demo.IMAGE_CLIP_TO_DUAL_ENCODER)
     phases.append(Phase(name, f"dual encoder on {source.replace('_', ' ')}",
                         entry("viit_jax.train_dual_encoder", "configs/dual_encoder_demo.py",
                               _join_args(fields, d.args), name)))
