@@ -124,6 +124,23 @@ def test_oracle_recall_is_the_expected_rank_of_clips_sharing_the_facts():
       100 * (3 + 2 * (1 / 2)) / 5)
 
 
+def test_a_claim_holds_only_with_every_margin_at_least_the_minimum():
+  def numbers(cider2, wups2, viit, frames, alt=2.0):
+    return report.Numbers(
+        vlm={"eval_image": {"cider": 30.0, "wups": 10.0}, "eval_phase2": {"cider": cider2,
+                                                                         "wups": wups2}},
+        de={"viit": {"r1": viit}, "frame_captions": {"r1": frames}, "alt_text": {"r1": alt}},
+        files={})
+  m = report.MIN_MARGIN
+  verdicts = lambda n: [c["verdict"] for c in report.claims(n)]  # noqa: E731
+  assert verdicts(numbers(30 + m, 10 + m, 2 + 2 * m, 2 + m)) == ["HOLDS", "HOLDS"]
+  # A tie-sized win (half the minimum) on any one comparison fails its claim.
+  assert verdicts(numbers(30 + m / 2, 10 + m, 2 + 2 * m, 2 + m)) == ["FAILS", "HOLDS"]
+  assert verdicts(numbers(30 + m, 10 + m, 2 + 1.5 * m, 2 + m)) == ["HOLDS", "FAILS"]
+  assert verdicts(numbers(30 - 5, 10 + m, 2 + m, 2 + 2 * m)) == ["FAILS", "FAILS"]
+  assert f">= {m:g}" in report.claims(numbers(31, 11, 4, 3))[1]["evidence"]
+
+
 def test_query_oracle_reads_the_named_facts_and_counts_the_clips_that_have_them():
   assert report.query_mentions("a little green triangle is going to the left, then it turns blue "
                                "while a big red square stays still and shrinks down") == (
