@@ -34,7 +34,7 @@ def _demo() -> ml_collections.ConfigDict:
   c.world.dir = ""
 
   # The image CLIP the dual encoders start from (0 steps = none; then init_from_phase must name a
-  # VLM phase). 500 steps = 16 epochs of the 2,000 stills (1,000 steps took 3m35s of the 20 minutes).
+  # VLM phase). 500 steps = 16 epochs of the 2,000 stills (1,000 took 3m35s of the 20 minutes).
   c.image_clip = ml_collections.ConfigDict()
   c.image_clip.steps = 500
   c.image_clip.batch_size = 64

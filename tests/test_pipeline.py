@@ -150,14 +150,16 @@ def test_query_oracle_reads_the_named_facts_and_counts_the_clips_that_have_them(
   def clip(actors, events=()):
     return {"actors": [{"colour": c, "shape": s, "size": z} for c, s, z in actors],
             "events": [dict(e) for e in events]}
-  truth = {"a": clip([("red", "circle", "big")], [{"actor": 0, "kind": "move", "direction": "left"}]),
+  truth = {"a": clip([("red", "circle", "big")],
+                     [{"actor": 0, "kind": "move", "direction": "left"}]),
            "b": clip([("red", "square", "small")],
                      [{"actor": 0, "kind": "grow"}, {"actor": 0, "kind": "change_colour",
                                                      "from": "red", "to": "blue"}]),
            "c": clip([("blue", "circle", "big"), ("red", "square", "big")]),
            "d": clip([("green", "diamond", "small")])}
   pairs = [("a", "a big red circle moves left"), ("b", "a small red square grows and turns blue"),
-           ("c", "a blue circle and a red square"), ("d", "a green diamond"), ("gone", "a red circle")]
+           ("c", "a blue circle and a red square"), ("d", "a green diamond"),
+           ("gone", "a red circle")]
   o = report.query_oracle_recall(truth, pairs)
   # colours: a names red -> {a, b, c}; b red, blue -> {b, c}; c blue, red -> {b, c}; d -> {d}.
   assert o["colours"]["R@1"] == pytest.approx(100 * (1 / 3 + 1 / 2 + 1 / 2 + 1) / 4)

@@ -427,7 +427,8 @@ def oracle_recall(truth: Mapping[str, Mapping[str, Any]], files: Sequence[str]
 
 
 def retrieval_test_pairs(world: pathlib.Path) -> list[tuple[str, str]]:
-  """(world file, query sentence) of each 1k-A-style retrieval test pair (MSRVTT_JSFUSION_test.csv)."""
+  """(world file, query sentence) of each 1k-A-style retrieval test pair
+  (MSRVTT_JSFUSION_test.csv)."""
   from data import readers, rejects  # pylint: disable=g-import-not-at-top
   pairs = readers.read_msrvtt_1ka(world / "msrvtt", rejects=rejects.Rejects("report 1k-A"),
                                   check_files=False)
@@ -437,11 +438,6 @@ def retrieval_test_pairs(world: pathlib.Path) -> list[tuple[str, str]]:
 # What the query's own words are worth: a retriever that reads the facts a test query names and
 # ranks first the test clips that have every one of them. It bounds a dual encoder that has learned
 # exactly those kinds of fact, which the clip-side table above (every fact of the clip) does not.
-_COLOURS = ("red", "green", "blue", "yellow", "purple")
-_SHAPES = ("circle", "square", "triangle", "diamond")
-_SIZES = {"big": "big", "large": "big", "small": "small", "little": "small"}
-_DIRECTION_WORDS = {"left": "left", "right": "right", "up": "up", "upwards": "up",
-                    "down": "down", "downwards": "down"}
 _MOTION_VERBS = ("mov", "go", "slid", "travel")  # Word stems a direction word must follow.
 QUERY_FACTS: dict[str, tuple[str, ...]] = {  # name -> attributes a mention keeps
     "colours": ("colour",),
@@ -450,32 +446,36 @@ QUERY_FACTS: dict[str, tuple[str, ...]] = {  # name -> attributes a mention keep
     "appearance (colour, shape, size)": ("colour", "shape", "size"),
     "appearance + directions": ("colour", "shape", "size", "direction"),
 }
-QUERY_ORACLE_NOTE = ("A retriever that reads these kinds of fact from each test query's words (a "
-                     "colour word with the size word before it and a shape word within two words "
-                     "after it; a direction word after a verb of motion) and ranks first, in random order, the test clips "
-                     "that have every named fact (an actor with that colour, at any time, and that "
-                     "shape and size; a move, bounce or stop that way): expected R@K = mean of "
-                     "min(K, n) / n. This bounds a dual encoder that has learned exactly those facts.")
+QUERY_ORACLE_NOTE = (
+    "A retriever that reads these kinds of fact from each test query's words (a colour word with "
+    "the size word before it and a shape word within two words after it; a direction word after a "
+    "verb of motion) and ranks first, in random order, the test clips that have every named fact "
+    "(an actor with that colour, at any time, and that shape and size; a move, bounce or stop that "
+    "way): expected R@K = mean of min(K, n) / n. This bounds a dual encoder that has learned "
+    "exactly those facts.")
 
 
 def query_mentions(sentence: str) -> tuple[list[dict[str, str]], set[str]]:
   """(actor mentions {colour, size?, shape?}, motion directions) a query sentence names."""
+  from data import demo_world  # pylint: disable=g-import-not-at-top  (the world's vocabulary)
+  sizes = {w: size for size, ws in demo_world.SIZE_WORDS.items() for w in ws}
+  direction_words = {**{d: d for d in demo_world.DIRECTIONS}, "upwards": "up", "downwards": "down"}
   words = re.findall(r"[a-z]+", sentence.lower())
   mentions = []
   for i, w in enumerate(words):
-    if w in _COLOURS:
+    if w in demo_world.COLOURS:
       m = {"colour": w}
-      if i and words[i - 1] in _SIZES:
-        m["size"] = _SIZES[words[i - 1]]
-      shape = next((x for x in words[i + 1:i + 3] if x in _SHAPES), None)
+      if i and words[i - 1] in sizes:
+        m["size"] = sizes[words[i - 1]]
+      shape = next((x for x in words[i + 1:i + 3] if x in demo_world.SHAPES), None)
       if shape:
         m["shape"] = shape
       mentions.append(m)
   directions = set()
   for i, w in enumerate(words):  # "moves left", "is going to the left", "slid upwards"
     j = i - 3 if words[max(i - 2, 0):i] == ["to", "the"] else i - 1
-    if w in _DIRECTION_WORDS and j >= 0 and words[j].startswith(_MOTION_VERBS):
-      directions.add(_DIRECTION_WORDS[w])
+    if w in direction_words and j >= 0 and words[j].startswith(_MOTION_VERBS):
+      directions.add(direction_words[w])
   return mentions, directions
 
 
