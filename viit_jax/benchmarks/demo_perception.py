@@ -119,13 +119,13 @@ def shape_head_probe(frames: np.ndarray, labels: np.ndarray, lr: float, steps: i
   params = nn.meta.unbox(model.init(jax.random.PRNGKey(0), jnp.asarray(frames[:2]))["params"])
   logits = lambda p, b: model.apply({"params": p}, b["frames"])[:, 0]  # noqa: E731  [B, 4]
 
-  def loss(p, b):
+  def loss(p, _, b):
     return optax.softmax_cross_entropy_with_integer_labels(
         logits(p, b).astype(jnp.float32), b["labels"]).mean()
 
   schedule = optax.warmup_cosine_decay_schedule(0.0, lr, WARMUP, max(steps, WARMUP + 1))
   return _make_probe(params, optax.adamw(schedule, b2=0.98, weight_decay=1e-4), loss,
-                     lambda p, b: logits(p, b).argmax(-1), {"frames": frames}, labels)
+                     lambda p, _, b: logits(p, b).argmax(-1), {"frames": frames}, labels)
 
 
 def _tokens(sp: spm.SentencePieceProcessor, captions: Sequence[str]
@@ -180,31 +180,34 @@ def vlm_probe(frames: np.ndarray, captions: Sequence[str], labels: np.ndarray, w
   trainable, frozen = optim.split_params(params, optim_config.freeze)
   tx, _ = optim.make_optimizer(optim_config, steps)
 
-  def loss(p, b):
-    total, count, _ = train_lib.vlm_loss(optim.merge_params(p, frozen), b, None, model=model)
+  def loss(p, fixed, b):
+    total, count, _ = train_lib.vlm_loss(optim.merge_params(p, fixed), b, None, model=model)
     return total / count
 
-  def predict(p, b):
-    logits = model.apply({"params": optim.merge_params(p, frozen)}, b["frames"], b["tokens"],
+  def predict(p, fixed, b):
+    logits = model.apply({"params": optim.merge_params(p, fixed)}, b["frames"], b["tokens"],
                          b["mask_ar"], b["mask_input"])
     return logits[jnp.arange(logits.shape[0]), b["where"]][:, word_ids].argmax(-1)
 
   return _make_probe(trainable, tx, loss, predict,
-                     {"frames": frames, **batch, "where": where}, labels)
+                     {"frames": frames, **batch, "where": where}, labels, frozen=frozen)
 
 
 def _make_probe(params: Any, tx: optax.GradientTransformation,
-                loss: Callable[[Any, dict[str, jax.Array]], jax.Array],
-                predict: Callable[[Any, dict[str, jax.Array]], jax.Array],
-                data: dict[str, np.ndarray], labels: np.ndarray) -> Probe:
-  """`loss(params, batch)` and `predict(params, batch) -> int[B]` over dict batches of `data` rows
-  (plus "labels")."""
+                loss: Callable[[Any, Any, dict[str, jax.Array]], jax.Array],
+                predict: Callable[[Any, Any, dict[str, jax.Array]], jax.Array],
+                data: dict[str, np.ndarray], labels: np.ndarray, frozen: Any = None) -> Probe:
+  """`loss(params, frozen, batch)` and `predict(params, frozen, batch) -> int[B]` over dict batches
+  of `data` rows (plus "labels"); only `params` train. `frozen` goes into the compiled steps as an
+  argument (as a closure constant it would be folded into the program, which compiles far slower).
+  """
   data = {**data, "labels": labels}
+  frozen = {} if frozen is None else frozen
   state = {"params": params, "opt": tx.init(params)}
 
   @jax.jit
-  def train_step(params, opt, b):
-    value, grads = jax.value_and_grad(loss)(params, b)
+  def train_step(params, frozen, opt, b):
+    value, grads = jax.value_and_grad(loss)(params, frozen, b)
     updates, opt = tx.update(grads, opt, params)
     return optax.apply_updates(params, updates), opt, value
 
@@ -212,12 +215,13 @@ def _make_probe(params: Any, tx: optax.GradientTransformation,
   take = lambda idx: {k: jnp.asarray(v[idx]) for k, v in data.items()}  # noqa: E731
 
   def step(idx: np.ndarray) -> float:
-    state["params"], state["opt"], value = train_step(state["params"], state["opt"], take(idx))
+    state["params"], state["opt"], value = train_step(state["params"], frozen, state["opt"],
+                                                      take(idx))
     return float(value)
 
   def accuracy(idx: np.ndarray) -> float:
-    hits = [np.asarray(predict_jit(state["params"], take(idx[i:i + 256]))) == labels[idx[i:i + 256]]
-            for i in range(0, len(idx), 256)]
+    hits = [np.asarray(predict_jit(state["params"], frozen, take(idx[i:i + 256])))
+            == labels[idx[i:i + 256]] for i in range(0, len(idx), 256)]
     return float(np.concatenate(hits).mean())
 
   return Probe(step=step, accuracy=accuracy)
