@@ -438,7 +438,6 @@ def retrieval_test_pairs(world: pathlib.Path) -> list[tuple[str, str]]:
 # What the query's own words are worth: a retriever that reads the facts a test query names and
 # ranks first the test clips that have every one of them. It bounds a dual encoder that has learned
 # exactly those kinds of fact, which the clip-side table above (every fact of the clip) does not.
-_MOTION_VERBS = ("mov", "go", "slid", "travel")  # Word stems a direction word must follow.
 QUERY_FACTS: dict[str, tuple[str, ...]] = {  # name -> attributes a mention keeps
     "colours": ("colour",),
     "colours + sizes": ("colour", "size"),
@@ -459,8 +458,7 @@ def query_mentions(sentence: str) -> tuple[list[dict[str, str]], set[str]]:
   """(actor mentions {colour, size?, shape?}, motion directions) a query sentence names."""
   from data import demo_world  # pylint: disable=g-import-not-at-top  (the world's vocabulary)
   sizes = {w: size for size, ws in demo_world.SIZE_WORDS.items() for w in ws}
-  direction_words = {**{d: d for d in demo_world.DIRECTIONS}, "upwards": "up", "downwards": "down"}
-  words = re.findall(r"[a-z]+", sentence.lower())
+  words = WORD_RE.findall(sentence.lower())
   mentions = []
   for i, w in enumerate(words):
     if w in demo_world.COLOURS:
@@ -474,8 +472,8 @@ def query_mentions(sentence: str) -> tuple[list[dict[str, str]], set[str]]:
   directions = set()
   for i, w in enumerate(words):  # "moves left", "is going to the left", "slid upwards"
     j = i - 3 if words[max(i - 2, 0):i] == ["to", "the"] else i - 1
-    if w in direction_words and j >= 0 and words[j].startswith(_MOTION_VERBS):
-      directions.add(direction_words[w])
+    if w in DIRECTION_WORDS and j >= 0 and words[j].startswith(EVENT_STEMS["move"]):
+      directions.add(DIRECTION_WORDS[w])
   return mentions, directions
 
 
@@ -507,11 +505,11 @@ def query_oracle_recall(truth: Mapping[str, Mapping[str, Any]], pairs: Sequence[
   sentence): {fact kind: {"R@1": ..., "R@5": ..., "candidates": mean n}}."""
   pairs = [(f, q) for f, q in pairs if f in truth]
   facts = {f: _clip_facts(truth[f]) for f, _ in pairs}
+  named = [query_mentions(q) for _, q in pairs]
   out: dict[str, dict[str, float]] = {}
   for name, keep in QUERY_FACTS.items():
     sums: collections.Counter[str] = collections.Counter()
-    for f, sentence in pairs:
-      mentions, directions = query_mentions(sentence)
+    for (f, _), (mentions, directions) in zip(pairs, named):
       mentions = [{k: v for k, v in m.items() if k in keep} for m in mentions]
       directions = directions if "direction" in keep else set()
       n = max(sum(_has(facts[g], mentions, directions) for g, _ in pairs), 1)  # >= its own clip
