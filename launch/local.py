@@ -48,7 +48,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     return s.getsockname()[1]
 
 
-def _xla_flags(existing: str, devices_per_process: int) -> str:
+def xla_flags(existing: str, devices_per_process: int) -> str:
   """`existing` XLA_FLAGS with any host device count replaced by `devices_per_process`."""
   kept = [f for f in existing.split() if not f.startswith(_DEVICE_COUNT_FLAG)]
   return " ".join(kept + [f"{_DEVICE_COUNT_FLAG}={devices_per_process}"])
@@ -63,7 +63,7 @@ def process_env(base: Mapping[str, str], *, process_id: int, num_processes: int,
   env[ENV_PROCESS_ID] = str(process_id)
   env["PYTHONUNBUFFERED"] = "1"  # Line streaming of python children.
   if devices_per_process is not None:
-    env["XLA_FLAGS"] = _xla_flags(env.get("XLA_FLAGS", ""), devices_per_process)
+    env["XLA_FLAGS"] = xla_flags(env.get("XLA_FLAGS", ""), devices_per_process)
     env["JAX_PLATFORMS"] = "cpu"
   return env
 

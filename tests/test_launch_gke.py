@@ -267,7 +267,7 @@ def test_pod_script_wires_jax_distributed_across_slices_and_hosts(tmp_path):
       annotations = {"jobset.sigs.k8s.io/job-index": str(slice_index),
                      "batch.kubernetes.io/job-completion-index": str(host)}
       env = {k: v for k, v in os.environ.items() if not k.startswith(("VIIT_", "MEGASCALE_"))}
-      env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+      env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=local.xla_flags(os.environ["XLA_FLAGS"], 1))
       for e in container["env"]:
         if "value" in e:
           env[e["name"]] = e["value"]

@@ -64,11 +64,17 @@ def test_one_failure_stops_the_sleeper_and_exits_nonzero():
   assert "exit codes [-15, 3]" in log, log
 
 
-def test_sigterm_ignoring_process_is_killed_after_grace():
-  program = ("import os, signal, sys, time\n"
-             "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+def test_sigterm_ignoring_process_is_killed_after_grace(tmp_path):
+  # Process 1 fails only once process 0 has installed its SIG_IGN handler (a file says so): on a
+  # loaded machine an earlier SIGTERM would reach process 0 before its handler and end it as -15.
+  ready = tmp_path / "p0_ignores_sigterm"
+  program = ("import os, pathlib, signal, sys, time\n"
+             f"ready = pathlib.Path({str(ready)!r})\n"
              "if os.environ['VIIT_PROCESS_ID'] == '1':\n"
+             "  while not ready.exists(): time.sleep(0.02)\n"
              "  sys.exit(5)\n"
+             "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+             "ready.touch()\n"
              "time.sleep(120)\n")
   rc, log, seconds = _run([sys.executable, "-c", program], 2, grace_s=1.0)
   assert rc == 5, log

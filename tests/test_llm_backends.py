@@ -66,7 +66,13 @@ class FakeLLM:
       def do_POST(self):  # noqa: N802
         fake.handle(self)
 
-    self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(http.server.ThreadingHTTPServer):
+      # The default listen backlog (5) is below the clients' concurrency (8): on a loaded 2-core
+      # machine the kernel then drops connects, and a client that times out while connecting sends
+      # a request this log never sees.
+      request_queue_size = 128
+
+    self.server = Server(("127.0.0.1", 0), Handler)
     self.server.daemon_threads = True
     self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
     self.thread.start()

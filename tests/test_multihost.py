@@ -12,6 +12,7 @@ import numpy as np
 from flax import traverse_util
 
 from configs import demo_phase0
+from launch import local
 from viit_jax import checkpoints
 from viit_jax import loop
 from viit_jax import sharding
@@ -60,7 +61,7 @@ def test_two_processes_match_one_process_and_checkpoint_restores_on_eight_device
                        env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert two.returncode == 0, two.stdout[-4000:] + two.stderr[-4000:]
   assert "[p0] experiment demo_phase0: 2 process(es), 4 devices" in two.stdout
-  one = subprocess.run(cmd(w1), env={**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+  one = subprocess.run(cmd(w1), env={**env, "XLA_FLAGS": local.xla_flags(os.environ["XLA_FLAGS"], 4),
                                      "JAX_PLATFORMS": "cpu"},
                        cwd=REPO, capture_output=True, text=True, timeout=600)
   assert one.returncode == 0, one.stdout[-4000:] + one.stderr[-4000:]

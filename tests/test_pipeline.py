@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from configs import demo_pipeline
+from launch import local
 from viit_jax import config_lib
 from viit_jax import pipeline as pl
 from viit_jax import report
@@ -24,8 +25,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def _env() -> dict[str, str]:
   env = dict(os.environ)
   # The phases run on one CPU device, as `make demo` does (conftest forces 8 for in-process tests).
-  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
-      "--xla_force_host_platform_device_count=8", "").strip()
+  env["XLA_FLAGS"] = local.xla_flags(env["XLA_FLAGS"], 1)
   return env
 
 

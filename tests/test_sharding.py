@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
+from launch import local
 from viit_jax import sharding
 from viit_jax.models import variants
 
@@ -220,7 +221,7 @@ def test_two_processes_match_one(tmp_path):
   procs = []
   for pid in range(2):
     env = dict(os.environ)
-    env.update({"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
+    env.update({"XLA_FLAGS": local.xla_flags(os.environ["XLA_FLAGS"], 2), "JAX_PLATFORMS": "cpu",
                 "PYTHONPATH": f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}",
                 sharding.ENV_COORDINATOR_ADDRESS: f"127.0.0.1:{port}",
                 sharding.ENV_NUM_PROCESSES: "2", sharding.ENV_PROCESS_ID: str(pid),

@@ -25,6 +25,7 @@ from configs import demo_phase0
 from configs import demo_phase1
 from configs import demo_phase2
 from configs import synthesize_demo
+from launch import local
 from viit_jax import checkpoints
 from viit_jax import config_lib
 from viit_jax import loop
@@ -134,7 +135,7 @@ def _cli(config_file, arg, workdir, *extra, env=None):
 
 def _env(devices: int) -> dict[str, str]:
   env = dict(os.environ)
-  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  env["XLA_FLAGS"] = local.xla_flags(os.environ["XLA_FLAGS"], devices)
   env["JAX_PLATFORMS"] = "cpu"
   env["PYTHONPATH"] = str(REPO)
   return env
@@ -268,7 +269,9 @@ def test_gradient_accumulation_matches_large_batch():
   np.testing.assert_allclose(float(m4["grad_norm"]), float(m1["grad_norm"]), rtol=1e-5)
   p1, p4, p0 = _flat_host(s1["params"]), _flat_host(s4["params"]), _flat_host(params)
   for k in p1:
-    np.testing.assert_allclose(p4[k] - p0[k], p1[k] - p0[k], rtol=1e-4, atol=1e-7, err_msg=k)
+    # atol: the updates are differences of float32 parameters near 1 (LayerNorm scales), whose
+    # spacing there is 1.19e-7; a one-ulp difference in the new parameter must pass.
+    np.testing.assert_allclose(p4[k] - p0[k], p1[k] - p0[k], rtol=1e-4, atol=2.5e-7, err_msg=k)
   assert float(m1["grad_norm"]) > 0
 
 

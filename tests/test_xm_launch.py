@@ -8,6 +8,7 @@ import sys
 import pytest
 import yaml
 
+from launch import local
 from launch.gke import schema
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -198,7 +199,7 @@ def test_two_point_local_sweep_of_a_tiny_training(project, demo_world):
   workdir = project / "sweep"
   proc = _xm_launch(project, "--executor=local", "--entry=train", f"--config={cfg}:{tiny}",
                     f"--workdir={workdir}", f"--xm_db_yaml_config_path={project / 'xm_db.yaml'}",
-                    env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+                    env_extra={"XLA_FLAGS": local.xla_flags(os.environ["XLA_FLAGS"], 2)},
                     timeout=400)
   out = proc.stdout + proc.stderr
   assert proc.returncode == 0, out[-6000:]
