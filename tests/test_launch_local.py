@@ -47,12 +47,18 @@ def _run(cmd, n, k=None, grace_s=2.0):
   return rc, buf.getvalue(), time.monotonic() - t0
 
 
-def test_one_failure_stops_the_sleeper_and_exits_nonzero():
-  program = ("import os, sys, time\n"
+def test_one_failure_stops_the_sleeper_and_exits_nonzero(tmp_path):
+  # Process 1 fails once process 0 has printed its line (a file says so), however slowly a loaded
+  # machine starts it.
+  ready = tmp_path / "p0_started"
+  program = ("import os, pathlib, sys, time\n"
+             f"ready = pathlib.Path({str(ready)!r})\n"
              "pid = int(os.environ['VIIT_PROCESS_ID'])\n"
              "print('started', pid, flush=True)\n"
              "if pid == 1:\n"
-             "  time.sleep(0.5); print('failing now', flush=True); sys.exit(3)\n"
+             "  while not ready.exists(): time.sleep(0.02)\n"
+             "  print('failing now', flush=True); sys.exit(3)\n"
+             "ready.touch()\n"
              "time.sleep(120)\n")
   rc, log, seconds = _run([sys.executable, "-c", program], 2)
   assert rc == 3, log
