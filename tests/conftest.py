@@ -7,8 +7,8 @@ import pathlib
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # XLA's CPU back end without LLVM's optimisation passes: the test models are tiny, so compiling is
-# most of a test's time; these flags roughly halve a cold suite (test_train.py: 210 s -> 105 s on
-# 2 cores). Subprocesses of tests inherit them (launch.local.xla_flags keeps them and changes only
+# most of a test's time; with an empty compile cache tests/test_train.py alone took 210 s -> 105 s on
+# 2 cores. Subprocesses of tests inherit them (launch.local.xla_flags keeps them and changes only
 # the device count), so a CLI run and an in-process run compile the same programs bit for bit.
 FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 os.environ["XLA_FLAGS"] = " ".join(
