@@ -5,15 +5,16 @@ Environment variables are set at import time, before any test module imports jax
 import os
 import pathlib
 
+from launch import local
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # XLA's CPU back end without LLVM's optimisation passes: the test models are tiny, so compiling is
 # most of a test's time; with an empty compile cache tests/test_train.py alone took 210 s -> 105 s on
 # 2 cores. Subprocesses of tests inherit them (launch.local.xla_flags keeps them and changes only
 # the device count), so a CLI run and an in-process run compile the same programs bit for bit.
 FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-os.environ["XLA_FLAGS"] = " ".join(
-    [os.environ.get("XLA_FLAGS", ""), FAST_COMPILE_FLAGS,
-     "--xla_force_host_platform_device_count=8"]).strip()
+os.environ["XLA_FLAGS"] = local.xla_flags(
+    f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAGS}", 8)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 _REPO = pathlib.Path(__file__).resolve().parents[1]
