@@ -30,11 +30,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 100
   c.train.eval_every = 100
   c.train.eval_batches = 4
-  # 3e-4, not phase 0's from-scratch rates: at 1e-3 the tuned ViT drifted and phase 1's greedy
-  # captions collapsed on some seeds ("... wall wall wall"; MSR-VTT-style CIDEr 38.0 / 11.1 / 19.1
-  # on seeds 0-2). At 3e-4: 31.6 / 29.0 / 19.5, and phase 2 started from it 33.7 / 42.2 / 29.4
-  # instead of 30.5 / 35.9 / 28.9 (runs of 2026-11-30; phase 2 at 3e-4 as well: 29.6 on seed 0).
-  c.optim.lr = 3e-4
+  # The paper's peak LR, 1e-4. Training the ViT under the frozen LM moves it away from what the LM
+  # reads: on the seed-0 world (events mostly colour changes) the share of right colour words in
+  # phase 1's test captions fell from 93% (the image model on 8 frames) to 61% at 3e-4 and to 81% at
+  # 1e-4, and phase 2 started from it captioned better (CIDEr 37.6 -> 43.7, right colour words 82 ->
+  # 91%, right final colour of a colour change 44 -> 66%). At 1e-3 (the old world) phase 1's
+  # greedy captions collapsed on some seeds ("... wall wall wall").
+  c.optim.lr = 1e-4
   c.optim.warmup_steps = 30
   c.optim.freeze = "llm/.*"
   c.init_from = "runs/demo/phase0"

@@ -5,7 +5,8 @@
 Coloured shapes (circle, square, triangle, diamond; red, green, blue, yellow, purple; small or
 big) on a plain grey background; 1-3 actors and 1-3 events per clip, strictly in order: move
 left/right/up/down, grow, shrink, appear, disappear, change colour, bounce off a wall, and
-"stop because it hits another actor" (a cause). Clips are 16 frames of 64x64 RGB at 4 fps (4 s),
+"stop because it hits another actor" (a cause); mostly changes of colour, size and presence,
+which the demo models can learn to see (EVENT_WEIGHTS). Clips are 16 frames of 64x64 RGB at 4 fps (4 s),
 encoded as real H.264 mp4 with PyAV.
 
 Same-middle-frame pairs: a pair is one simulated clip and the same clip played backwards,
