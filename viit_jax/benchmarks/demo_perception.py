@@ -105,7 +105,7 @@ def motion_data(worlds: Sequence[pathlib.Path]) -> tuple[np.ndarray, list[str], 
 
 def colour_data(worlds: Sequence[pathlib.Path]) -> tuple[np.ndarray, list[str], np.ndarray]:
   """(frames uint8[N, 8, R, R, 3], captions 'it turns COLOUR', colour index int[N]) of the clips
-  with exactly one colour change (the colour it ends with; every frame shows one of its colours)."""
+  with exactly one colour change (the colour the actor ends with)."""
   frames, captions, labels = [], [], []
   for w, rec in _records(worlds):
     changes = [e for e in rec["events"] if e["kind"] == "change_colour"]
