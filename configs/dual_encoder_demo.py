@@ -99,8 +99,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.eval_task = "demo_msrvtt_retrieval"  # In-training eval: 1k-A-style retrieval R@K.
   c.data.eval_split = "test"
   c.data.num_frames = 4
-  # 1 fps: the 4 frames span the whole 4 s demo clip (at 2 fps they saw its middle 2 s; seed 1,
-  # R@1 alt-text / frames / VIIT 2.0 / 2.2 / 3.2 at 2 fps, 1.8 / 4.2 / 2.8 at 1 fps).
+  # 1 fps: the 4 frames span the whole 4 s demo clip (at 2 fps they saw its middle 2 s; old world,
+  # seed 1: R@1 alt-text / frames / VIIT 2.0 / 2.2 / 3.2 at 2 fps, 1.8 / 4.2 / 2.8 at 1 fps).
   c.data.fps = 1.0
   c.data.res = 32
   c.data.cache_decoded = True  # The demo world fits in memory: decode each clip once.

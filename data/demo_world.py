@@ -77,7 +77,7 @@ EVENT_KINDS = ("move", "grow", "shrink", "appear", "disappear", "change_colour",
 # "it turns COLOUR" 98% held-out, "it moves DIR" 30-31% = chance, also with the ViT training), so
 # the world's events are mostly changes of colour, size and presence, and motion is the rarer part
 # (the weights were move 0.30, grow/shrink 0.14, appear/disappear 0.06, change_colour 0.12, bounce
-# 0.15, stop 0.30; see the README's issue-9 notes).
+# 0.15, stop 0.30; README: "What `make demo` shows today").
 EVENT_WEIGHTS = {"move": 0.08, "grow": 0.20, "shrink": 0.20, "appear": 0.10, "disappear": 0.10,
                  "change_colour": 0.40, "bounce": 0.05, "stop": 0.08}
 INVERSE_KIND = {"grow": "shrink", "shrink": "grow", "appear": "disappear",
