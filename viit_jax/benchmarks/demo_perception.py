@@ -88,34 +88,48 @@ def shape_data(worlds: Sequence[pathlib.Path]) -> tuple[np.ndarray, list[str], n
   return np.stack(frames)[:, None], captions, np.asarray(labels)
 
 
-def motion_data(worlds: Sequence[pathlib.Path]) -> tuple[np.ndarray, list[str], np.ndarray]:
-  """(frames uint8[N, 8, R, R, 3], captions 'it moves DIR', direction index int[N]) of the clips
-  whose moves all go one way."""
+def _clip_data(worlds: Sequence[pathlib.Path], word_of: Callable[[dict[str, Any]], str | None],
+               template: str, words: Sequence[str]) -> tuple[np.ndarray, list[str], np.ndarray]:
+  """(frames uint8[N, 8, R, R, 3], captions template.format(word), word index int[N]) of the
+  single-actor clips (8 frames at 2 fps) whose record `word_of` maps to a word (None: left out)."""
   frames, captions, labels = [], [], []
   for w, rec in _records(worlds):
-    moves = {e["direction"] for e in rec["events"] if e["kind"] == "move"}
-    if rec["dataset"] == "stills" or len(moves) != 1:
+    word = None if rec["dataset"] == "stills" else word_of(rec)
+    if word is None:
       continue
-    d = moves.pop()
     frames.append(video.decode_frames(w / rec["file"], 8, 2.0, RES))
-    captions.append(f"it moves {d}")
-    labels.append(DIRECTIONS.index(d))
+    captions.append(template.format(word))
+    labels.append(words.index(word))
   return np.stack(frames), captions, np.asarray(labels)
+
+
+def _one_direction(rec: dict[str, Any]) -> str | None:
+  moves = {e["direction"] for e in rec["events"] if e["kind"] == "move"}
+  return moves.pop() if len(moves) == 1 else None
+
+
+def _final_colour(rec: dict[str, Any]) -> str | None:
+  changes = [e["to"] for e in rec["events"] if e["kind"] == "change_colour"]
+  return changes[0] if len(changes) == 1 else None
+
+
+def motion_data(worlds: Sequence[pathlib.Path]) -> tuple[np.ndarray, list[str], np.ndarray]:
+  """Captions 'it moves DIR' of the clips whose moves all go one way (see _clip_data)."""
+  return _clip_data(worlds, _one_direction, "it moves {}", DIRECTIONS)
 
 
 def colour_data(worlds: Sequence[pathlib.Path]) -> tuple[np.ndarray, list[str], np.ndarray]:
-  """(frames uint8[N, 8, R, R, 3], captions 'it turns COLOUR', colour index int[N]) of the clips
-  with exactly one colour change (the colour the actor ends with)."""
-  frames, captions, labels = [], [], []
-  for w, rec in _records(worlds):
-    changes = [e for e in rec["events"] if e["kind"] == "change_colour"]
-    if rec["dataset"] == "stills" or len(changes) != 1:
-      continue
-    c = changes[0]["to"]
-    frames.append(video.decode_frames(w / rec["file"], 8, 2.0, RES))
-    captions.append(f"it turns {c}")
-    labels.append(COLOURS.index(c))
-  return np.stack(frames), captions, np.asarray(labels)
+  """Captions 'it turns COLOUR' of the clips with exactly one colour change (the colour the actor
+  ends with; see _clip_data)."""
+  return _clip_data(worlds, _final_colour, "it turns {}", COLOURS)
+
+
+# The probes on 8-frame clips, trained as phase 2: name -> (data, answer words, what the clips are).
+CLIP_PROBES = {
+    "motion_vlm": (motion_data, DIRECTIONS, "single-actor one-direction clips, per direction"),
+    "colour_vlm": (colour_data, COLOURS,
+                   "single-actor clips with one colour change, per final colour"),
+}
 
 
 def _split(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -296,22 +310,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[dict[str, float]]]
                     optim_config=phase_optim("phase0", "all", args.steps))
       results["shape_vlm"] = run(p, len(labels), batch_size=args.batch_size or 32,
                                  name="shape_vlm", **common)
-  if "motion_vlm" in probes:
-    frames, captions, labels = motion_data(worlds)
-    print(f"motion data: {len(labels)} single-actor one-direction clips, per direction "
-          f"{np.bincount(labels, minlength=4)}")
-    p = vlm_probe(frames, captions, labels, DIRECTIONS, sp, init=args.init, steps=args.steps,
+  for name, (data_fn, words, what) in CLIP_PROBES.items():
+    if name not in probes:
+      continue
+    frames, captions, labels = data_fn(worlds)
+    print(f"{name} data: {len(labels)} {what} {np.bincount(labels, minlength=len(words))}")
+    p = vlm_probe(frames, captions, labels, words, sp, init=args.init, steps=args.steps,
                   optim_config=phase_optim("phase2", args.train, args.steps))
-    results["motion_vlm"] = run(p, len(labels), batch_size=args.batch_size or 16,
-                                name=f"motion_vlm ({args.train})", **common)
-  if "colour_vlm" in probes:
-    frames, captions, labels = colour_data(worlds)
-    print(f"colour data: {len(labels)} single-actor clips with one colour change, per final "
-          f"colour {np.bincount(labels, minlength=len(COLOURS))}")
-    p = vlm_probe(frames, captions, labels, COLOURS, sp, init=args.init, steps=args.steps,
-                  optim_config=phase_optim("phase2", args.train, args.steps))
-    results["colour_vlm"] = run(p, len(labels), batch_size=args.batch_size or 16,
-                                name=f"colour_vlm ({args.train})", **common)
+    results[name] = run(p, len(labels), batch_size=args.batch_size or 16,
+                        name=f"{name} ({args.train})", **common)
   print("\n| probe | steps | held-out acc | train acc | seconds |\n|---|---|---|---|---|")
   for name, rows in results.items():
     r = rows[-1]
