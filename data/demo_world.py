@@ -53,7 +53,7 @@ import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -1073,6 +1073,26 @@ def clip_record(clip: Clip) -> dict[str, Any]:
       "events": [_event_record(e) for e in clip.events],
       "pair_id": clip.pair_id, "caption_canonical": canonical_caption(clip),
       "num_frames": NUM_FRAMES, "fps": FPS, "middle_frame": MID_FRAME, **clip.extra}
+
+
+def clip_from_record(record: Mapping[str, Any]) -> Clip:
+  """A clip's script back from its world/clips.jsonl line, so tools can write more of its texts
+  (paraphrases, spoken captions) after the world was generated. No tracks (pixels) and no move
+  amounts: texts do not use them."""
+  actors = [Actor(a["shape"], a["colour"], a["size"], bool(a["visible_at_start"]))
+            for a in record["actors"]]
+  events = []
+  for e in record["events"]:
+    contact = e.get("t_contact")
+    events.append(Event(
+        kind=e["kind"], actor=int(e["actor"]), f0=round(e["t0"] * FPS), f1=round(e["t1"] * FPS),
+        direction=e.get("direction"), wall=e.get("wall"),
+        fc=round(contact * FPS) if e["kind"] == "bounce" else None,
+        src=e.get("from"), dst=e.get("to"), target=e.get("target")))
+  return Clip(actors, events, tracks=(), pair_id=record.get("pair_id"),
+              clip_id=record["clip_id"], dataset=record["dataset"],
+              subset=record.get("subset", ""), split=record.get("split", ""),
+              file=record.get("file", ""))
 
 
 # ----------------------------------------------------------------------------------------------
