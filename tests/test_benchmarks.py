@@ -2,7 +2,11 @@
 import json
 
 import numpy as np
+import pytest
 
+from data import caption_tasks
+from data import demo_world as demo_world_lib
+from viit_jax.benchmarks import demo_caption_ceiling as dcc
 from viit_jax.benchmarks import demo_perception as dp
 
 
@@ -40,3 +44,50 @@ def test_demo_perception_probes_read_the_worlds_truth_and_train(demo_world, caps
   out = capsys.readouterr().out
   assert "| probe | steps | held-out acc |" in out and "[motion_vlm (llm)] step 2/2" in out
   assert "[colour_vlm (llm)] step 2/2" in out
+
+
+def test_text_retrieval_ranks_the_document_that_shares_the_rare_terms():
+  docs = ["a big red circle grows", "a big red square grows", "a small blue circle shrinks",
+          "a small blue square shrinks"]
+  assert dcc.text_retrieval(docs, docs) == {"R@1": 100.0, "R@5": 100.0, "R@10": 100.0,
+                                            "MedR": 1.0}
+  # Query 0 names 'red square', doc 1's words: doc 1 ranks first, the true doc 0 second (it
+  # shares 'a red'); the other queries find their own.
+  r = dcc.text_retrieval(["a red square", "red square", "small blue circle", "blue square"], docs,
+                         ks=(1, 2))
+  assert r == {"R@1": 75.0, "R@2": 100.0, "MedR": 1.0}
+  # Ties count for the true document (optimistic, as the retrieval metrics).
+  assert dcc.text_retrieval(["x", "x"], ["same", "same"], ks=(1,))["R@1"] == 100.0
+  with pytest.raises(ValueError, match="as many queries"):
+    dcc.text_retrieval(["a"], ["a", "b"])
+
+
+def test_ground_truth_caption_set_is_a_finished_autolabel_version(demo_world, tmp_path):
+  records = dcc.pool_records(demo_world)
+  ids = sorted(records)[:5]
+  truth = dcc.paraphrase_sets(records, ids, 3, seed=0, stream=0)
+  assert truth == dcc.paraphrase_sets(records, ids, 3, seed=0, stream=0)
+  assert truth != dcc.paraphrase_sets(records, ids, 3, seed=0, stream=1)
+  for cid in ids:  # Each paraphrase names a shape and a colour of its own clip.
+    r = records[cid]
+    shapes = {a["shape"] for a in r["actors"]}
+    colours = {a["colour"] for a in r["actors"]} | {e["to"] for e in r["events"] if "to" in e}
+    assert len(truth[cid]) == 3
+    for t in truth[cid]:
+      words = set(t.split())
+      assert words & shapes and words & colours, (t, r["caption_canonical"])
+      assert not words & (set(demo_world_lib.SHAPES) - shapes), (t, r["caption_canonical"])
+  label = tmp_path / "label" / "v1"
+  (label / "units").mkdir(parents=True)
+  rows = [{"clip_id": cid, "path": f"videos/{cid}.mp4", "segment": None, "alt_text": "x",
+           "captions": ["m"]} for cid in ids]
+  (label / "units" / "unit-00003.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  (label / "manifest.json").write_text(json.dumps({"units": ["unit-00003.jsonl"],
+                                                   "corpus": {"video_root": "/v"}}))
+  out = dcc.write_caption_set(label, truth, tmp_path / "truth" / "v1")
+  back = list(caption_tasks.caption_rows(out))
+  assert [r["captions"] for r in back] == [truth[cid] for cid in ids]
+  assert [{**r, "captions": ["m"]} for r in back] == rows
+  assert caption_tasks.read_manifest(out)["corpus"] == {"video_root": "/v"}
+  with pytest.raises(ValueError, match="no captions for 1 clips"):
+    dcc.write_caption_set(label, {cid: truth[cid] for cid in ids[1:]}, tmp_path / "t2")

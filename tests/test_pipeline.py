@@ -14,10 +14,12 @@ import sys
 import pytest
 
 from configs import demo_pipeline
+from data import caption_tasks
 from launch import local
 from viit_jax import config_lib
 from viit_jax import pipeline as pl
 from viit_jax import report
+from viit_jax.benchmarks import demo_caption_ceiling as dcc
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -229,3 +231,30 @@ def test_pipeline_runs_every_phase_writes_report_and_resumes(tmp_path):
   assert "[phase2] nothing to do: the state is at step" in out2
   assert (w / "phase2" / pl.MARKER).is_file()
   assert (w / "report" / pl.MARKER).read_text() == report_marker
+
+  # The caption-ceiling benchmark on the finished run: a dual encoder on the pool's ground-truth
+  # captions, trained and evaluated with the run's own de_viit / eval_de_viit commands.
+  cmd = [sys.executable, "-m", "viit_jax.benchmarks.demo_caption_ceiling", f"--run={w}"]
+  r = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, f"benchmark failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+  c = w / "caption_ceiling"
+  res = json.loads((c / dcc.RESULTS).read_text())
+  assert set(res["text_to_text"]) == set(dcc.SOURCES)
+  assert set(res["dual_encoder_t2v"]) == set(dcc.SOURCES)
+  assert res["dual_encoder_t2v"]["viit"] == dcc._t2v(w / "eval_de_viit" / "metrics.json")
+  assert 0 <= res["dual_encoder_t2v"]["truth"]["R@1"] <= 100
+  # Ground truth names its clip better than any machine text (the queries are its paraphrases).
+  assert res["text_to_text"]["truth"]["R@5"] > max(
+      res["text_to_text"][s]["R@5"] for s in ("alt_text", "viit", "frame_captions"))
+  viit_rows = list(caption_tasks.caption_rows(w / "label_viit" / "v1"))
+  truth_rows = list(caption_tasks.caption_rows(c / dcc.TRUTH / "v1"))
+  assert [{**t, "captions": v["captions"]} for t, v in zip(truth_rows, viit_rows)] == viit_rows
+  assert all(len(t["captions"]) == 4 for t in truth_rows)
+  de_run = json.loads((w / "de_viit" / pl.MARKER).read_text())["argv"]
+  de_truth = json.loads((c / dcc.DE_TRUTH / pl.MARKER).read_text())["argv"]
+  assert [a for a in de_truth if a not in de_run] == [
+      de_run[-2].replace(str(w / "label_viit" / "v1"), str(c / dcc.TRUTH / "v1")),
+      f"--workdir={c / dcc.DE_TRUTH}"]
+  assert "| ground truth (the world's paraphrases) |" in r.stdout
+  r = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0 and f"{dcc.DE_TRUTH}: done already" in r.stdout
