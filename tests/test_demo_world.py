@@ -1,9 +1,9 @@
 """The demo world: real formats, real mp4, disjoint splits, same-middle-frame pairs, determinism."""
 from __future__ import annotations
 
-import dataclasses
 import collections
 import csv
+import dataclasses
 import hashlib
 import json
 import pathlib

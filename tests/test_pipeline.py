@@ -241,20 +241,29 @@ def test_pipeline_runs_every_phase_writes_report_and_resumes(tmp_path):
   res = json.loads((c / dcc.RESULTS).read_text())
   assert set(res["text_to_text"]) == set(dcc.SOURCES)
   assert set(res["dual_encoder_t2v"]) == set(dcc.SOURCES)
-  assert res["dual_encoder_t2v"]["viit"] == dcc._t2v(w / "eval_de_viit" / "metrics.json")
+  assert res["dual_encoder_t2v"]["viit"] == dcc.t2v_metrics(w / "eval_de_viit" / "metrics.json")
   assert 0 <= res["dual_encoder_t2v"]["truth"]["R@1"] <= 100
   # Ground truth names its clip better than any machine text (the queries are its paraphrases).
   assert res["text_to_text"]["truth"]["R@5"] > max(
       res["text_to_text"][s]["R@5"] for s in ("alt_text", "viit", "frame_captions"))
   viit_rows = list(caption_tasks.caption_rows(w / "label_viit" / "v1"))
-  truth_rows = list(caption_tasks.caption_rows(c / dcc.TRUTH / "v1"))
+  truth_dir = c / f"{dcc.TRUTH}_k4_s0" / "v1"
+  truth_rows = list(caption_tasks.caption_rows(truth_dir))
   assert [{**t, "captions": v["captions"]} for t, v in zip(truth_rows, viit_rows)] == viit_rows
   assert all(len(t["captions"]) == 4 for t in truth_rows)
   de_run = json.loads((w / "de_viit" / pl.MARKER).read_text())["argv"]
   de_truth = json.loads((c / dcc.DE_TRUTH / pl.MARKER).read_text())["argv"]
   assert [a for a in de_truth if a not in de_run] == [
-      de_run[-2].replace(str(w / "label_viit" / "v1"), str(c / dcc.TRUTH / "v1")),
+      de_run[-2].replace(str(w / "label_viit" / "v1"), str(truth_dir)),
       f"--workdir={c / dcc.DE_TRUTH}"]
   assert "| ground truth (the world's paraphrases) |" in r.stdout
   r = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
   assert r.returncode == 0 and f"{dcc.DE_TRUTH}: done already" in r.stdout
+  # Other settings are another caption set: both phases run again.
+  r = subprocess.run(cmd + ["--captions_per_clip=2"], cwd=REPO, env=_env(), capture_output=True,
+                     text=True, timeout=600)
+  assert r.returncode == 0 and "done already" not in r.stdout, r.stdout[-3000:]
+  assert f"[ceiling] {dcc.EVAL_TRUTH} done in" in r.stdout
+  assert json.loads((c / dcc.RESULTS).read_text())["captions_per_clip"] == 2
+  de_truth2 = json.loads((c / dcc.DE_TRUTH / pl.MARKER).read_text())["argv"]
+  assert de_truth2[-2] == de_truth[-2].replace("truth_k4_s0", "truth_k2_s0")

@@ -19,8 +19,9 @@ three dual encoders (alt-text, frame captions, VIIT captions):
    same start, steps, batch, seed and clips) and evaluated with the run's `eval_de_viit` command on
    the 1k-A-style test set. Its R@1 bounds what better machine captions can buy with this recipe.
 
-Outputs under `--out` (default <run>/caption_ceiling): truth/v1 (the caption set), de_truth and
-eval_de_truth (the phases, with logs/ and DONE.json markers: a rerun skips what is done),
+Outputs under `--out` (default <run>/caption_ceiling): truth_k<K>_s<seed>/v1 (the caption set),
+de_truth and eval_de_truth (the phases, with logs/ and DONE.json markers: a rerun with the same
+settings skips what is done; other settings train again),
 results.json and the printed table. These are measurements for the issue-9 notes, not tests.
 """
 from __future__ import annotations
@@ -178,7 +179,8 @@ def ceiling_phases(run: pathlib.Path, out: pathlib.Path, captions_dir: pathlib.P
   return phases
 
 
-def _t2v(metrics_path: pathlib.Path) -> dict[str, float]:
+def t2v_metrics(metrics_path: pathlib.Path) -> dict[str, float]:
+  """Text-to-video R@K and MedR on the 1k-A-style set from an evaluation's metrics.json."""
   tasks = json.loads(metrics_path.read_text())["tasks"]
   m = tasks["msrvtt_retrieval"]["metrics"]
   return {f"R@{k}": float(m[f"t2v/R@{k}"]) for k in KS} | {"MedR": float(m["t2v/MedR"])}
@@ -216,21 +218,25 @@ def measure(run: pathlib.Path, out: pathlib.Path, *, captions_per_clip: int = 4,
   for name, phase in runs_de.items():
     path = run / phase / "metrics.json"
     if path.is_file():
-      results["dual_encoder_t2v"][name] = _t2v(path)
+      results["dual_encoder_t2v"][name] = t2v_metrics(path)
   if not text_only:
-    captions_dir = write_caption_set(labels["viit"], truth, out / TRUTH / "v1")
+    # The settings name the caption set, so other settings give other commands (and a rerun).
+    set_name = f"{TRUTH}_k{captions_per_clip}_s{seed}"
+    captions_dir = write_caption_set(labels["viit"], truth, out / set_name / "v1")
     env = pipeline.child_env(cfg, os.environ)
+    ran = False
     for phase in ceiling_phases(run, out, captions_dir):
       marker = pipeline.read_marker(out, phase.name)
-      if marker is not None and marker["argv"] == list(phase.argv):
+      if not ran and marker is not None and marker["argv"] == list(phase.argv):
         log(f"[ceiling] {phase.name}: done already, skipped")
         continue
-      if marker is not None:
+      if (out / phase.name).exists():  # Another command's outputs (no stale checkpoint resumes).
         shutil.rmtree(out / phase.name)
+      ran = True
       log(f"[ceiling] {phase.name}: {phase.what}")
       record = pipeline.run_phase(phase, out, env, log)
       log(f"[ceiling] {phase.name} done in {record['wall_s']:.0f}s")
-    results["dual_encoder_t2v"]["truth"] = _t2v(out / EVAL_TRUTH / "metrics.json")
+    results["dual_encoder_t2v"]["truth"] = t2v_metrics(out / EVAL_TRUTH / "metrics.json")
   out.mkdir(parents=True, exist_ok=True)
   (out / RESULTS).write_text(json.dumps(results, indent=1))
   return results
