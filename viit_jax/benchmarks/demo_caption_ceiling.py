@@ -17,12 +17,13 @@ three dual encoders (alt-text, frame captions, VIIT captions):
    captions (K paraphrases per clip) written in the auto-labeling layout, a dual encoder trained
    on them with exactly the run's `de_viit` command (only the caption set and the workdir change:
    same start, steps, batch, seed and clips) and evaluated with the run's `eval_de_viit` command on
-   the 1k-A-style test set. Its R@1 bounds what better machine captions can buy with this recipe.
+   the 1k-A-style test set. Its R@1 estimates the most that better machine captions can buy with
+   this recipe (one draw of the captions: another draw moves it by up to 2 points on the demo).
 
 Outputs under `--out` (default <run>/caption_ceiling): truth_k<K>_s<seed>/v1 (the caption set),
 de_truth and eval_de_truth (the phases, with logs/ and DONE.json markers: a rerun with the same
-settings skips what is done; other settings train again),
-results.json and the printed table. These are measurements for the issue-9 notes, not tests.
+settings skips what is done; other settings train again), results.json and the printed table.
+These are measurements for the issue-9 notes, not tests.
 """
 from __future__ import annotations
 
