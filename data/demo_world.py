@@ -6,8 +6,8 @@ Coloured shapes (circle, square, triangle, diamond; red, green, blue, yellow, pu
 big) on a plain grey background; 1-3 actors and 1-3 events per clip, strictly in order: move
 left/right/up/down, grow, shrink, appear, disappear, change colour, bounce off a wall, and
 "stop because it hits another actor" (a cause); mostly changes of colour, size and presence,
-which the demo models can learn to see (EVENT_WEIGHTS). Clips are 16 frames of 64x64 RGB at 4 fps (4 s),
-encoded as real H.264 mp4 with PyAV.
+which the demo models can learn to see (EVENT_WEIGHTS). Clips are 16 frames of 64x64 RGB at 4 fps
+(4 s), encoded as real H.264 mp4 with PyAV.
 
 Same-middle-frame pairs: a pair is one simulated clip and the same clip played backwards,
 both pivoting on frame 8, so frame 8 is identical while every event is inverted (moves left <->
@@ -1075,20 +1075,24 @@ def clip_record(clip: Clip) -> dict[str, Any]:
       "num_frames": NUM_FRAMES, "fps": FPS, "middle_frame": MID_FRAME, **clip.extra}
 
 
+def read_records(world_dir: str | os.PathLike) -> list[dict[str, Any]]:
+  """Every clip's ground-truth record (world/clips.jsonl under a generated world), in file order."""
+  path = pathlib.Path(world_dir) / "world" / "clips.jsonl"
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
 def clip_from_record(record: Mapping[str, Any]) -> Clip:
   """A clip's script back from its world/clips.jsonl line, so tools can write more of its texts
   (paraphrases, spoken captions) after the world was generated. No tracks (pixels) and no move
   amounts: texts do not use them."""
   actors = [Actor(a["shape"], a["colour"], a["size"], bool(a["visible_at_start"]))
             for a in record["actors"]]
-  events = []
-  for e in record["events"]:
-    contact = e.get("t_contact")
-    events.append(Event(
-        kind=e["kind"], actor=int(e["actor"]), f0=round(e["t0"] * FPS), f1=round(e["t1"] * FPS),
-        direction=e.get("direction"), wall=e.get("wall"),
-        fc=round(contact * FPS) if e["kind"] == "bounce" else None,
-        src=e.get("from"), dst=e.get("to"), target=e.get("target")))
+  events = [Event(kind=e["kind"], actor=int(e["actor"]), f0=round(e["t0"] * FPS),
+                  f1=round(e["t1"] * FPS), direction=e.get("direction"), wall=e.get("wall"),
+                  fc=round(e["t_contact"] * FPS) if e["kind"] == "bounce" else None,
+                  src=e.get("from"), dst=e.get("to"), target=e.get("target"))
+            for e in record["events"]]
   return Clip(actors, events, tracks=(), pair_id=record.get("pair_id"),
               clip_id=record["clip_id"], dataset=record["dataset"],
               subset=record.get("subset", ""), split=record.get("split", ""),

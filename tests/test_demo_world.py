@@ -108,9 +108,10 @@ def test_clip_records(demo_world, records):
         assert "stops because it hits the" in r["caption_canonical"]
 
 
-def test_clip_from_record_gives_back_the_script(records):
+def test_clip_from_record_gives_back_the_script(demo_world, records):
   """Tools regenerate texts from world/clips.jsonl: the script read back writes the same caption
   and the same record (but for the mp4's tracks, which records do not hold)."""
+  assert dw.read_records(demo_world) == records
   clips = [r for r in records if r.get("events")]
   assert len(clips) > 100
   for r in clips:

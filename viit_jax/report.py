@@ -262,14 +262,10 @@ def _unit_rows(version_dir: pathlib.Path) -> dict[str, dict[str, Any]]:
 
 def _world_clips(world: pathlib.Path) -> dict[str, dict[str, Any]]:
   """The world's ground-truth records by file (relative to the world root)."""
-  path = world / "world" / "clips.jsonl"
-  out = {}
-  if path.is_file():
-    for line in path.read_text().splitlines():
-      if line.strip():
-        rec = json.loads(line)
-        out[rec["file"]] = rec
-  return out
+  from data import demo_world  # pylint: disable=g-import-not-at-top
+  if not (world / "world" / "clips.jsonl").is_file():
+    return {}
+  return {rec["file"]: rec for rec in demo_world.read_records(world)}
 
 
 # ------------------------------------------------------------------------------------------------

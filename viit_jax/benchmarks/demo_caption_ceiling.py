@@ -61,12 +61,8 @@ _WORD = re.compile(r"[a-z]+")
 
 def pool_records(world: pathlib.Path) -> dict[str, dict[str, Any]]:
   """The world's ground-truth record of each pool clip, by the pool CSV's video id."""
-  out = {}
-  with open(world / "world" / "clips.jsonl", encoding="utf-8") as f:
-    for line in f:
-      rec = json.loads(line)
-      if rec["dataset"] == "webvid":
-        out[rec["clip_id"].split("-", 1)[1]] = rec
+  out = {rec["clip_id"].split("-", 1)[1]: rec for rec in demo_world.read_records(world)
+         if rec["dataset"] == "webvid"}
   if not out:
     raise ValueError(f"{world}/world/clips.jsonl has no pool (webvid) clips")
   return out

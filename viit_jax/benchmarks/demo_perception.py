@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import json
 import pathlib
 import time
 from collections.abc import Callable, Sequence
@@ -62,13 +61,8 @@ WARMUP = 50  # shape_head's linear warm-up steps (the VLM probes use their phase
 
 def _records(worlds: Sequence[pathlib.Path]) -> list[tuple[pathlib.Path, dict[str, Any]]]:
   """Single-actor records (not NExT-QA) of every world, in file order."""
-  out = []
-  for w in worlds:
-    for line in (w / "world" / "clips.jsonl").read_text().splitlines():
-      rec = json.loads(line)
-      if len(rec["actors"]) == 1 and rec["dataset"] != "nextqa":
-        out.append((w, rec))
-  return out
+  return [(w, rec) for w in worlds for rec in demo_world.read_records(w)
+          if len(rec["actors"]) == 1 and rec["dataset"] != "nextqa"]
 
 
 def shape_data(worlds: Sequence[pathlib.Path]) -> tuple[np.ndarray, list[str], np.ndarray]:
