@@ -113,11 +113,18 @@ def _join_args(*parts: str | Mapping[str, Any]) -> str:
   return ",".join(out)
 
 
+def world_dir(config: Mapping[str, Any], workdir: str | os.PathLike[str]) -> pathlib.Path:
+  """The world a run uses: `world.dir` when the config names one, else <workdir>/world.
+  `config` is the pipeline config (or its pipeline_config.json as a dict)."""
+  given = config.get("world", {}).get("dir")
+  return pathlib.Path(given).resolve() if given else pathlib.Path(workdir).resolve() / WORLD
+
+
 def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> list[Phase]:
   """Every phase of the pipeline, in order, with its command (see the module docstring)."""
   w = pathlib.Path(workdir).resolve()
   py = config.python or sys.executable
-  world = str(pathlib.Path(config.world.dir).resolve()) if config.world.dir else str(w / WORLD)
+  world = str(world_dir(config, w))
   seed = int(config.seed)
 
   def entry(module: str, cfg_file: str, args: str, name: str) -> tuple[str, ...]:

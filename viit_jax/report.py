@@ -347,8 +347,7 @@ class Pool:
 
 
 def read_pool(workdir: pathlib.Path, cfg: Mapping[str, Any]) -> Pool:
-  world_dir = cfg.get("world", {}).get("dir")
-  world = pathlib.Path(world_dir) if world_dir else workdir / pl.WORLD
+  world = pl.world_dir(cfg, workdir)
   return Pool(world=world, viit=_unit_rows(workdir / pl.LABEL_VIIT / "v1"),
               frames=_unit_rows(workdir / pl.LABEL_FRAMES / "v1"), truth=_world_clips(world))
 

@@ -10,9 +10,9 @@ three dual encoders (alt-text, frame captions, VIIT captions):
    words the test queries use. Query i is a fresh MSR-VTT-style paraphrase of pool clip i's script
    (the world's own writer, `data.demo_world.paraphrases`); document j is every training text of
    pool clip j joined; TF-IDF over words and word pairs, cosine; R@K over the whole pool (ties
-   broken at random, in expectation: documents that say the same score chance). A text that names the wrong colours, shapes or events of
-   its clip ranks other clips first. The ceiling row (ground truth) is K other paraphrases of the
-   same script.
+   broken at random, in expectation: documents that say the same score chance). A text that
+   names the wrong colours, shapes or events of its clip ranks other clips first. The ceiling
+   row (ground truth) is K other paraphrases of the same script.
 2. The ceiling of the dual-encoder recipe (about 1.5 minutes on 2 cores): the pool's ground-truth
    captions (K paraphrases per clip) written in the auto-labeling layout, a dual encoder trained
    on them with exactly the run's `de_viit` command (only the caption set and the workdir change:
@@ -159,25 +159,25 @@ def _replace_once(argv: Sequence[str], old: str, new: str, what: str) -> tuple[s
 def ceiling_phases(run: pathlib.Path, out: pathlib.Path, captions_dir: pathlib.Path
                    ) -> list[pipeline.Phase]:
   """The run's de_viit and eval_de_viit commands, retargeted at the truth captions and `out`."""
-  phases = []
-  for name in ("de_viit", "eval_de_viit"):
+  de = pipeline.DUAL_ENCODERS["viit"]
+  argvs = {}
+  for name in (de, f"eval_{de}"):
     marker = pipeline.read_marker(run, name)
     if marker is None:
       raise FileNotFoundError(f"{run / name / pipeline.MARKER} does not exist: finish the run "
                               f"first (make demo, or python -m viit_jax.pipeline ... "
                               f"--workdir={run})")
-    argv = tuple(marker["argv"])
-    if name == "de_viit":
-      argv = _replace_once(argv, f"dual_encoder.viit_captions_dir={run / 'label_viit' / 'v1'}",
-                           f"dual_encoder.viit_captions_dir={captions_dir}", name)
-      argv = _replace_once(argv, f"--workdir={run / name}", f"--workdir={out / DE_TRUTH}", name)
-      phases.append(pipeline.Phase(DE_TRUTH, "dual encoder on the ground-truth captions", argv))
-    else:
-      argv = _replace_once(argv, f"checkpoint={run / 'de_viit'}", f"checkpoint={out / DE_TRUTH}",
-                           name)
-      argv = _replace_once(argv, f"--workdir={run / name}", f"--workdir={out / EVAL_TRUTH}", name)
-      phases.append(pipeline.Phase(EVAL_TRUTH, "evaluate it (1k-A-style retrieval)", argv))
-  return phases
+    argvs[name] = tuple(marker["argv"])
+  train = _replace_once(argvs[de], f"dual_encoder.viit_captions_dir="
+                        f"{run / pipeline.LABEL_VIIT / 'v1'}",
+                        f"dual_encoder.viit_captions_dir={captions_dir}", de)
+  train = _replace_once(train, f"--workdir={run / de}", f"--workdir={out / DE_TRUTH}", de)
+  evaluate = _replace_once(argvs[f"eval_{de}"], f"checkpoint={run / de}",
+                           f"checkpoint={out / DE_TRUTH}", f"eval_{de}")
+  evaluate = _replace_once(evaluate, f"--workdir={run / f'eval_{de}'}",
+                           f"--workdir={out / EVAL_TRUTH}", f"eval_{de}")
+  return [pipeline.Phase(DE_TRUTH, "dual encoder on the ground-truth captions", train),
+          pipeline.Phase(EVAL_TRUTH, "evaluate it (1k-A-style retrieval)", evaluate)]
 
 
 def t2v_metrics(metrics_path: pathlib.Path) -> dict[str, float]:
@@ -196,8 +196,7 @@ def measure(run: pathlib.Path, out: pathlib.Path, *, captions_per_clip: int = 4,
   """Both measurements for one finished run; writes and returns results.json's content."""
   run, out = run.resolve(), out.resolve()
   cfg = ml_collections.ConfigDict(json.loads((run / pipeline.CONFIG_FILE).read_text()))
-  world = pathlib.Path(cfg.world.dir).resolve() if cfg.world.dir else run / pipeline.WORLD
-  records = pool_records(world)
+  records = pool_records(pipeline.world_dir(cfg, run))
   labels = {"viit": run / pipeline.LABEL_VIIT / "v1", "frame_captions":
             run / pipeline.LABEL_FRAMES / "v1"}
   rows = {name: {r["clip_id"]: r for r in caption_tasks.caption_rows(d)}
@@ -214,10 +213,8 @@ def measure(run: pathlib.Path, out: pathlib.Path, *, captions_per_clip: int = 4,
   results: dict[str, Any] = {"run": str(run), "pool_clips": len(ids),
                              "captions_per_clip": captions_per_clip, "seed": seed,
                              "text_to_text": t2t, "dual_encoder_t2v": {}}
-  runs_de = {"alt_text": "eval_de_alt_text", "frame_captions": "eval_de_frames",
-             "viit": "eval_de_viit"}
-  for name, phase in runs_de.items():
-    path = run / phase / "metrics.json"
+  for name, de in pipeline.DUAL_ENCODERS.items():
+    path = run / f"eval_{de}" / "metrics.json"
     if path.is_file():
       results["dual_encoder_t2v"][name] = t2v_metrics(path)
   if not text_only:
