@@ -32,18 +32,27 @@ def test_demo_perception_probes_read_the_worlds_truth_and_train(demo_world, caps
   for r, c, y in zip(changing, captions, labels):
     to = next(e["to"] for e in r["events"] if e["kind"] == "change_colour")
     assert c == f"it turns {to}" and dp.COLOURS[y] == to
+  frames, captions, labels = dp.event_data([demo_world])
+  one_event = [r for r in single if r["dataset"] != "stills" and len(r["events"]) == 1
+               and r["events"][0]["kind"] in dp.EVENT_VERBS]
+  assert frames.shape == (len(one_event), 8, dp.RES, dp.RES, 3) and len(one_event) >= 5
+  verbs = tuple(dp.EVENT_VERBS.values())
+  for r, c, y in zip(one_event, captions, labels):
+    verb = dp.EVENT_VERBS[r["events"][0]["kind"]]
+    assert c == f"it {verb}" and verbs[y] == verb
+  assert len(set(labels.tolist())) >= 3  # Several kinds, not one.
 
   # shape_vlm is vlm_probe on the shape data above (compiling it too would cost CI ~10 s).
-  results = dp.main([f"--world={demo_world}", "--probes=shape_head,motion_vlm,colour_vlm",
+  results = dp.main([f"--world={demo_world}", "--probes=shape_head,motion_vlm,colour_vlm,event_vlm",
                      "--steps=2", "--eval_every=1", "--batch_size=4"])
-  assert set(results) == {"shape_head", "motion_vlm", "colour_vlm"}
+  assert set(results) == {"shape_head", "motion_vlm", "colour_vlm", "event_vlm"}
   for rows in results.values():
     assert [r["step"] for r in rows] == [1, 2]
     assert all(np.isfinite(r["loss"]) and 0 <= r["held_out"] <= 1 and 0 <= r["train"] <= 1
                for r in rows)
   out = capsys.readouterr().out
   assert "| probe | steps | held-out acc |" in out and "[motion_vlm (llm)] step 2/2" in out
-  assert "[colour_vlm (llm)] step 2/2" in out
+  assert "[colour_vlm (llm)] step 2/2" in out and "[event_vlm (llm)] step 2/2" in out
 
 
 def test_text_retrieval_ranks_the_document_that_shares_the_rare_terms():
