@@ -39,7 +39,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.eval_batches = 4
   # 3e-3 (was 1e-3): R@1 of the VIIT-caption dual encoder 5.75 / 6.5 / 5.0 -> 6.25 / 9.25 / 6.25 on
   # seeds 0 / 1 / 2 (frame captions 4.75 / 6.0 / 4.5), its captions' first event word right on
-  # one-event pool clips 33 / 31 / 34% -> 43 / 36 / 46%; 2e-3 gave 5.0 / 9.25 / 7.25 (README, 2026-12-01).
+  # one-event pool clips 33 / 31 / 34% -> 43 / 36 / 46%; 2e-3 gave 5.0 / 9.25 / 7.25 (README,
+  # 2026-12-01).
   c.optim.lr = 3e-3
   c.optim.warmup_steps = 30
   c.optim.freeze = "img/.*"

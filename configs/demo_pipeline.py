@@ -42,7 +42,8 @@ def _demo() -> ml_collections.ConfigDict:
 
   # Phase 2 at 600 steps (was 300): the VIIT captions name a true colour 91% of the time on the
   # pool's one-actor one-event clips (82% at 300; seed 1) and R@1 VIIT minus frames went from
-  # +1.0 / -0.5 / +0.2 to +1.0 / +0.5 / +0.5 on seeds 0 / 1 / 2 (2026-12-01); ~80 s more.
+  # +1.0 / -0.5 / +0.2 to +1.0 / +0.5 / +0.5 on seeds 0 / 1 / 2 (phase 2 at lr 1e-3, 2026-12-01);
+  # ~80 s more.
   for name, steps, batch in (("phase0", 600, 32), ("phase1", 300, 16), ("phase2", 600, 16)):
     c[name] = ml_collections.ConfigDict()
     c[name].steps = steps
