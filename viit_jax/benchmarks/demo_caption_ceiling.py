@@ -160,8 +160,9 @@ def ceiling_phases(run: pathlib.Path, out: pathlib.Path, captions_dir: pathlib.P
                    ) -> list[pipeline.Phase]:
   """The run's de_viit and eval_de_viit commands, retargeted at the truth captions and `out`."""
   de = pipeline.DUAL_ENCODERS["viit"]
+  ev = f"eval_{de}"
   argvs = {}
-  for name in (de, f"eval_{de}"):
+  for name in (de, ev):
     marker = pipeline.read_marker(run, name)
     if marker is None:
       raise FileNotFoundError(f"{run / name / pipeline.MARKER} does not exist: finish the run "
@@ -172,10 +173,8 @@ def ceiling_phases(run: pathlib.Path, out: pathlib.Path, captions_dir: pathlib.P
                         f"{run / pipeline.LABEL_VIIT / 'v1'}",
                         f"dual_encoder.viit_captions_dir={captions_dir}", de)
   train = _replace_once(train, f"--workdir={run / de}", f"--workdir={out / DE_TRUTH}", de)
-  evaluate = _replace_once(argvs[f"eval_{de}"], f"checkpoint={run / de}",
-                           f"checkpoint={out / DE_TRUTH}", f"eval_{de}")
-  evaluate = _replace_once(evaluate, f"--workdir={run / f'eval_{de}'}",
-                           f"--workdir={out / EVAL_TRUTH}", f"eval_{de}")
+  evaluate = _replace_once(argvs[ev], f"checkpoint={run / de}", f"checkpoint={out / DE_TRUTH}", ev)
+  evaluate = _replace_once(evaluate, f"--workdir={run / ev}", f"--workdir={out / EVAL_TRUTH}", ev)
   return [pipeline.Phase(DE_TRUTH, "dual encoder on the ground-truth captions", train),
           pipeline.Phase(EVAL_TRUTH, "evaluate it (1k-A-style retrieval)", evaluate)]
 

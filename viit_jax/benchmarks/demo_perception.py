@@ -64,6 +64,7 @@ COLOURS = tuple(demo_world.COLOURS)
 # Event kind -> the verb of event_vlm's caption (single pieces of the demo vocabulary).
 EVENT_VERBS = {"move": "moves", "grow": "grows", "shrink": "shrinks", "appear": "appears",
                "disappear": "disappears", "change_colour": "turns", "bounce": "bounces"}
+EVENTS = tuple(EVENT_VERBS.values())
 WARMUP = 50  # shape_head's linear warm-up steps (the VLM probes use their phase's).
 
 
@@ -133,7 +134,7 @@ def _one_event(rec: dict[str, Any]) -> str | None:
 
 def event_data(worlds: Sequence[pathlib.Path]) -> tuple[np.ndarray, list[str], np.ndarray]:
   """Captions 'it VERB' of the clips with exactly one event (see _clip_data)."""
-  return _clip_data(worlds, _one_event, "it {}", tuple(EVENT_VERBS.values()))
+  return _clip_data(worlds, _one_event, "it {}", EVENTS)
 
 
 # The probes on 8-frame clips, trained as phase 2: name -> (data, answer words, what the clips are).
@@ -141,8 +142,7 @@ CLIP_PROBES = {
     "motion_vlm": (motion_data, DIRECTIONS, "single-actor one-direction clips, per direction"),
     "colour_vlm": (colour_data, COLOURS,
                    "single-actor clips with one colour change, per final colour"),
-    "event_vlm": (event_data, tuple(EVENT_VERBS.values()),
-                  "single-actor one-event clips, per kind"),
+    "event_vlm": (event_data, EVENTS, "single-actor one-event clips, per kind"),
 }
 
 
