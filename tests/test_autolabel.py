@@ -175,7 +175,7 @@ def test_two_processes_split_units_and_match_one_process(ckpt, corpus, demo_worl
 
 
 def test_bad_clips_are_skipped_and_counted(ckpt, demo_world, tmp_path):
-  from data import world_render
+  from data.demo_world import render as world_render
   root = tmp_path / "corpus"
   (root / "videos").mkdir(parents=True)
   pool = _pool_rows(demo_world)[:5]

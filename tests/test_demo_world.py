@@ -380,7 +380,7 @@ def test_spoken_errors_and_alt_text_noise():
 
 
 def test_contact_distance_touches():
-  from data import world_render as wr  # pylint: disable=import-outside-toplevel
+  from data.demo_world import render as wr  # pylint: disable=import-outside-toplevel
   g = np.arange(-40, 40, 0.1, dtype=np.float32)
   gx, gy = np.meshgrid(g, g)
   for mover, target, direction in (("triangle", "square", "right"), ("circle", "diamond", "up"),

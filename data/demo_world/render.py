@@ -1,4 +1,4 @@
-"""Rasteriser and encoders of the demo world (see data/demo_world.py for the world itself).
+"""Rasteriser and encoders of the demo world (the world itself: data/demo_world/__init__.py).
 
 Shapes are drawn with signed distance functions and a one-pixel anti-aliased edge on a plain
 background; clips are encoded as real H.264 mp4 (libx264, yuv420p) with PyAV, stills as PNG.
