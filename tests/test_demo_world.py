@@ -393,6 +393,51 @@ def test_contact_distance_touches():
       assert bool(np.any(m & inside_t)) == overlap, (mover, target, direction, gap)
 
 
+def _every_event() -> list[dw.Event]:
+  """One event of every kind and variant (direction, wall), for actor 0 (actor 1: the target)."""
+  events = [dw.Event("move", 0, 0, 5, direction=d) for d in dw.DIRECTIONS]
+  events += [dw.Event(k, 0, 0, 5) for k in ("grow", "shrink", "appear", "disappear")]
+  events += [dw.Event("change_colour", 0, 0, 5, src="red", dst="green")]
+  events += [dw.Event("bounce", 0, 0, 8, wall=w, direction=d, fc=4) for w, d in dw.WALLS.items()]
+  events += [dw.Event("stop", 0, 0, 5, direction=d, target=1) for d in dw.DIRECTIONS]
+  assert {e.kind for e in events} == set(dw.EVENT_KINDS)
+  return events
+
+
+def _one_event_clip(e: dw.Event) -> dw.Clip:
+  actors = [dw.Actor("circle", "red", "small", e.kind != "appear"),
+            dw.Actor("square", "blue", "big", True)]
+  return dw.Clip(actors, [e], ())
+
+
+def test_event_verbs_open_the_canonical_captions():
+  """EVENT_VERBS[kind] is the verb of the canonical caption of a clip with that one event."""
+  verbs: dict[str, set[str]] = collections.defaultdict(set)
+  for e in _every_event():
+    words = dw.canonical_caption(_one_event_clip(e)).rstrip(".").split()
+    assert words[:4] == ["a", "small", "red", "circle"], words
+    verbs[e.kind].add(words[4])
+  assert verbs.pop("stop") == {dw.EVENT_VERBS["move"]}  # "moves left and stops because ..."
+  assert verbs == {k: {v} for k, v in dw.EVENT_VERBS.items()}
+  assert list(dw.EVENT_VERBS) == [k for k in dw.EVENT_KINDS if k != "stop"]
+
+
+def test_direction_words_name_the_directions_of_moves_and_bounces():
+  """Every direction word in a move, stop or bounce phrase of the writer names its direction."""
+  from data.demo_world import language  # pylint: disable=import-outside-toplevel
+  assert dw.DIRECTION_WORDS == ({d: d for d in dw.DIRECTIONS} | dict(dw.WALLS)
+                                | {f"{d}wards": d for d in dw.DIRECTIONS})
+  for e in _every_event():
+    if e.kind not in ("move", "stop", "bounce"):
+      continue
+    for variant in language.event_variants(_one_event_clip(e), 0):
+      for form in ("present", "gerund"):
+        named = [dw.DIRECTION_WORDS[w] for w in language.conj(variant, form).split()
+                 if w in dw.DIRECTION_WORDS]
+        assert set(named) <= {e.direction}, (e, variant)
+        assert named or e.kind == "bounce", (e, variant)  # "bounces off the wall": none
+
+
 def test_deterministic(demo_world, tmp_path):
   """Same seed: identical files, whatever the number of workers; another seed: other texts."""
   same = dw.generate(tmp_path / "same", preset="test", seed=0, workers=2)

@@ -52,7 +52,7 @@ from data.demo_world.language import (alt_text, appearance, appearance_captions,
 from data.demo_world.questions import kinetics_label, nextqa_questions
 from data.demo_world.scripts import contact_distance, sample_clip, sample_pair
 from data.demo_world.vocabulary import (
-    ACTORS_P, COLOURS, DIRECTIONS, EVENT_KINDS, EVENT_WEIGHTS, EVENTS_P, FPS, FRAME_MAX,
-    INVERSE_KIND, KINETICS_ACTORS_P, KINETICS_LABELS, LAST, MID_FRAME, NEXTQA_TYPES, NUM_FRAMES,
-    NUMBER_WORDS, OPPOSITE, PROMPTS, SHAPES, SIM_FRAMES, SIZE_WORDS, SIZES, VERB_FORMS, WALLS,
-    Actor, Clip, Event)
+    ACTORS_P, COLOURS, DIRECTION_WORDS, DIRECTIONS, EVENT_KINDS, EVENT_STEMS, EVENT_VERBS,
+    EVENT_WEIGHTS, EVENTS_P, FPS, FRAME_MAX, INVERSE_KIND, KINETICS_ACTORS_P, KINETICS_LABELS,
+    LAST, MID_FRAME, NEXTQA_TYPES, NUM_FRAMES, NUMBER_WORDS, OPPOSITE, PROMPTS, SHAPES,
+    SIM_FRAMES, SIZE_WORDS, SIZES, VERB_FORMS, WALLS, Actor, Clip, Event)

@@ -104,3 +104,21 @@ VERB_FORMS = {
     "hit": ("hits", "hitting"), "stop": ("stops", "stopping"), "stay": ("stays", "staying"),
 }
 SIZE_WORDS = {"big": ("big", "large"), "small": ("small", "little")}
+# Event kind -> the present-tense verb that opens its canonical phrase ("it turns blue"). A stop
+# has no verb of its own: its canonical phrase opens with "moves" ("moves left and stops ...").
+EVENT_VERBS = {kind: VERB_FORMS[verb][0] for kind, verb in (
+    ("move", "move"), ("grow", "grow"), ("shrink", "shrink"), ("appear", "appear"),
+    ("disappear", "disappear"), ("change_colour", "turn"), ("bounce", "bounce"))}
+# Word -> the direction it names: the directions, their "-wards" forms and the walls.
+DIRECTION_WORDS = {"left": "left", "leftwards": "left", "right": "right", "rightwards": "right",
+                   "up": "up", "upwards": "up", "top": "up", "down": "down", "downwards": "down",
+                   "bottom": "down"}
+# Event kind -> word stems that name it: a word names the kind when it starts with one of them.
+# Not every phrasing is covered: "shows up", "pops up" and "fades in" (appear) start with no appear
+# stem, and "fades in" starts with disappear's "fad".
+EVENT_STEMS = {"move": ("mov", "slid", "travel", "going", "goes"),
+               "grow": ("grow", "bigger", "larger"), "shrink": ("shrink", "smaller"),
+               "appear": ("appear", "popping", "showing"),
+               "disappear": ("disappear", "fad", "vanish"),
+               "change_colour": ("turn", "chang", "becom"), "bounce": ("bounc",),
+               "stop": ("stop",)}
