@@ -1,8 +1,8 @@
 """The locked base config: every field of every VLM / dual-encoder training run, with its default.
 
 Experiment files start from `get_config()` here, set what they change, and finish with
-`config_lib.finalize(config, arg)`; the config is locked, so setting a field the base does not declare
-is an error naming it, in experiment files and on the command line alike.
+`config_lib.finalize(config, arg)`; the config is locked, so setting a field the base does not
+declare is an error naming it, in experiment files and on the command line alike.
 
 Run (the base itself is a valid, tiny experiment on the demo world's stills):
   python -m viit_jax.train --config=configs/base.py:train.total_steps=2 --workdir=runs/base
@@ -25,7 +25,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.dtype = "bfloat16"  # Activations / matmul inputs (mixed precision).
   c.model.param_dtype = "float32"  # Master weights and optimizer state (always float32).
   c.model.remat_policy = "none"  # none | full | dots | dots_no_batch | nothing_saveable
-  c.model.scan = True  # Scanned layer stacks (big_vision's PaliGemma layout); False compiles faster.
+  # Scanned layer stacks (big_vision's PaliGemma layout); False compiles faster.
+  c.model.scan = True
   c.model.vocab_size = 0  # 0 = the variant's; must cover the tokenizer's ids.
 
   # Device mesh: one size per axis; -1 absorbs the remaining devices. Default: pure FSDP.

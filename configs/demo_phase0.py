@@ -3,7 +3,7 @@
 The demo has no public image-language base model, so phase 0 trains the `demo` VLM from scratch on
 COCO-format stills captions; phases 1 and 2 then adapt it to video as the paper adapts PaLI-3.
 Deviation from the paper's fine-tuning recipe: from-scratch training of a tiny model needs a larger
-peak LR (3e-3) than the paper's 1e-4.
+peak LR (3e-3) than the paper's 1e-4 (docs/demo_results.md#phase-0-learning-rate-3e-3).
 
 Run (from the repository root):
   python -m data.demo_world --out=runs/demo/world --preset=demo

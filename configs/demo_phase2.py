@@ -21,8 +21,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.variant = "demo"
   c.data.viit_dir = "runs/demo/viit"
   c.data.task = "demo_viit_mix"
-  # Captions are 60% of the mixture (the paper gives no rates; its Table 6: without the caption
-  # data phase 2 loses captioning). Reasoning QA 20%, short QA 20%.
+  # Captions are 60% of the mixture, reasoning QA 20%, short QA 20% (the paper gives no rates):
+  # docs/demo_results.md#phase-2-mixture-rates.
   c.data.viit_rates.captions = 3.0
   c.data.eval_task = "demo_nextqa_oe"
   c.data.eval_split = "val"
@@ -32,15 +32,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.cache_decoded = True  # The demo world fits in memory: decode each clip once.
   c.data.text_len = 64
   c.train.batch_size = 16
-  c.train.total_steps = 600  # configs/demo_pipeline.py says why.
+  c.train.total_steps = 600  # docs/demo_results.md#phase-2-steps
   c.train.log_every = 25
   c.train.checkpoint_every = 100
   c.train.eval_every = 100
   c.train.eval_batches = 4
-  # 3e-3 (was 1e-3): R@1 of the VIIT-caption dual encoder 5.75 / 6.5 / 5.0 -> 6.25 / 9.25 / 6.25 on
-  # seeds 0 / 1 / 2 (frame captions 4.75 / 6.0 / 4.5), its captions' first event word right on
-  # one-event pool clips 33 / 31 / 34% -> 43 / 36 / 46%; 2e-3 gave 5.0 / 9.25 / 7.25 (README,
-  # 2026-12-01).
+  # Peak LR, tuned on the demo's seeds 0-2: docs/demo_results.md#phase-2-learning-rate.
   c.optim.lr = 3e-3
   c.optim.warmup_steps = 30
   c.optim.freeze = "img/.*"

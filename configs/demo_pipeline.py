@@ -34,16 +34,15 @@ def _demo() -> ml_collections.ConfigDict:
   c.world.dir = ""
 
   # The image CLIP the dual encoders start from (0 steps = none; then init_from_phase must name a
-  # VLM phase). 500 steps = 16 epochs of the 2,000 stills (1,000 took 3m35s of the 20 minutes).
+  # VLM phase). 500 steps = 16 epochs of the 2,000 stills:
+  # docs/demo_results.md#image-clip-500-steps.
   c.image_clip = ml_collections.ConfigDict()
   c.image_clip.steps = 500
   c.image_clip.batch_size = 64
   c.image_clip.args = ""  # Extra overrides of configs/dual_encoder_demo.py.
 
-  # Phase 2 at 600 steps (was 300): the VIIT captions name a true colour 91% of the time on the
-  # pool's one-actor one-event clips (82% at 300; seed 1) and R@1 VIIT minus frames went from
-  # +1.0 / -0.5 / +0.2 to +1.0 / +0.5 / +0.5 on seeds 0 / 1 / 2 (phase 2 at lr 1e-3, 2026-12-01);
-  # ~80 s more.
+  # Steps and global batch of the VLM phases; why phase 2 runs 600 steps:
+  # docs/demo_results.md#phase-2-steps.
   for name, steps, batch in (("phase0", 600, 32), ("phase1", 300, 16), ("phase2", 600, 16)):
     c[name] = ml_collections.ConfigDict()
     c[name].steps = steps
@@ -55,21 +54,16 @@ def _demo() -> ml_collections.ConfigDict:
 
   c.autolabel = ml_collections.ConfigDict()
   c.autolabel.limit = 0  # Pool clips to caption (0 = all).
-  # Captions per clip (nucleus sampling). 8 (both captioners) moved R@1 VIIT minus frames from
-  # +1.0 / +0.5 / +0.5 to +0.2 / +2.2 / -0.8 (seeds 0 / 1 / 2, phase 2 at 600): noise, for ~75 s.
+  # Captions per clip and nucleus mass, for both captioners (the paper: nucleus sampling, several
+  # captions per clip): docs/demo_results.md#auto-labeling-captions-per-clip-and-nucleus-mass.
   c.autolabel.num_samples = 4
-  # Nucleus mass for both captioners (the paper's nucleus sampling at 0.9). 0.5 gives fewer wrong
-  # colour words (12% vs a third) but captions that stop after one event; the dual encoders trained
-  # on them retrieve worse (seed 0, from the image CLIP: t2v R@1 / MedR 1.25 / 42 for VIIT and
-  # 3.75 / 29.5 for frame captions at 0.5, 2.0 / 33 and 3.5 / 25 at 0.9).
   c.autolabel.top_p = 0.9
   c.autolabel.batch_size = 32
   c.autolabel.args = ""  # Extra overrides of configs/autolabel_demo.py (both modes).
   c.autolabel.frame_args = ""  # ... of the frame-captioner run only.
 
   c.dual_encoder = ml_collections.ConfigDict()
-  # 150 steps = 8 epochs of the 1,200-clip pool: from the image CLIP, in-training R@1 is flat
-  # after step 200 (runs of 2026-11-30), and each 50 steps cost ~15 s of the 20 minutes.
+  # 150 steps = 8 epochs of the 1,200-clip pool: docs/demo_results.md#dual-encoders-150-steps.
   c.dual_encoder.steps = 150
   c.dual_encoder.batch_size = 64
   # Where both towers start: image_clip (the paper's), or phase0 / phase1 (a VLM's image encoder

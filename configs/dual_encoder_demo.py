@@ -25,8 +25,8 @@ Caption sources (`caption_source=`, shorthand of `dual_encoder.caption_source`):
 Run (from the repository root, after demo_phase1 and, for viit / frame_captions, auto-labeling):
   python -m viit_jax.train_dual_encoder --config=configs/dual_encoder_demo.py:caption_source=viit \
       --workdir=runs/demo/de_viit
-  python -m viit_jax.train_dual_encoder --config=configs/dual_encoder_demo.py:caption_source=alt_text \
-      --workdir=runs/demo/de_alt_text
+  python -m viit_jax.train_dual_encoder \
+      --config=configs/dual_encoder_demo.py:caption_source=alt_text --workdir=runs/demo/de_alt_text
 Arguments override fields, e.g. `...:caption_source=smit,train.total_steps=50,init_from=''`
 (`init_required=false,init_from=''` trains the video tower from scratch).
 """
@@ -50,8 +50,9 @@ VLM_TO_DUAL_ENCODER = (
     ("b", None),
 )
 
-# An image CLIP (this trainer with caption_source=stills, data.num_frames=1) -> a video dual encoder:
-# every parameter by the same name but ViT-st's temporal position embedding PE_t (T=1 there).
+# An image CLIP (this trainer with caption_source=stills, data.num_frames=1) -> a video dual
+# encoder: every parameter by the same name but ViT-st's temporal position embedding PE_t (T=1
+# there).
 IMAGE_CLIP_TO_DUAL_ENCODER = (("img/temporal_pos_embedding", None),)
 
 SHORTHANDS = {"caption_source": "dual_encoder.caption_source"}
@@ -99,8 +100,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.eval_task = "demo_msrvtt_retrieval"  # In-training eval: 1k-A-style retrieval R@K.
   c.data.eval_split = "test"
   c.data.num_frames = 4
-  # 1 fps: the 4 frames span the whole 4 s demo clip (at 2 fps they saw its middle 2 s; old world,
-  # seed 1: R@1 alt-text / frames / VIIT 2.0 / 2.2 / 3.2 at 2 fps, 1.8 / 4.2 / 2.8 at 1 fps).
+  # 1 fps: the 4 frames span the whole 4 s demo clip (2 fps would see its middle 2 s):
+  # docs/demo_results.md#dual-encoders-4-frames-at-1-fps.
   c.data.fps = 1.0
   c.data.res = 32
   c.data.cache_decoded = True  # The demo world fits in memory: decode each clip once.

@@ -1,9 +1,10 @@
-"""Paper setting, phase 4: ViT-st B/16 + SigLIP text tower on auto-labeled web clips (VideoCC+-style).
+"""Paper setting, phase 4: ViT-st B/16 + SigLIP text tower on auto-labeled web clips (VideoCC+).
 
 The paper trains ViT-st (joint space-time attention, 4 frames at 2 fps, 224 px, initialised from an
 image CLIP ViT with a new temporal position embedding PE_t) and a text tower with InfoNCE on the
 VLM's captions of VideoCC (~7M clips): "VideoCC+". Main recipe: AdamW (0.9, 0.999), weight decay
-0.01, batch 1024, 20 epochs; scale jitter (0.9, 1.33) then a 224 crop; one caption per clip per step.
+0.01, batch 1024, 20 epochs; scale jitter (0.9, 1.33) then a 224 crop; one caption per clip per
+step (docs/paper.md, "Dual encoder").
 Here both towers start from the public SigLIP B/16 two-tower checkpoint, imported into the
 `siglip-b16-video` variant (ViT-st B/16 with a fresh PE_t ~ N(0, 1/D), SigLIP's text tower):
 

@@ -6,14 +6,17 @@
   msrvtt_qa       QA exact match. The demo world has no MSR-VTT-QA set: this scores the NExT-OE
                   short answers (same predictions as nextqa_oe) as its stand-in.
 `kind=dual_encoder`:
-  msrvtt_retrieval   1k-A-style text->video and video->text R@1/5/10, MedR, MeanR (`eval.tie_policy`)
+  msrvtt_retrieval   1k-A-style text->video and video->text R@1/5/10, MedR, MeanR
+                     (`eval.tie_policy`)
   kinetics_zero_shot Kinetics-style zero-shot classification top-1 / top-5 (prompt templates)
 
 Run (from the repository root):
-  python -m viit_jax.evaluate --config=configs/evaluate_demo.py:kind=vlm,checkpoint=runs/demo/phase2 \
+  python -m viit_jax.evaluate \
+      --config=configs/evaluate_demo.py:kind=vlm,checkpoint=runs/demo/phase2 \
       --workdir=runs/demo/eval_phase2
-  python -m viit_jax.evaluate --config=configs/evaluate_demo.py:kind=vlm,checkpoint=runs/demo/phase0,\
-data.num_frames=8 --workdir=runs/demo/eval_phase0_8f      # the image model on 8 frames
+  python -m viit_jax.evaluate \
+      --config=configs/evaluate_demo.py:kind=vlm,checkpoint=runs/demo/phase0,data.num_frames=8 \
+      --workdir=runs/demo/eval_phase0_8f      # the image model on 8 frames
   python -m viit_jax.evaluate --config=configs/evaluate_demo.py:kind=dual_encoder,\
 checkpoint=runs/demo/de_viit --workdir=runs/demo/eval_de_viit
 Writes <workdir>/metrics.json, <workdir>/metrics.md and <workdir>/predictions/<task>.jsonl.

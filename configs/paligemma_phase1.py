@@ -1,10 +1,10 @@
 """Paper setting, phase 1 (visual adaptation): PaliGemma-3B on S-MiT, LM frozen.
 
-The paper's recipe (PaLI-3's): 8 frames at 2 fps, 224 px; Adafactor (beta1 = 0, decay 0.8), linear
-warm-up 1K steps then inverse-sqrt decay, peak LR 1e-4; batch 64; 40K steps (~5 epochs of S-MiT).
-Initialised from the public PaliGemma checkpoint (big_vision `pt_224.npz`), imported once into our
-checkpoint layout; frames go through the image tower one by one and the 8 x 256 visual tokens are
-the LM's prefix.
+The paper's recipe (PaLI-3's; docs/paper.md, "Stage 1"): 8 frames at 2 fps, 224 px; Adafactor
+(beta1 = 0, decay 0.8), linear warm-up 1K steps then inverse-sqrt decay, peak LR 1e-4; batch 64;
+40K steps (~5 epochs of S-MiT). Initialised from the public PaliGemma checkpoint (big_vision
+`pt_224.npz`; layout in docs/checkpoints.md), imported once into our checkpoint layout; frames go
+through the image tower one by one and the 8 x 256 visual tokens are the LM's prefix.
 
 Run (needs S-MiT in its public layout, the PaliGemma tokenizer and weights; a TPU slice):
   python -m viit_jax.import_weights --src=/ckpt/pt_224.npz --kind=paligemma \

@@ -1,8 +1,8 @@
 """Paper setting, phase 2 (video instruction tuning): vision frozen, LM trained on the VIIT mix.
 
-The paper: VidLN reasoning QA + S-MiT captions + VidLN short QA; batch 256, 10K steps (~2.6 epochs,
-~1M examples), same Adafactor recipe (peak LR 1e-4, 1K warm-up, inverse-sqrt); 8 frames at 2 fps,
-224 px; initialised from phase 1's workdir.
+The paper (docs/paper.md, "Stage 2"): VidLN reasoning QA + S-MiT captions + VidLN short QA; batch
+256, 10K steps (~2.6 epochs, ~1M examples), same Adafactor recipe (peak LR 1e-4, 1K warm-up,
+inverse-sqrt); 8 frames at 2 fps, 224 px; initialised from phase 1's workdir.
 
 Run (after paligemma_phase1 and the instruction synthesis on VidLN):
   python -m viit_jax.train --config=configs/paligemma_phase2.py:data.viit_dir=/data/viit,\

@@ -21,7 +21,8 @@ def base_config() -> ml_collections.ConfigDict:
   # are relative to the file's directory.
   c.world_dir = ""
   c.narratives = ""
-  c.video_path_template = ""  # '' = each line's video_path; else e.g. "{dataset_id}/{video_id}.mp4".
+  # '' = each line's video_path; else e.g. "{dataset_id}/{video_id}.mp4".
+  c.video_path_template = ""
   c.check_video_files = True  # Reject lines whose video is missing (synthesis itself reads text).
   c.kinds = ("temporal", "causal", "shortqa")  # One prompt per (clip, kind).
   c.seed = 0  # Few-shot draws (per clip and kind) and the rules back-end's choices.

@@ -3,7 +3,8 @@
 Serve an instruction-tuned LLM (the paper used PaLM 2), e.g. with vLLM:
   vllm serve google/gemma-2-9b-it --port 8000
 then:
-  python -m viit_jax.synthesize --config=configs/synthesize_openai.py:narratives=/data/vidln/train.jsonl \
+  python -m viit_jax.synthesize \
+      --config=configs/synthesize_openai.py:narratives=/data/vidln/train.jsonl \
       --workdir=/data/viit_synth
 A hosted API: `openai.base_url=https://api.example.com/v1,openai.api_key_env=MY_API_KEY,
 openai.requests_per_second=5`. Killing and rerunning the same command resumes: finished units are
