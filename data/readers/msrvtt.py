@@ -1,0 +1,124 @@
+"""MSR-VTT: the full annotation file (MSRVTT_data.json, videos of a split with all their
+captions) and the 1k-A retrieval test set (MSRVTT_JSFUSION_test.csv, one sentence per video).
+Videos at <root>/<video_dir>/<video_id>.mp4.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import pathlib
+from typing import Any, Iterator
+
+from data import rejects as rj
+from data.readers.parse import (PathLike, csv_rows, file_ok, load_json, source_name, strings_ok,
+                                text_field)
+from data.rejects import Rejects
+
+MSRVTT_1KA_COLUMNS = ("key", "vid_key", "video_id", "sentence")
+
+
+# ----------------------------------------------------------------------------------------------
+# Records.
+
+
+@dataclasses.dataclass(frozen=True)
+class MsrvttVideo:
+  """One MSR-VTT video with all its reference captions."""
+  video_id: str
+  split: str
+  path: pathlib.Path
+  captions: tuple[str, ...]
+  category: int
+  url: str
+  start_s: float
+  end_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class MsrvttPair:
+  """One row of the MSR-VTT 1k-A retrieval test set (one sentence per video)."""
+  key: str
+  vid_key: str
+  video_id: str
+  sentence: str
+  path: pathlib.Path
+
+
+# ----------------------------------------------------------------------------------------------
+# Readers.
+
+
+def read_msrvtt(root: PathLike, split: str, *, rejects: Rejects, video_dir: str = "videos/all",
+                check_files: bool = True) -> Iterator[MsrvttVideo]:
+  """Videos of one MSR-VTT split ("train", "validate" or "test") with all their captions.
+
+  Rejects: video or sentence entries with missing keys/bad values (malformed_row), invalid
+  UTF-8 (invalid_utf8), sentences of undefined videos (unknown_video), videos without a valid
+  caption (malformed_row), missing video files (missing_file).
+  """
+  root = pathlib.Path(root)
+  path = root / "MSRVTT_data.json"
+  source = source_name(root, path)
+  data = load_json(path)
+  if not isinstance(data, dict) or "videos" not in data or "sentences" not in data:
+    raise ValueError(f"{path}: expected an object with 'videos' and 'sentences'")
+  videos: dict[str, dict[str, Any]] = {}
+  for i, v in enumerate(data["videos"]):
+    item = f"videos[{i}]"
+    if not strings_ok(v):
+      rejects.add(source, item, rj.INVALID_UTF8, "a string field is not valid UTF-8")
+      continue
+    try:
+      videos[text_field(v["video_id"], "video_id")] = {
+          "split": text_field(v["split"], "split"), "category": int(v["category"]),
+          "url": str(v["url"]), "start_s": float(v["start time"]), "end_s": float(v["end time"])}
+    except (KeyError, TypeError, ValueError) as e:
+      rejects.add(source, item, rj.MALFORMED_ROW, f"{type(e).__name__}: {e}")
+  captions: dict[str, list[str]] = collections.defaultdict(list)
+  for i, s in enumerate(data["sentences"]):
+    item = f"sentences[{i}]"
+    if not strings_ok(s):
+      rejects.add(source, item, rj.INVALID_UTF8, "caption is not valid UTF-8")
+      continue
+    try:
+      vid, caption = text_field(s["video_id"], "video_id"), text_field(s["caption"], "caption")
+    except (KeyError, TypeError, ValueError) as e:
+      rejects.add(source, item, rj.MALFORMED_ROW, f"{type(e).__name__}: {e}")
+      continue
+    if vid not in videos:
+      rejects.add(source, item, rj.UNKNOWN_VIDEO, f"sentence for undefined video {vid!r}")
+      continue
+    captions[vid].append(caption)
+  for vid, meta in videos.items():
+    if meta["split"] != split:
+      continue
+    if not captions[vid]:
+      rejects.add(source, f"video {vid}", rj.MALFORMED_ROW, "video has no valid caption")
+      continue
+    media = root / video_dir / f"{vid}.mp4"
+    if not file_ok(media, source, f"video {vid}", rejects, check_files):
+      continue
+    yield MsrvttVideo(video_id=vid, split=split, path=media, captions=tuple(captions[vid]),
+                      category=meta["category"], url=meta["url"], start_s=meta["start_s"],
+                      end_s=meta["end_s"])
+
+
+def read_msrvtt_1ka(root: PathLike, *, rejects: Rejects, csv_name: str = "MSRVTT_JSFUSION_test.csv",
+                    video_dir: str = "videos/all", check_files: bool = True
+                    ) -> Iterator[MsrvttPair]:
+  """The 1k-A retrieval test set: one (video, sentence) per row of the JSFUSION CSV."""
+  root = pathlib.Path(root)
+  path = root / csv_name
+  source = source_name(root, path)
+  for line, row in csv_rows(path, source, MSRVTT_1KA_COLUMNS, rejects):
+    try:
+      vid, sentence = text_field(row["video_id"], "video_id"), text_field(row["sentence"],
+                                                                           "sentence")
+    except ValueError as e:
+      rejects.add(source, f"line {line}", rj.MALFORMED_ROW, str(e))
+      continue
+    media = root / video_dir / f"{vid}.mp4"
+    if not file_ok(media, source, f"line {line}", rejects, check_files):
+      continue
+    yield MsrvttPair(key=row["key"], vid_key=row["vid_key"], video_id=vid, sentence=sentence,
+                     path=media)
