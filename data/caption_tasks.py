@@ -18,10 +18,8 @@ training time are skipped and counted in `caption_task_rejects(name)`.
 from __future__ import annotations
 
 import functools
-import json
 import pathlib
 from collections.abc import Iterator
-from typing import Any
 
 import seqio
 import tensorflow_datasets as tfds
@@ -30,29 +28,10 @@ from data import preprocessors as pp
 from data import tasks as tasks_lib
 from data.rejects import Rejects
 from data.tfds_builders import ClipItem, Sampling
+from viit_jax import caption_sets
 
 SPLIT = "train"
 _REJECTS: dict[str, Rejects] = {}
-
-
-def read_manifest(dataset_dir: str | pathlib.Path) -> dict[str, Any]:
-  """The manifest of a finished auto-labeling version (a clear error when unfinished)."""
-  path = pathlib.Path(dataset_dir) / "manifest.json"
-  if not path.is_file():
-    raise FileNotFoundError(
-        f"{path} does not exist: {dataset_dir} is not a finished auto-labeling output (rerun "
-        "python -m viit_jax.autolabel with the same config until every work unit is written)")
-  return json.loads(path.read_text())
-
-
-def caption_rows(dataset_dir: str | pathlib.Path) -> Iterator[dict[str, Any]]:
-  """The caption rows of a finished dataset, unit by unit in the manifest's order."""
-  root = pathlib.Path(dataset_dir)
-  for name in read_manifest(root)["units"]:
-    with open(root / "units" / name, encoding="utf-8") as f:
-      for line in f:
-        if line.strip():
-          yield json.loads(line)
 
 
 def caption_features(num_frames: int, res: int) -> tfds.features.FeaturesDict:
@@ -84,7 +63,7 @@ def register_caption_task(name: str, dataset_dir: str | pathlib.Path,
     cache_decoded: as data.tasks.register_demo_tasks.
   """
   dataset_dir = pathlib.Path(dataset_dir)
-  manifest = read_manifest(dataset_dir)
+  manifest = caption_sets.read_manifest(dataset_dir)
   root = pathlib.Path(video_root) if video_root else pathlib.Path(manifest["corpus"]["video_root"])
   if not root.is_dir():
     raise FileNotFoundError(f"video root {root} does not exist")
@@ -92,7 +71,7 @@ def register_caption_task(name: str, dataset_dir: str | pathlib.Path,
 
   def items_fn(split: str, rejects: Rejects) -> Iterator[ClipItem]:
     del split, rejects  # One split; the rows were validated when they were written.
-    for row in caption_rows(dataset_dir):
+    for row in caption_sets.caption_rows(dataset_dir):
       segment = tuple(row["segment"]) if row["segment"] else None
       yield ClipItem(row["clip_id"], root / row["path"],
                      {"clip_id": row["clip_id"], "alt_text": row["alt_text"],

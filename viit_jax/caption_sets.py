@@ -1,0 +1,88 @@
+"""An auto-labeling version on disk: work units, caption rows, manifest.
+
+Written by `python -m viit_jax.autolabel` (layout in its docstring), read by `data.caption_tasks`
+(the dual encoder's training data), the demo report and the demo's caption-ceiling probe. Never
+imports TensorFlow: the TFRecords are written by `viit_jax.records`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from data import rejects as rj
+from viit_jax import records as records_lib
+
+ROW_FIELDS = ("index", "clip_id", "path", "segment", "alt_text", "captions", "mean_logprobs",
+              "num_tokens")
+
+TFRECORD_KINDS = {"index": "int64", "clip_id": "bytes", "path": "bytes", "segment": "float",
+                  "alt_text": "bytes", "captions": "bytes", "mean_logprobs": "float",
+                  "num_tokens": "int64", "frame_captions": "bytes"}
+
+
+def row_example(row: Mapping[str, Any]) -> bytes:
+  """A JSONL row as a tf.train.Example (frame_captions flattened sample-major)."""
+  feats: dict[str, Any] = {
+      "index": [row["index"]], "clip_id": [row["clip_id"].encode()],
+      "path": [row["path"].encode()], "segment": list(row["segment"] or []),
+      "alt_text": [row["alt_text"].encode()], "captions": [c.encode() for c in row["captions"]],
+      "mean_logprobs": row["mean_logprobs"], "num_tokens": row["num_tokens"]}
+  if "frame_captions" in row:
+    feats["frame_captions"] = [c.encode() for s in row["frame_captions"] for c in s]
+  return records_lib.tf_example(feats, TFRECORD_KINDS)
+
+
+class Units:
+  """Work units of one output version (see the module docstring for the files)."""
+
+  def __init__(self, out_dir: str | os.PathLike[str]):
+    self.out_dir = pathlib.Path(out_dir)
+    self.units_dir = self.out_dir / "units"
+    self.units_dir.mkdir(parents=True, exist_ok=True)
+
+  def path(self, index: int, suffix: str) -> pathlib.Path:
+    return self.units_dir / f"unit-{index:05d}.{suffix}"
+
+  def meta(self, index: int) -> dict[str, Any] | None:
+    p = self.path(index, "meta.json")
+    return json.loads(p.read_text()) if p.exists() else None
+
+  def write(self, index: int, rows: Sequence[Mapping[str, Any]],
+            rejects: Sequence[rj.RejectRecord], meta: Mapping[str, Any]) -> None:
+    """Data files first (each atomically), the meta file last (the unit's commit)."""
+    records_lib.write_atomic(self.path(index, "tfrecord"),
+                             records_lib.tfrecord_bytes(row_example(r) for r in rows))
+    records_lib.write_atomic(self.path(index, "jsonl"), records_lib.jsonl_bytes(rows))
+    records_lib.write_atomic(self.path(index, "rejects.jsonl"),
+                             records_lib.jsonl_bytes(dataclasses.asdict(r) for r in rejects))
+    records_lib.write_json(self.path(index, "meta.json"), dict(meta))
+
+  def rows(self, index: int) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in self.path(index, "jsonl").read_text().splitlines() if x]
+
+  def rejects(self, index: int) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in self.path(index, "rejects.jsonl").read_text().splitlines() if x]
+
+
+def read_manifest(dataset_dir: str | os.PathLike[str]) -> dict[str, Any]:
+  """The manifest of a finished version (a clear error when a unit is still missing)."""
+  path = pathlib.Path(dataset_dir) / "manifest.json"
+  if not path.is_file():
+    raise FileNotFoundError(
+        f"{path} does not exist: {dataset_dir} is not a finished auto-labeling output (run "
+        "python -m viit_jax.autolabel until every work unit is written)")
+  return json.loads(path.read_text())
+
+
+def caption_rows(dataset_dir: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+  """The caption rows of a finished version, unit by unit in the manifest's order (streamed)."""
+  root = pathlib.Path(dataset_dir)
+  for name in read_manifest(root)["units"]:
+    with open(root / "units" / name, encoding="utf-8") as f:
+      for line in f:
+        if line.strip():
+          yield json.loads(line)
