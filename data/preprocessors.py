@@ -5,7 +5,7 @@ Task side: the raw examples of data.tfds_builders (frames + data-set fields) are
 seqio.preprocessors.tokenize turns prefix/suffix into int32 tokens (keeping the text as
 "prefix_pretokenized"/"suffix_pretokenized").
 
-Model side: `batch_for_model` follows the VLM sequence convention of the contract
+Model side: `batch_for_model` follows the VLM sequence convention
 (PaliGemma's): tokens = [BOS + prefix + "\\n" | suffix + EOS], padded with 0 to `seq_len`:
 
   mask_ar    0 on BOS, prefix and the "\\n" separator (full attention), 1 on suffix, EOS and
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import ctypes
 from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
+
+import numpy as np
 
 import seqio
 import tensorflow as tf
@@ -107,11 +109,6 @@ def check_frames(ds: tf.data.Dataset, *, num_frames: int, res: int) -> tf.data.D
   """Pins the static shape of "frames" to uint8[num_frames, res, res, 3] (fails loudly if not)."""
   return ds.map(lambda ex: {**ex, "frames": tf.ensure_shape(ex["frames"],
                                                             [num_frames, res, res, 3])},
-                num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def drop_keys(ds: tf.data.Dataset, *, keys: Sequence[str]) -> tf.data.Dataset:
-  return ds.map(lambda ex: {k: v for k, v in ex.items() if k not in keys},
                 num_parallel_calls=tf.data.AUTOTUNE)
 
 
@@ -232,6 +229,25 @@ def batch_for_model(ds: tf.data.Dataset, *, batch_size: int, seq_len: int,
 
 
 _RETIRED: list[Any] = []  # tf.data iterators that must never be destroyed (see below).
+
+
+def text_tokens_tf(vocab: seqio.SentencePieceVocabulary, text: tf.Tensor, seq_len: int
+                   ) -> tf.Tensor:
+  """SigLIP-style text ids: lower-case, cut to seq_len - 1, EOS, padded with EOS -> int32[seq_len]."""
+  eos = int(vocab.tokenizer.eos_id())
+  ids = tf.cast(vocab.encode_tf(tf.strings.lower(text, encoding="utf-8")), tf.int32)
+  ids = tf.concat([ids[:seq_len - 1], tf.constant([eos], tf.int32)], axis=0)
+  ids = tf.pad(ids, [[0, seq_len - tf.shape(ids)[0]]], constant_values=eos)
+  return tf.ensure_shape(ids, [seq_len])
+
+
+def text_tokens(vocab: seqio.SentencePieceVocabulary, texts: Sequence[str], seq_len: int
+                ) -> np.ndarray:
+  """`text_tokens_tf` of a list of strings -> int32[N, seq_len] (for evaluation)."""
+  if not texts:
+    return np.zeros((0, seq_len), np.int32)
+  return tf.map_fn(lambda t: text_tokens_tf(vocab, t, seq_len), tf.constant(list(texts)),
+                   fn_output_signature=tf.TensorSpec([seq_len], tf.int32)).numpy()
 
 
 def numpy_iterator(ds: tf.data.Dataset) -> Iterator[Any]:

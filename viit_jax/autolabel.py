@@ -50,163 +50,31 @@ import json
 import math
 import os
 import pathlib
-import re
 import socket
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 import sentencepiece as spm
-from absl import app
-from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
-from data import readers
+from data import corpus as corpus_lib
 from data import rejects as rj
 from data import video
-from viit_jax import checkpoints
+from viit_jax import caption_sets
 from viit_jax import config_lib
 from viit_jax import decoding
 from viit_jax import records as records_lib
-from viit_jax import sharding as sharding_lib
-from viit_jax.models import variants
+from viit_jax import runtime
+from viit_jax.metrics import caption_stats
 from viit_jax.models import vlm as vlm_lib
 
 
 MODES = ("viit", "frame_captioner")
-CORPUS_FORMATS = ("demo", "webvid", "internvid")
-DEFAULT_FILES = {"webvid": "results_2M_train.csv", "internvid": "InternVid-10M-FLT.jsonl"}
-DEFAULT_TEMPLATES = {"demo": "{contentUrl}", "webvid": "videos/{page_dir}/{videoid}.mp4",
-                     "internvid": "videos/{YoutubeID}.mp4"}
 SEPARATOR = "\n"  # The prompt/answer separator of the VLM sequence (data.preprocessors).
-ROW_FIELDS = ("index", "clip_id", "path", "segment", "alt_text", "captions", "mean_logprobs",
-              "num_tokens")
-
-
-# ------------------------------------------------------------------------------------------------
-# Corpus: rows in file order, de-duplicated, cut into work units.
-
-
-@dataclasses.dataclass(frozen=True)
-class Clip:
-  """One clip to caption.
-
-  Attributes:
-    index: global position in the corpus (after dropping bad and duplicate rows).
-    clip_id: the corpus's id (WebVid videoid; InternVid <YoutubeID>_<start_ms>_<end_ms>).
-    path: the media file.
-    rel_path: the media file relative to the corpus root (what the outputs store).
-    segment: (start_s, end_s) to cut from the file, or None for the whole file.
-    alt_text: the corpus's own text for the clip.
-  """
-  index: int
-  clip_id: str
-  path: pathlib.Path
-  rel_path: str
-  segment: tuple[float, float] | None
-  alt_text: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Corpus:
-  """An unlabeled corpus in one of the supported formats (see data/readers.py)."""
-  format: str
-  root: pathlib.Path
-  file: str
-  path_template: str
-  full_videos: bool
-  limit: int
-
-  @property
-  def source(self) -> str:
-    return f"{self.format}/{self.file}"
-
-  def clips(self, rejects: rj.Rejects) -> Iterator[Clip]:
-    """Streams the clips in file order; bad rows and repeated ids are counted in `rejects`.
-
-    Media files are not checked here (a missing file is a bad clip of its unit), so the unit
-    partition depends on the corpus file only.
-    """
-    if self.format in ("demo", "webvid"):
-      rows = ((c.videoid, c.path, None, c.name) for c in readers.read_webvid(
-          self.root, self.file, rejects=rejects, path_template=self.path_template,
-          check_files=False))
-    else:
-      rows = ((c.clip_id, c.path, c.segment, c.caption) for c in readers.read_internvid(
-          self.root, self.file, rejects=rejects, path_template=self.path_template,
-          full_videos=self.full_videos, check_files=False))
-    seen: set[str] = set()
-    index = 0
-    for clip_id, path, segment, alt_text in rows:
-      if self.limit and index >= self.limit:
-        return
-      if clip_id in seen:
-        rejects.add(self.source, clip_id, rj.DUPLICATE_KEY, f"clip id {clip_id!r} seen before")
-        continue
-      seen.add(clip_id)
-      yield Clip(index, clip_id, path, os.path.relpath(path, self.root), segment, alt_text)
-      index += 1
-
-
-def corpus_from_config(c: ml_collections.ConfigDict) -> Corpus:
-  """The configured corpus; a clear error for a missing root or file."""
-  fmt = c.format
-  if fmt not in CORPUS_FORMATS:
-    raise ValueError(f"corpus.format must be one of {CORPUS_FORMATS}, got {fmt!r}")
-  if fmt == "demo":
-    if not c.world_dir:
-      raise ValueError("corpus.format=demo needs corpus.world_dir (python -m data.demo_world)")
-    root = pathlib.Path(c.world_dir) / "webvid"
-    file = c.file or "results_pool.csv"
-  else:
-    if not c.root:
-      raise ValueError(f"corpus.format={fmt} needs corpus.root")
-    root = pathlib.Path(c.root)
-    file = c.file or DEFAULT_FILES[fmt]
-  if not (root / file).is_file():
-    raise FileNotFoundError(f"corpus file {root / file} does not exist")
-  if c.limit < 0:
-    raise ValueError(f"corpus.limit must be >= 0, got {c.limit}")
-  return Corpus(fmt, root.resolve(), file, c.path_template or DEFAULT_TEMPLATES[fmt],
-                bool(c.internvid_full_videos), int(c.limit))
-
-
-def units_of(clips: Iterable[Clip], unit_size: int) -> Iterator[tuple[int, list[Clip]]]:
-  """(unit index, clips) of consecutive `unit_size` clips."""
-  unit: list[Clip] = []
-  index = 0
-  for clip in clips:
-    unit.append(clip)
-    if len(unit) == unit_size:
-      yield index, unit
-      unit, index = [], index + 1
-  if unit:
-    yield index, unit
-
-
-@dataclasses.dataclass(frozen=True)
-class CorpusScan:
-  """Pass 1 over the corpus: counts, a fingerprint of the clip list, and the bad rows."""
-  num_clips: int
-  num_units: int
-  fingerprint: str
-  rejects: rj.Rejects
-
-
-def scan(corpus: Corpus, unit_size: int) -> CorpusScan:
-  rejects = rj.Rejects(corpus.source)
-  digest = hashlib.sha256()
-  n = 0
-  for clip in corpus.clips(rejects):
-    digest.update(json.dumps([clip.clip_id, clip.rel_path, clip.segment]).encode() + b"\n")
-    n += 1
-  return CorpusScan(n, math.ceil(n / unit_size), digest.hexdigest(), rejects)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -250,259 +118,17 @@ class Tokenizer:
 
 
 # ------------------------------------------------------------------------------------------------
-# The output dataset (files written by viit_jax.records).
-
-
-TFRECORD_KINDS = {"index": "int64", "clip_id": "bytes", "path": "bytes", "segment": "float",
-                  "alt_text": "bytes", "captions": "bytes", "mean_logprobs": "float",
-                  "num_tokens": "int64", "frame_captions": "bytes"}
-
-
-def row_example(row: Mapping[str, Any]) -> bytes:
-  """A JSONL row as a tf.train.Example (frame_captions flattened sample-major)."""
-  feats: dict[str, Any] = {
-      "index": [row["index"]], "clip_id": [row["clip_id"].encode()],
-      "path": [row["path"].encode()], "segment": list(row["segment"] or []),
-      "alt_text": [row["alt_text"].encode()], "captions": [c.encode() for c in row["captions"]],
-      "mean_logprobs": row["mean_logprobs"], "num_tokens": row["num_tokens"]}
-  if "frame_captions" in row:
-    feats["frame_captions"] = [c.encode() for s in row["frame_captions"] for c in s]
-  return records_lib.tf_example(feats, TFRECORD_KINDS)
-
-
-class Units:
-  """Work units of one output version (see the module docstring for the files)."""
-
-  def __init__(self, out_dir: str | os.PathLike[str]):
-    self.out_dir = pathlib.Path(out_dir)
-    self.units_dir = self.out_dir / "units"
-    self.units_dir.mkdir(parents=True, exist_ok=True)
-
-  def path(self, index: int, suffix: str) -> pathlib.Path:
-    return self.units_dir / f"unit-{index:05d}.{suffix}"
-
-  def meta(self, index: int) -> dict[str, Any] | None:
-    p = self.path(index, "meta.json")
-    return json.loads(p.read_text()) if p.exists() else None
-
-  def write(self, index: int, rows: Sequence[Mapping[str, Any]],
-            rejects: Sequence[rj.RejectRecord], meta: Mapping[str, Any]) -> None:
-    """Data files first (each atomically), the meta file last (the unit's commit)."""
-    records_lib.write_atomic(self.path(index, "tfrecord"), records_lib.tfrecord_bytes(row_example(r) for r in rows))
-    records_lib.write_atomic(self.path(index, "jsonl"), records_lib.jsonl_bytes(rows))
-    records_lib.write_atomic(self.path(index, "rejects.jsonl"),
-                 records_lib.jsonl_bytes(dataclasses.asdict(r) for r in rejects))
-    records_lib.write_json(self.path(index, "meta.json"), dict(meta))
-
-  def rows(self, index: int) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in self.path(index, "jsonl").read_text().splitlines() if x]
-
-  def rejects(self, index: int) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in self.path(index, "rejects.jsonl").read_text().splitlines() if x]
-
-
-def read_rows(dataset_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-  """Every caption row of a finished version, in unit order (a clear error if unfinished)."""
-  manifest = read_manifest(dataset_dir)
-  units = Units(dataset_dir)
-  return [row for i in range(manifest["num_units"]) for row in units.rows(i)]
-
-
-def read_manifest(dataset_dir: str | os.PathLike[str]) -> dict[str, Any]:
-  path = pathlib.Path(dataset_dir) / "manifest.json"
-  if not path.is_file():
-    raise FileNotFoundError(
-        f"{path} does not exist: {dataset_dir} is not a finished auto-labeling output (run "
-        "python -m viit_jax.autolabel until every work unit is written)")
-  return json.loads(path.read_text())
-
-
-# ------------------------------------------------------------------------------------------------
-# Caption statistics (the paper's Table 7 and the motion check of the acceptance criteria).
-
-# Verbs of motion (lemmas). Inflections are generated by `_inflections`; change-of-state verbs
-# (appear, grow, change colour, turn <colour>) are deliberately not motion, and words that are
-# mostly nouns or adjectives in captions (circle, head, shot, rose, left, slow) are left out.
-MOTION_VERBS = frozenset("""
-    move go come travel slide glide drift roll bounce hop jump leap fall drop rise climb descend
-    ascend sink float fly swim run walk crawl race dash rush hurry zoom dart approach leave enter
-    exit cross pass chase follow pursue flee escape return spin rotate orbit swing sway shake
-    wobble wiggle swirl tumble collide crash hit bump push pull drag carry throw toss kick stop
-    halt pause accelerate decelerate reverse wander march stroll jog ride drive sail
-    steer""".split())
-
-
-def _inflections(verb: str) -> set[str]:
-  """verb -> {verb, 3rd person, -ing, -ed} with the usual spelling rules (regular forms)."""
-  forms = {verb}
-  vowels = "aeiou"
-  if verb.endswith(("s", "sh", "ch", "x", "z", "o")):
-    forms.add(verb + "es")
-  elif verb.endswith("y") and verb[-2] not in vowels:
-    forms.add(verb[:-1] + "ies")
-  else:
-    forms.add(verb + "s")
-  if verb.endswith("ie"):
-    stem = verb[:-2] + "y"
-  elif verb.endswith("e") and not verb.endswith(("ee", "ye", "oe")):
-    stem = verb[:-1]
-  elif (len(verb) >= 3 and verb[-1] not in vowels + "wxy" and verb[-2] in vowels
-        and verb[-3] not in vowels and verb in _DOUBLING):
-    stem = verb + verb[-1]
-  else:
-    stem = verb
-  forms.add(stem + "ing")
-  if verb.endswith("e"):
-    forms.add(verb + "d")
-  elif verb.endswith("y") and verb[-2] not in vowels:
-    forms.add(verb[:-1] + "ied")
-  else:
-    forms.add(stem + "ed")
-  return forms
-
-
-# One-syllable (or final-stress) verbs that double their last consonant (stop -> stopping).
-_DOUBLING = frozenset("stop hop drop swim run spin hit bump jog shoot dart sit slip trip step "
-                      "grab skip flip".split())
-_IRREGULAR = frozenset("""went gone came ran flew flown fell fallen risen swam swum rode ridden
-    drove driven threw thrown fled spun swung shook shaken sank sunk leapt slid travelling
-    travelled""".split())
-MOTION_WORDS = frozenset(set().union(*(_inflections(v) for v in MOTION_VERBS)) | _IRREGULAR)
-_WORD = re.compile(r"[a-z]+")
-
-
-def has_motion_verb(caption: str) -> bool:
-  """True when the caption contains a verb of motion (any inflection; lower-cased words)."""
-  return any(w in MOTION_WORDS for w in _WORD.findall(caption.lower()))
-
-
-def motion_verb_share(captions: Sequence[str]) -> float:
-  """The share of captions with a verb of motion (0.0 for no captions)."""
-  if not captions:
-    return 0.0
-  return sum(has_motion_verb(c) for c in captions) / len(captions)
-
-
-class CaptionStats:
-  """Streaming caption statistics: count, mean words, distinct words, motion-verb share."""
-
-  def __init__(self):
-    self.count = self.words = self.motion = 0
-    self.vocabulary: set[str] = set()
-
-  def add(self, caption: str) -> None:
-    words = _WORD.findall(caption.lower())
-    self.count += 1
-    self.words += len(words)
-    self.vocabulary.update(words)
-    self.motion += any(w in MOTION_WORDS for w in words)
-
-  def result(self) -> dict[str, float]:
-    n = max(self.count, 1)
-    return {"num_captions": self.count, "mean_words": self.words / n,
-            "unique_words": len(self.vocabulary), "motion_verb_share": self.motion / n}
-
-
-def caption_stats(captions: Iterable[str]) -> dict[str, float]:
-  """Mean words per caption, distinct words, and the motion-verb share."""
-  stats = CaptionStats()
-  for c in captions:
-    stats.add(c)
-  return stats.result()
-
-
-# ------------------------------------------------------------------------------------------------
-# Model and parameters.
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckpointSource:
-  """Where the parameters come from: a trainer workdir's checkpoint (with its meta) or a .npz."""
-  path: str
-  step: int | None
-  meta: Mapping[str, Any]
-
-
-def checkpoint_source(init_from: str, init_step: int) -> CheckpointSource:
-  """Resolves the checkpoint step and reads its meta (the trainer's config) without writing."""
-  if not init_from:
-    raise ValueError("init_from is required: a trainer workdir (phase 2 for mode=viit) or a .npz")
-  if init_from.endswith(".npz"):
-    if not os.path.isfile(init_from):
-      raise FileNotFoundError(f"init_from={init_from!r} does not exist")
-    return CheckpointSource(os.path.abspath(init_from), None, {})
-  directory = checkpoints.checkpoint_dir(init_from)
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"init_from={init_from!r}: no checkpoint directory {directory}")
-  manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True),
-                                  item_handlers={"meta": ocp.JsonCheckpointHandler()})
-  try:
-    steps = sorted(manager.all_steps())
-    if not steps:
-      raise FileNotFoundError(f"init_from={init_from!r}: no committed checkpoint in {directory}")
-    step = steps[-1] if init_step < 0 else init_step
-    if step not in steps:
-      raise FileNotFoundError(f"init_from={init_from!r}: no checkpoint at step {step} "
-                              f"(have {steps})")
-    meta = dict(manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-                or {})
-  finally:
-    manager.close()
-  return CheckpointSource(os.path.abspath(init_from), int(step), meta)
-
-
-def _trained(source: CheckpointSource, section: str, key: str) -> Any:
-  cfg = source.meta.get("config") or {}
-  return (cfg.get(section) or {}).get(key)
-
-
-def model_config(config: ml_collections.ConfigDict, source: CheckpointSource, num_frames: int,
-                 res: int) -> vlm_lib.VLMConfig:
-  """The VLM config: the checkpoint's variant / vocab / dtype unless the config sets them."""
-  variant = config.model.variant or _trained(source, "model", "variant")
-  if not variant:
-    raise ValueError(f"model.variant is not set and {source.path} records none (a .npz source "
-                     "needs model.variant, model.vocab_size and data.res)")
-  overrides: dict[str, Any] = {"img.image_size": res, "img.num_frames": num_frames}
-  vocab_size = config.model.vocab_size or _trained(source, "model", "vocab_size") or 0
-  if vocab_size:
-    overrides["llm.vocab_size"] = int(vocab_size)
-  dtype = config.model.dtype or _trained(source, "model", "dtype") or "float32"
-  overrides.update({"img.dtype": dtype, "llm.dtype": dtype})
-  cfg = variants.get_config(variant, overrides)
-  if not isinstance(cfg, vlm_lib.VLMConfig):
-    raise ValueError(f"model variant {variant!r} is not a video-language model")
-  return cfg
-
-
-def load_params(model_cfg: vlm_lib.VLMConfig, source: CheckpointSource, mesh: jax.sharding.Mesh,
-                assignment_map: checkpoints.AssignmentMap) -> Any:
-  """The parameters (only) of `source`, restored straight into their shardings on `mesh`."""
-  boxed = variants.abstract_params(model_cfg)
-  shardings = sharding_lib.logical_to_shardings(boxed, mesh)
-  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                          nn.unbox(boxed), shardings)
-  params, report = checkpoints.load_params_into(abstract, source.path, step=source.step or -1,
-                                                assignment_map=assignment_map)
-  if report.kept:
-    raise ValueError(f"{source.path} does not provide {len(report.kept)} parameters "
-                     f"(e.g. {list(report.kept[:5])}); auto-labeling needs a complete model")
-  print(report.summary(), flush=True)
-  return params
-
-
-# ------------------------------------------------------------------------------------------------
 # Captioning one batch.
 
 
 @dataclasses.dataclass
 class Decoded:
   """A clip whose frames decoded: uint8[F, R, R, 3] (F = T, or k in frame_captioner mode)."""
-  clip: Clip
+  clip: corpus_lib.Clip
   frames: np.ndarray
 
 
-def decode_clip(clip: Clip, num_frames: int, fps: float, res: int
+def decode_clip(clip: corpus_lib.Clip, num_frames: int, fps: float, res: int
                 ) -> Decoded | rj.RejectRecord:
   """The clip's frames (data.video's centred window), or its reject record."""
   try:
@@ -600,13 +226,6 @@ def bind_settings(out_dir: pathlib.Path, settings: Mapping[str, Any]) -> None:
   records_lib.write_json(path, settings)
 
 
-def _eta(seconds: float) -> str:
-  if not math.isfinite(seconds):
-    return "?"
-  s = int(seconds)
-  return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 class Progress:
   """The progress line: clips done, clips/s, generated tokens/s, ETA (this process)."""
 
@@ -626,7 +245,7 @@ class Progress:
     rate = self.clips / dt
     eta = (self.total - self.clips) / rate if rate > 0 else math.inf
     print(f"{self.prefix}{unit} | clips {self.clips}/{self.total} | {rate:.2f} clips/s | "
-          f"{self.tokens / dt:.1f} tokens/s | ETA {_eta(eta)}", flush=True)
+          f"{self.tokens / dt:.1f} tokens/s | ETA {runtime.format_eta(eta)}", flush=True)
 
   def rates(self) -> dict[str, float]:
     dt = max(time.time() - self.start, 1e-9)
@@ -634,14 +253,15 @@ class Progress:
             "clips_per_s": self.clips / dt, "tokens_per_s": self.tokens / dt}
 
 
-def finalize(units: Units, num_units: int, settings: Mapping[str, Any],
+def finalize(units: caption_sets.Units, num_units: int, settings: Mapping[str, Any],
              input_rejects: rj.Rejects) -> dict[str, Any] | None:
   """Writes rejects.jsonl and manifest.json once every unit is finished; else None."""
   metas = [units.meta(i) for i in range(num_units)]
   if any(m is None for m in metas):
     return None
   clip_reasons: collections.Counter[str] = collections.Counter()
-  first, every, alt = CaptionStats(), CaptionStats(), CaptionStats()
+  first, every, alt = (caption_stats.CaptionStats(), caption_stats.CaptionStats(),
+                       caption_stats.CaptionStats())
   captioned = 0
   rejects_path = units.out_dir / "rejects.jsonl"
   tmp = rejects_path.with_name(f".{rejects_path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
@@ -685,14 +305,6 @@ def finalize(units: Units, num_units: int, settings: Mapping[str, Any],
 # The job.
 
 
-def _configure_runtime() -> None:
-  """A persistent compile cache when VIIT_COMPILE_CACHE is set (restarts skip compilation)."""
-  cache = os.environ.get("VIIT_COMPILE_CACHE")
-  if cache:
-    jax.config.update("jax_compilation_cache_dir", cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-
-
 def _check_config(config: ml_collections.ConfigDict) -> None:
   if config.mode not in MODES:
     raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
@@ -711,8 +323,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
   _check_config(config)
   pid, nproc = jax.process_index(), jax.process_count()
   log = print if pid == 0 else (lambda *a, **k: None)
-  corpus = corpus_from_config(config.corpus)
-  corpus_scan = scan(corpus, config.unit_size)
+  corpus = corpus_lib.corpus_from_config(config.corpus)
+  corpus_scan = corpus_lib.scan(corpus, config.unit_size)
   if corpus_scan.num_clips == 0:
     raise ValueError(f"no usable clip in {corpus.root / corpus.file} (rejected rows: "
                      f"{corpus_scan.rejects.counts})")
@@ -722,16 +334,17 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
       raise ValueError("vocab_path is required (the VLM's SentencePiece model)")
     vocab_path = str(pathlib.Path(config.corpus.world_dir) / "spm" / "demo.model")
   tokenizer = Tokenizer(vocab_path)
-  source = checkpoint_source(config.init_from, config.init_step)
-  res = config.data.res or _trained(source, "data", "res")
+  source = runtime.checkpoint_source(config.init_from, config.init_step)
+  res = config.data.res or source.trained("data", "res")
   if not res:
     raise ValueError("data.res is not set and the checkpoint records none")
   fc = config.mode == "frame_captioner"
   num_frames = config.frame_captioner.num_frames if fc else config.data.num_frames
   fps = config.frame_captioner.fps if fc else config.data.fps
-  model_cfg = model_config(config, source, 1 if fc else num_frames, int(res))
+  model_cfg = runtime.model_config(config.model, vlm_lib.VLMConfig,
+                                   num_frames=1 if fc else num_frames, res=int(res), source=source)
   dcfg = decode_config(config, tokenizer, model_cfg.llm.vocab_size)
-  trained_frames = _trained(source, "data", "num_frames")
+  trained_frames = source.trained("data", "num_frames")
   if not fc and trained_frames and trained_frames != num_frames:
     logging.warning("the checkpoint was trained on %s frames, captioning with %d",
                     trained_frames, num_frames)
@@ -739,7 +352,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
       "version": config.version, "mode": config.mode, "seed": int(config.seed),
       "checkpoint": {"path": source.path, "step": source.step,
                      "experiment": source.meta.get("experiment"),
-                     "variant": config.model.variant or _trained(source, "model", "variant")},
+                     "variant": config.model.variant or source.trained("model", "variant")},
       "model": {"vocab_size": model_cfg.llm.vocab_size, "dtype": model_cfg.llm.dtype,
                 "image_size": model_cfg.img.image_size},
       "prompt": config.prompt, "prompt_ids": tokenizer.prompt_ids(config.prompt),
@@ -760,7 +373,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
   bind_settings(out_dir, settings)
   records_lib.write_atomic(out_dir / "input_rejects.jsonl",
                records_lib.jsonl_bytes(dataclasses.asdict(r) for r in corpus_scan.rejects.records))
-  units = Units(out_dir)
+  units = caption_sets.Units(out_dir)
   mine = [u for u in range(corpus_scan.num_units) if u % nproc == pid]
   todo = {u for u in mine if units.meta(u) is None}
   for u in todo:  # Temporary files a killed run left in units only this process writes.
@@ -772,7 +385,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
 
   # Model: this process's devices, parameters restored into their shardings.
   mesh = decoding.local_mesh(dict(config.mesh))
-  params = load_params(model_cfg, source, mesh,
+  params = runtime.load_params(model_cfg, source, mesh,
                        tuple(tuple(r) for r in config.init_assignment_map))
   decoder = decoding.Decoder(decoding.VLMAdapter(vlm_lib.VLM(model_cfg)), dcfg, mesh)
   rows_per_clip = num_frames if fc else 1
@@ -791,7 +404,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
   progress = Progress(f"autolabel p{pid}/{nproc}", todo_clips, config.log_every_s)
   written, bad = 0, 0
   pass2 = rj.Rejects(corpus.source)  # Pass 1 recorded these rows already.
-  my_units = ((u, clips) for u, clips in units_of(corpus.clips(pass2) if todo else (),
+  my_units = ((u, clips) for u, clips in corpus_lib.units_of(corpus.clips(pass2) if todo else (),
                                                    config.unit_size) if u in todo)
   with concurrent.futures.ThreadPoolExecutor(config.data.decode_workers) as pool:
     def submit(unit):
@@ -837,8 +450,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
   return manifest
 
 
-def _caption_unit(u: int, clips: list[Clip], futures: list[concurrent.futures.Future], *,
-                  units: Units, captioner: Captioner, progress: Progress) -> int:
+def _caption_unit(u: int, clips: list[corpus_lib.Clip], futures: list[concurrent.futures.Future], *,
+                  units: caption_sets.Units, captioner: Captioner, progress: Progress) -> int:
   """Captions one unit (batches in clip order) and writes it; returns its number of bad clips."""
   t0 = time.time()
   rows: list[dict[str, Any]] = []
@@ -874,25 +487,10 @@ def _caption_unit(u: int, clips: list[Clip], futures: list[concurrent.futures.Fu
   return len(rejected)
 
 
-def define_flags() -> None:
-  """The CLI flags; defined only when run as a program, so that importing this module (tests, other
-  entry points) never collides with another entry point's `--config`."""
-  config_flags.DEFINE_config_file("config", None, "Auto-labeling config file.", lock_config=True)
-  flags.DEFINE_string("workdir", None, "Output directory (the version goes under it).")
-
-
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if flags.FLAGS.config is None or not flags.FLAGS.workdir:
-    raise app.UsageError("--config and --workdir are required")
-  if not flags.FLAGS["verbosity"].present:  # Keep orbax's INFO lines out of the progress output.
-    logging.set_verbosity(logging.WARNING)
-  sharding_lib.maybe_initialize_distributed()  # Before anything touches jax devices.
-  _configure_runtime()
-  run(flags.FLAGS.config, flags.FLAGS.workdir)
+def main(args: runtime.Args) -> int:
+  run(args.config, args.workdir)
+  return 0
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  runtime.run(main)

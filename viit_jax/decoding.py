@@ -516,8 +516,7 @@ class Decoder:
     self._fn = jax.jit(functools.partial(fn, model=model, cfg=cfg),
                        out_shardings=DecodeOutput(*([self._batch] * 5)))
     self._replicated = replicated
-    self.batch_divisor = int(np.prod([mesh.shape[a] for a in _as_tuple(
-        sharding_lib.batch_spec(rules)[0])]))
+    self.batch_divisor = sharding_lib.batch_devices(mesh, rules)
 
   def __call__(self, params: Params, inputs: Mapping[str, np.ndarray], example_ids: np.ndarray,
                seed: int) -> DecodeOutput:
@@ -531,12 +530,6 @@ class Decoder:
       seed_arr = jax.device_put(np.asarray(seed, np.int32), self._replicated)
       out = self._fn(params, batch, ids, seed_arr)
     return DecodeOutput(*(np.asarray(x) for x in jax.device_get(tuple(out))))
-
-
-def _as_tuple(axes: Any) -> tuple[str, ...]:
-  if axes is None:
-    return ()
-  return (axes,) if isinstance(axes, str) else tuple(axes)
 
 
 def local_mesh(mesh_cfg: Mapping[str, int]) -> Mesh:

@@ -37,7 +37,6 @@ import json
 import os
 import pathlib
 import string
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -46,28 +45,22 @@ import jax
 import ml_collections
 import numpy as np
 import seqio
-from absl import app
-from absl import flags
-from absl import logging as absl_logging
 
 from data import preprocessors as pp
+from data import registry
 from data import tasks as tasks_lib
-from viit_jax import autolabel
 from viit_jax import config_lib
 from viit_jax import decoding
+from viit_jax import embed
 from viit_jax import records
-from viit_jax import sharding as sharding_lib
-from viit_jax import train_dual_encoder as tde
+from viit_jax import runtime
 from viit_jax.metrics import captioning
 from viit_jax.metrics import classification
 from viit_jax.metrics import qa
 from viit_jax.metrics import retrieval
 from viit_jax.metrics import wups
 from viit_jax.models import dual_encoder as de_lib
-from viit_jax.models import variants
 from viit_jax.models import vlm as vlm_lib
-
-FLAGS = flags.FLAGS
 
 KINDS = ("vlm", "dual_encoder")
 TASKS = {"vlm": ("msrvtt_caption", "nextqa_oe", "msrvtt_qa"),
@@ -107,82 +100,27 @@ def task_names(config: ml_collections.ConfigDict) -> list[str]:
   return names
 
 
-def _trained(source: autolabel.CheckpointSource, section: str, key: str) -> Any:
-  cfg = source.meta.get("config") or {}
-  return (cfg.get(section) or {}).get(key)
-
-
-def _setting(config: ml_collections.ConfigDict, source: autolabel.CheckpointSource, key: str):
+def _setting(config: ml_collections.ConfigDict, source: runtime.CheckpointSource, key: str):
   """data.<key> from the config, else from the checkpoint's training config; error if neither."""
-  value = config.data[key] or _trained(source, "data", key)
+  value = config.data[key] or source.trained("data", key)
   if not value:
     raise ValueError(f"data.{key} is not set and the checkpoint {source.path} records none")
   return value
 
 
-def vocab_path(config: ml_collections.ConfigDict, source: autolabel.CheckpointSource) -> str:
+def vocab_path(config: ml_collections.ConfigDict, source: runtime.CheckpointSource) -> str:
   """The config's tokenizer, else the checkpoint's, else the demo world's."""
-  path = config.data.vocab_path or _trained(source, "data", "vocab_path") or ""
+  path = config.data.vocab_path or source.trained("data", "vocab_path") or ""
   if not path:
     if config.data.source != "demo":
       raise ValueError("data.vocab_path is required for data.source=real")
-    path = os.path.join(config.data.world_dir, "spm", "demo.model")
+    path = registry.demo_vocab_path(config.data.world_dir)
   return path
-
-
-def register_tasks(config: ml_collections.ConfigDict, *, num_frames: int, fps: float, res: int,
-                   vocab: str) -> None:
-  """Registers the demo world's or the real data sets' seqio tasks at the eval sampling."""
-  d = config.data
-  if d.source == "demo":
-    world = os.path.abspath(d.world_dir)
-    if not os.path.isfile(os.path.join(world, "manifest.json")):
-      raise FileNotFoundError(f"data.world_dir={d.world_dir!r} holds no demo world "
-                              "(python -m data.demo_world --out=DIR)")
-    tasks_lib.register_demo_tasks(world, num_frames=num_frames, fps=fps, res=res,
-                                  vocab_path=vocab, decode_workers=d.decode_workers)
-  elif d.source == "real":
-    dirs = {k: v for k, v in d.dirs.items() if v}
-    if not dirs:
-      raise ValueError("data.source=real needs data.dirs.<msrvtt|nextqa|kinetics>")
-    tasks_lib.register_real_tasks(dirs, num_frames=num_frames, fps=fps, res=res,
-                                  vocab_path=vocab, tfds_data_dir=d.tfds_data_dir or None,
-                                  decode_workers=d.decode_workers)
-  else:
-    raise ValueError(f"data.source must be demo or real, got {d.source!r}")
 
 
 def data_task(config: ml_collections.ConfigDict, name: str) -> str:
   role = DATA_ROLES[name]
   return tasks_lib.DEMO_TASK_NAMES[role] if config.data.source == "demo" else role
-
-
-def model_config(config: ml_collections.ConfigDict, source: autolabel.CheckpointSource, *,
-                 num_frames: int, res: int, text_len: int
-                 ) -> vlm_lib.VLMConfig | de_lib.DualEncoderConfig:
-  """The checkpoint's model: its variant, vocab size, dtype and layer layout (scanned or not)
-  unless the config sets them, at the evaluation's frames and resolution."""
-  variant = config.model.variant or _trained(source, "model", "variant")
-  if not variant:
-    raise ValueError(f"model.variant is not set and {source.path} records none")
-  tower = "llm" if config.kind == "vlm" else "txt"
-  overrides: dict[str, Any] = {"img.image_size": res, "img.num_frames": num_frames}
-  if config.kind == "dual_encoder":
-    overrides["txt.seq_len"] = text_len  # The text tower's position embedding length.
-  vocab_size = config.model.vocab_size or _trained(source, "model", "vocab_size") or 0
-  if vocab_size:
-    overrides[f"{tower}.vocab_size"] = int(vocab_size)
-  dtype = config.model.dtype or _trained(source, "model", "dtype") or "float32"
-  overrides.update({"img.dtype": dtype, f"{tower}.dtype": dtype})
-  scan = _trained(source, "model", "scan")
-  if scan is not None:  # Trainer checkpoints record their layout; imports use the variant's.
-    overrides.update({"img.scan": bool(scan), f"{tower}.scan": bool(scan)})
-  cfg = variants.get_config(variant, overrides)
-  want = vlm_lib.VLMConfig if config.kind == "vlm" else de_lib.DualEncoderConfig
-  if not isinstance(cfg, want):
-    raise ValueError(f"model variant {variant!r} is a {type(cfg).__name__}, not what "
-                     f"kind={config.kind} evaluates ({want.__name__})")
-  return cfg
 
 
 def _rows(config: ml_collections.ConfigDict, task: str, split: str) -> Any:
@@ -306,7 +244,7 @@ def _video_batches(ds: Any, batch_size: int, key: str
     yield examples, (np.stack(frames) if frames else None)
 
 
-def eval_retrieval(config, embedder: tde.Embedder, params: Any, vocab: seqio.Vocabulary,
+def eval_retrieval(config, embedder: embed.Embedder, params: Any, vocab: seqio.Vocabulary,
                    text_len: int, task: str, split: str) -> tuple[dict[str, float], list]:
   """Streams the pairs: video embeddings batch by batch (frames never all in memory)."""
   video_index: dict[str, int] = {}
@@ -323,7 +261,7 @@ def eval_retrieval(config, embedder: tde.Embedder, params: Any, vocab: seqio.Voc
       t2v.append(video_index[vid])
   if not texts:
     raise ValueError(f"{task}/{split} has no pairs")
-  text_emb = embedder.texts(params, tde.text_tokens(vocab, texts, text_len))
+  text_emb = embedder.texts(params, pp.text_tokens(vocab, texts, text_len))
   metrics = retrieval.sharded_retrieval_metrics(
       text_emb, np.concatenate(video_emb), np.asarray(t2v, np.int64), mesh=embedder.mesh,
       tie_policy=config.eval.tie_policy, block_size=int(config.eval.retrieval_block_size))
@@ -331,7 +269,7 @@ def eval_retrieval(config, embedder: tde.Embedder, params: Any, vocab: seqio.Voc
   return {**metrics, "num_texts": float(len(texts)), "num_videos": float(len(video_index))}, rows
 
 
-def eval_zero_shot(config, embedder: tde.Embedder, params: Any, vocab: seqio.Vocabulary,
+def eval_zero_shot(config, embedder: embed.Embedder, params: Any, vocab: seqio.Vocabulary,
                    text_len: int, task: str, split: str) -> tuple[dict[str, float], list]:
   labels_all = tasks_lib.task_info(task).labels.get(split)
   if not labels_all:
@@ -350,7 +288,7 @@ def eval_zero_shot(config, embedder: tde.Embedder, params: Any, vocab: seqio.Voc
     raise ValueError(f"{task}/{split} has no clips")
 
   def encode(prompts: list[str]) -> np.ndarray:
-    return embedder.texts(params, tde.text_tokens(vocab, prompts, text_len))
+    return embedder.texts(params, pp.text_tokens(vocab, prompts, text_len))
 
   class_emb = classification.class_embeddings(encode, list(labels_all), templates)
   video = np.concatenate(video_emb)
@@ -411,19 +349,22 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> d
   """Runs the configured tasks on the checkpoint; writes and returns the report."""
   started = time.time()
   names = task_names(config)
-  source = autolabel.checkpoint_source(config.checkpoint, config.checkpoint_step)
+  source = runtime.checkpoint_source(config.checkpoint, config.checkpoint_step)
   num_frames = int(_setting(config, source, "num_frames"))
   fps = float(_setting(config, source, "fps"))
   res = int(_setting(config, source, "res"))
   text_len = int(_setting(config, source, "text_len"))
   vpath = vocab_path(config, source)
-  register_tasks(config, num_frames=num_frames, fps=fps, res=res, vocab=vpath)
+  registry.register_for_eval(config.data, num_frames=num_frames, fps=fps, res=res,
+                             vocab_path=vpath)
   vocab = tasks_lib.vocabulary(vpath)
   mesh = decoding.local_mesh(dict(config.mesh))
   batch = int(config.eval.batch_size)
-  model_cfg = model_config(config, source, num_frames=num_frames, res=res, text_len=text_len)
-  params = autolabel.load_params(model_cfg, source, mesh, ())
-  variant = config.model.variant or _trained(source, "model", "variant")
+  model_cfg = runtime.model_config(
+      config.model, runtime.MODEL_KINDS[config.kind], num_frames=num_frames, res=res,
+      text_len=text_len if config.kind == "dual_encoder" else 0, source=source)
+  params = runtime.load_params(model_cfg, source, mesh)
+  variant = config.model.variant or source.trained("model", "variant")
   log(f"evaluate {config.kind} {source.path} step {source.step} ({variant}): tasks {names}; "
       f"{num_frames} frames at {fps} fps, {res} px; mesh {dict(mesh.shape)}")
 
@@ -438,7 +379,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> d
                              prompt_len=text_len, max_decode_len=int(config.eval.max_decode_len),
                              seed=int(config.eval.seed))
   else:
-    embedder = tde.Embedder(de_lib.DualEncoder(model_cfg), mesh, batch)
+    embedder = embed.Embedder(de_lib.DualEncoder(model_cfg), mesh, batch)
   for name in names:
     t0 = time.time()
     task, split = data_task(config, name), split_of[name]
@@ -484,21 +425,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> d
   return report
 
 
-def main(argv: list[str]) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  sharding_lib.maybe_initialize_distributed()  # Before anything touches jax devices.
-  absl_logging.set_verbosity(absl_logging.WARNING)
-  config = FLAGS.config
-  if config is None or not FLAGS.workdir:
-    raise app.UsageError("--config and --workdir are required")
-  tde.configure_runtime()
-  log = print if jax.process_index() == 0 else (lambda *a, **k: None)
-  evaluate(config, FLAGS.workdir, log=lambda s: log(s, flush=True))
+def main(args: runtime.Args) -> int:
+  evaluate(args.config, args.workdir, log=runtime.process0_log)
   return 0
 
 
 if __name__ == "__main__":
-  tde.define_flags()
-  flags.mark_flags_as_required(["config", "workdir"])
-  app.run(lambda argv: sys.exit(main(argv)))
+  runtime.run(main)

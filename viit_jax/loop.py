@@ -28,6 +28,7 @@ import functools
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
@@ -44,6 +45,7 @@ from orbax.checkpoint import multihost as ocp_multihost
 from viit_jax import checkpoints
 from viit_jax import config_lib
 from viit_jax import optim
+from viit_jax import runtime
 from viit_jax import sharding as sharding_lib
 
 Params = Any  # Nested dict of arrays.
@@ -328,13 +330,6 @@ def _format_memory(mib: Mapping[str, float]) -> str:
           f"{mib['peak_estimate_mib']:.1f} MiB")
 
 
-def _eta(seconds: float) -> str:
-  if not math.isfinite(seconds):
-    return "?"
-  s = int(seconds)
-  return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 # ------------------------------------------------------------------------------------------------
 # The loop.
 
@@ -411,9 +406,9 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
       f"{optim.tree_size(abstract_state['opt']):,} elements")
 
   def fresh_params():
-    with sharding_lib.use_mesh(mesh, rules):
-      return jax.jit(lambda rng: nn.unbox(task.init_fn(rng)), out_shardings=param_shardings)(
-          jax.random.PRNGKey(config.seed))
+    params, _ = sharding_lib.init_sharded(task.init_fn, mesh, rules,
+                                          jax.random.PRNGKey(config.seed))
+    return params
 
   def state_of(params):
     trainable, _ = optim.split_params(params, config.optim.freeze)
@@ -532,7 +527,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
         last_metrics = scalars
         log(f"step {step}/{total} | loss {mean['loss']:.4f} | lr {mean['lr']:.2e} | "
             f"{ex_s:.1f} ex/s | {steps_s:.2f} steps/s | "
-            f"ETA {_eta((total - step) / steps_s if steps_s > 0 else math.inf)}")
+            f"ETA {runtime.format_eta((total - step) / steps_s if steps_s > 0 else math.inf)}")
         window, steps_window, t_window = [], 0, time.time()
       if save_now:
         ckpt.maybe_save(step, state, data=data_pos(step), meta=meta, force=final)
@@ -554,3 +549,39 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
   writer.close()
   log(f"done: step {total} in {time.time() - t_start:.1f}s")
   return RunResult(state=state, step=total, metrics=last_metrics, memory=memory, source=source)
+
+
+# ------------------------------------------------------------------------------------------------
+# The trainers' main().
+
+EXIT_WORKDIR_MISMATCH = 2
+EXIT_NON_FINITE = 3
+
+
+def train(config: ml_collections.ConfigDict, workdir: str,
+          build_task: Callable[[ml_collections.ConfigDict, jax.sharding.Mesh], Task], *,
+          force: bool = False, log: Callable[[str], None] = print, describe: str = ""
+          ) -> RunResult:
+  """Builds the config's mesh and the trainer's task on it, then `run`s it."""
+  mesh = sharding_lib.make_mesh(dict(config.mesh))
+  log(f"experiment {config.experiment}: {jax.process_count()} process(es), "
+      f"{jax.device_count()} devices, mesh {dict(mesh.shape)}{describe}")
+  return run(build_task(config, mesh), config, workdir, mesh=mesh, force=force, log=log)
+
+
+def main(args: runtime.Args,
+         build_task: Callable[[ml_collections.ConfigDict, jax.sharding.Mesh], Task], *,
+         describe: str = "") -> int:
+  """A trainer's main(): `train`, then the exit code (0; 2 for a workdir of another config; 3 for
+  a NaN/Inf loss, the last good checkpoint kept)."""
+  try:
+    result = train(args.config, args.workdir, build_task, force=args.resume,
+                   log=runtime.process0_log, describe=describe)
+  except NonFiniteLossError as e:
+    print(f"ERROR: {e}", file=sys.stderr, flush=True)
+    return EXIT_NON_FINITE
+  except WorkdirMismatchError as e:
+    print(f"ERROR: {e}", file=sys.stderr, flush=True)
+    return EXIT_WORKDIR_MISMATCH
+  runtime.process0_log(f"final metrics: {json.dumps(result.metrics)}")
+  return 0

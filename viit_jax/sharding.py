@@ -138,12 +138,6 @@ def logical_to_shardings(abstract_tree: Any, mesh: Mesh, rules: LogicalRules = R
   return jax.tree_util.tree_map(one, abstract_tree, is_leaf=_is_box)
 
 
-def logical_names(abstract_tree: Any) -> Any:
-  """The logical axis names of every boxed leaf (None for unboxed leaves), unboxed structure."""
-  return jax.tree_util.tree_map(lambda x: tuple(x.names) if _is_box(x) else None, abstract_tree,
-                                is_leaf=_is_box)
-
-
 def init_sharded(init_fn: Any, mesh: Mesh, rules: LogicalRules, *args: Any) -> tuple[Any, Any]:
   """Initialises straight into shardings: eval_shape, then jit with out_shardings.
 
@@ -160,6 +154,12 @@ def init_sharded(init_fn: Any, mesh: Mesh, rules: LogicalRules, *args: Any) -> t
 def batch_spec(rules: LogicalRules = RULES) -> P:
   """PartitionSpec of the leading (batch) axis."""
   return P(nn.logical_to_mesh_axes(("batch",), rules)[0])
+
+
+def batch_devices(mesh: Mesh, rules: LogicalRules = RULES) -> int:
+  """How many ways the batch axis is split on `mesh` (a global batch must divide by it)."""
+  axes = batch_spec(rules)[0]
+  return 1 if axes is None else _mesh_axes_size(mesh, axes)
 
 
 def batch_shardings(batch: Any, mesh: Mesh, rules: LogicalRules = RULES) -> Any:

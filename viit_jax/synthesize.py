@@ -23,15 +23,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from absl import app
-from absl import flags
 from absl import logging
 import ml_collections
-from ml_collections import config_flags
 
 from data import rejects as rejects_lib
 from viit_jax import config_lib
 from viit_jax import records as records_lib
+from viit_jax import runtime
 from viit_jax.synthesis import backends
 from viit_jax.synthesis import dataset
 from viit_jax.synthesis import narratives as narratives_lib
@@ -270,21 +268,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
   return manifest
 
 
-def define_flags() -> None:
-  """The CLI flags; defined only when run as a program, so that importing this module (tests, other
-  entry points) never collides with another entry point's `--config`."""
-  config_flags.DEFINE_config_file("config", None, "Synthesis config file.", lock_config=True)
-  flags.DEFINE_string("workdir", None, "Output directory (the version goes under it).")
-
-
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS.workdir:
-    raise app.UsageError("--workdir is required")
-  run(flags.FLAGS.config, flags.FLAGS.workdir)
+def main(args: runtime.Args) -> int:
+  run(args.config, args.workdir)
+  return 0
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  runtime.run(main, uses_jax=False)

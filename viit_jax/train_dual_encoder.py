@@ -59,11 +59,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import os
-import sys
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -71,23 +67,16 @@ import ml_collections
 import numpy as np
 import seqio
 import tensorflow as tf
-from absl import app
-from absl import flags
-from absl import logging as absl_logging
-from jax.sharding import NamedSharding, PartitionSpec as P
-from ml_collections import config_flags
 
 from data import caption_tasks
 from data import preprocessors as pp
+from data import registry
 from data import tasks as tasks_lib
+from viit_jax import embed
 from viit_jax import loop
-from viit_jax import sharding as sharding_lib
-from viit_jax import train as vlm_train
-from viit_jax.metrics import retrieval
+from viit_jax import runtime
 from viit_jax.models import dual_encoder as de_lib
 from viit_jax.models import variants
-
-FLAGS = flags.FLAGS
 
 CAPTION_SOURCES = ("alt_text", "smit", "viit", "frame_captions", "stills")
 LOSSES = ("softmax", "sigmoid")
@@ -185,33 +174,8 @@ def caption_sources(config: ml_collections.ConfigDict, vocab_path: str) -> list[
   return out
 
 
-def register_tasks(config: ml_collections.ConfigDict) -> tuple[seqio.Vocabulary, str]:
-  """Registers the data tasks (demo world or real sets) -> (vocabulary, its path)."""
-  vocab = vlm_train.register_tasks(config)
-  return vocab, vocab.sentencepiece_model_file
-
-
 # ------------------------------------------------------------------------------------------------
 # tf.data: caption draw, scale jitter, text tokens.
-
-
-def text_tokens_tf(vocab: seqio.SentencePieceVocabulary, text: tf.Tensor, seq_len: int
-                   ) -> tf.Tensor:
-  """SigLIP-style text ids: lower-case, cut to seq_len - 1, EOS, padded with EOS -> int32[seq_len]."""
-  eos = int(vocab.tokenizer.eos_id())
-  ids = tf.cast(vocab.encode_tf(tf.strings.lower(text, encoding="utf-8")), tf.int32)
-  ids = tf.concat([ids[:seq_len - 1], tf.constant([eos], tf.int32)], axis=0)
-  ids = tf.pad(ids, [[0, seq_len - tf.shape(ids)[0]]], constant_values=eos)
-  return tf.ensure_shape(ids, [seq_len])
-
-
-def text_tokens(vocab: seqio.SentencePieceVocabulary, texts: Sequence[str], seq_len: int
-                ) -> np.ndarray:
-  """`text_tokens_tf` of a list of strings -> int32[N, seq_len] (for evaluation)."""
-  if not texts:
-    return np.zeros((0, seq_len), np.int32)
-  return tf.map_fn(lambda t: text_tokens_tf(vocab, t, seq_len), tf.constant(list(texts)),
-                   fn_output_signature=tf.TensorSpec([seq_len], tf.int32)).numpy()
 
 
 def scale_jitter_crop(frames: tf.Tensor, u: tf.Tensor, *, res: int, min_scale: float,
@@ -299,7 +263,7 @@ def train_dataset(config: ml_collections.ConfigDict, vocab: seqio.SentencePieceV
     i = tf.minimum(tf.cast(tf.floor(u[0] * tf.cast(k, tf.float32)), tf.int32), k - 1)
     return {"frames": scale_jitter_crop(ex["frames"], u[1:], res=res, min_scale=lo,
                                         max_scale=hi),
-            "tokens": text_tokens_tf(vocab, ex["captions"][i], seq_len)}
+            "tokens": pp.text_tokens_tf(vocab, ex["captions"][i], seq_len)}
 
   ds = ds.enumerate().skip(int(start) * batch_size)
   ds = ds.map(draw, num_parallel_calls=tf.data.AUTOTUNE)
@@ -340,26 +304,6 @@ def make_data_fn(config: ml_collections.ConfigDict, vocab: seqio.SentencePieceVo
 # Model and loss (pure functions; the loop jits the step).
 
 
-def model_config(config: ml_collections.ConfigDict, vocab_size: int) -> de_lib.DualEncoderConfig:
-  """The dual-encoder config of `model.variant`, fitted to the data (frames, res, text length)."""
-  m, d, de = config.model, config.data, config.dual_encoder
-  overrides = {"img.image_size": int(d.res), "img.num_frames": int(d.num_frames),
-               "txt.seq_len": int(d.text_len), "img.dtype": m.dtype, "txt.dtype": m.dtype,
-               "img.remat_policy": m.remat_policy, "txt.remat_policy": m.remat_policy,
-               "img.scan": m.scan, "txt.scan": m.scan,
-               "t_init": float(de.log_temperature_init), "b_init": float(de.bias_init)}
-  if m.vocab_size > 0:
-    overrides["txt.vocab_size"] = int(m.vocab_size)
-  cfg = variants.get_config(m.variant, overrides)
-  if not isinstance(cfg, de_lib.DualEncoderConfig):
-    raise ValueError(f"model.variant {m.variant!r} is a {type(cfg).__name__}, not a dual encoder "
-                     "(e.g. demo-de, test-de, siglip-b16-video)")
-  if vocab_size > cfg.txt.vocab_size:
-    raise ValueError(f"tokenizer has {vocab_size} ids but the text tower of {m.variant} has "
-                     f"vocab {cfg.txt.vocab_size}; set model.vocab_size")
-  return cfg
-
-
 def contrastive_loss(params, batch: Mapping[str, jax.Array], rng: jax.Array | None, *,
                      model: de_lib.DualEncoder, loss: str
                      ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
@@ -390,124 +334,19 @@ def contrastive_loss(params, batch: Mapping[str, jax.Array], rng: jax.Array | No
   return value * weight, weight, metrics
 
 
-# ------------------------------------------------------------------------------------------------
-# Embeddings (batched, sharded) and the retrieval eval.
-
-
-class Embedder:
-  """The two towers jitted once for a mesh: batches sharded along the mesh's batch axes.
-
-  `videos(params, frames)` / `texts(params, tokens)` take host arrays of any length N, run them
-  in batches of `batch_size` rows (the last one padded) and return L2-normalised f32[N, E] numpy.
-  """
-
-  def __init__(self, model: de_lib.DualEncoder, mesh: jax.sharding.Mesh, batch_size: int):
-    self.mesh = mesh
-    divisor = int(np.prod([mesh.shape[a] for a in _axes(sharding_lib.batch_spec()[0])]))
-    if batch_size % divisor:
-      raise ValueError(f"embedding batch {batch_size} is not a multiple of the mesh's batch "
-                       f"axes ({divisor} devices)")
-    self.batch_size = batch_size
-    self._batch = NamedSharding(mesh, sharding_lib.batch_spec())
-    replicated = NamedSharding(mesh, P())
-
-    def video(params, frames):
-      return model.apply({"params": params}, frames, method=de_lib.DualEncoder.embed_video)
-
-    def text(params, tokens):
-      return model.apply({"params": params}, tokens, method=de_lib.DualEncoder.embed_text)
-
-    self._video = jax.jit(video, out_shardings=replicated)
-    self._text = jax.jit(text, out_shardings=replicated)
-
-  def _run(self, fn, params, x: np.ndarray) -> np.ndarray:
-    out = []
-    n = x.shape[0]
-    with sharding_lib.use_mesh(self.mesh):
-      for i in range(0, n, self.batch_size):
-        chunk = x[i:i + self.batch_size]
-        rows = chunk.shape[0]
-        if rows < self.batch_size:
-          chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.batch_size - rows, 0)])
-        arr = jax.make_array_from_process_local_data(self._batch, chunk)
-        out.append(np.asarray(jax.device_get(fn(params, arr)))[:rows])
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-  def videos(self, params, frames: np.ndarray) -> np.ndarray:
-    """frames uint8[N, T, H, W, 3] -> f32[N, E]."""
-    return self._run(self._video, params, frames)
-
-  def texts(self, params, tokens: np.ndarray) -> np.ndarray:
-    """tokens int32[N, S] -> f32[N, E]."""
-    return self._run(self._text, params, tokens)
-
-
-def _axes(axes: Any) -> tuple[str, ...]:
-  if axes is None:
-    return ()
-  return (axes,) if isinstance(axes, str) else tuple(axes)
-
-
-@dataclasses.dataclass(frozen=True)
-class RetrievalSet:
-  """Pairs of a retrieval task: unique videos and their texts.
-
-  Attributes:
-    video_ids: [V] ids, first-seen order.
-    frames: uint8[V, T, H, W, 3].
-    texts: [N] texts.
-    text_to_video: int64[N] index into video_ids.
-  """
-  video_ids: list[str]
-  frames: np.ndarray
-  texts: list[str]
-  text_to_video: np.ndarray
-
-
-def load_retrieval_set(task: str, split: str, max_pairs: int) -> RetrievalSet:
-  """Reads the (video, text) pairs of a retrieval task (demo_msrvtt_retrieval / msrvtt_retrieval):
-  the first `max_pairs` (0 = all); videos are de-duplicated by video_id."""
-  ds = seqio.get_mixture_or_task(task).get_dataset(
-      sequence_length=None, split=split, shuffle=False, num_epochs=1,
-      trim_output_features=False)
-  if max_pairs > 0:
-    ds = ds.take(max_pairs)
-  ids: dict[str, int] = {}
-  frames, texts, t2v = [], [], []
-  for ex in pp.numpy_iterator(ds):
-    vid = ex["video_id"].decode()
-    if vid not in ids:
-      ids[vid] = len(ids)
-      frames.append(ex["frames"])
-    texts.append(ex["text"].decode())
-    t2v.append(ids[vid])
-  if not texts:
-    raise ValueError(f"retrieval task {task}/{split} has no pairs")
-  return RetrievalSet(list(ids), np.stack(frames), texts, np.asarray(t2v, np.int64))
-
-
-def retrieval_eval(embedder: Embedder, params, data: RetrievalSet, tokens: np.ndarray, *,
-                   tie_policy: str = "optimistic", block_size: int = 256) -> dict[str, float]:
-  """t2v/v2t R@1/5/10, MedR, MeanR of `data` (tokens: its texts' ids int32[N, S])."""
-  video = embedder.videos(params, data.frames)
-  text = embedder.texts(params, tokens)
-  return retrieval.sharded_retrieval_metrics(text, video, data.text_to_video, mesh=embedder.mesh,
-                                             tie_policy=tie_policy, block_size=block_size)
-
-
 def make_eval_fn(config: ml_collections.ConfigDict, model: de_lib.DualEncoder,
                  vocab: seqio.SentencePieceVocabulary, mesh: jax.sharding.Mesh):
   """(params, step) -> EvalResult of retrieval on data.eval_task, or None when off."""
   if not config.data.eval_task or config.train.eval_batches <= 0:
     return None
   max_pairs = int(config.train.eval_batches) * int(config.train.batch_size)
-  data = load_retrieval_set(config.data.eval_task, config.data.eval_split, max_pairs)
-  tokens = text_tokens(vocab, data.texts, int(config.data.text_len))
-  embedder = Embedder(model, mesh, int(config.train.batch_size) // jax.process_count())
+  data = embed.load_retrieval_set(config.data.eval_task, config.data.eval_split, max_pairs)
+  tokens = pp.text_tokens(vocab, data.texts, int(config.data.text_len))
+  embedder = embed.Embedder(model, mesh, int(config.train.batch_size) // jax.process_count())
 
   def eval_fn(params, step: int) -> loop.EvalResult:
     del step
-    m = retrieval_eval(embedder, params, data, tokens)
+    m = embed.retrieval_eval(embedder, params, data, tokens)
     scalars = {f"retrieval/{k}": v for k, v in m.items()}
     scalars["retrieval/num_texts"] = float(len(data.texts))
     return loop.EvalResult(scalars)
@@ -530,9 +369,13 @@ def build_task(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> lo
   if config.data.task:
     raise ValueError(f"data.task={config.data.task!r} is not used by the dual-encoder trainer; "
                      "set dual_encoder.caption_source instead (and data.task='')")
-  vocab, vocab_path = register_tasks(config)
-  sources = caption_sources(config, vocab_path)
-  cfg = model_config(config, vocab.vocab_size)
+  d, de = config.data, config.dual_encoder
+  vocab = registry.register_for_training(d)
+  sources = caption_sources(config, vocab.sentencepiece_model_file)
+  cfg = runtime.model_config(
+      config.model, de_lib.DualEncoderConfig, num_frames=d.num_frames, res=d.res,
+      text_len=d.text_len, vocab_size=vocab.vocab_size,
+      extra={"t_init": float(de.log_temperature_init), "b_init": float(de.bias_init)})
   model = de_lib.DualEncoder(cfg)
   init = variants.init_fn(cfg)
   b, t, r, length = (int(config.train.batch_size), int(config.data.num_frames),
@@ -547,61 +390,11 @@ def build_task(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> lo
       eval_fn=make_eval_fn(config, model, vocab, mesh))
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, *, force: bool = False,
-          log=print) -> loop.RunResult:
-  """Builds the mesh and the task, then runs the shared loop (see the module docstring)."""
-  mesh = sharding_lib.make_mesh(dict(config.mesh))
-  log(f"experiment {config.experiment}: {jax.process_count()} process(es), "
-      f"{jax.device_count()} devices, mesh {dict(mesh.shape)}; captions "
-      f"{config.dual_encoder.caption_source!r}, loss {config.dual_encoder.loss}")
-  task = build_task(config, mesh)
-  return loop.run(task, config, workdir, mesh=mesh, force=force, log=log)
-
-
-def main(argv: list[str]) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  sharding_lib.maybe_initialize_distributed()  # Before anything touches jax devices.
-  absl_logging.set_verbosity(absl_logging.WARNING)
-  config = FLAGS.config
-  if config is None or not FLAGS.workdir:
-    raise app.UsageError("--config and --workdir are required")
-  configure_runtime()
-  log = print if jax.process_index() == 0 else (lambda *a, **k: None)
-  try:
-    result = train(config, FLAGS.workdir, force=FLAGS.resume,
-                   log=lambda s: log(s, flush=True))
-  except loop.NonFiniteLossError as e:
-    print(f"ERROR: {e}", file=sys.stderr, flush=True)
-    return 3
-  except loop.WorkdirMismatchError as e:
-    print(f"ERROR: {e}", file=sys.stderr, flush=True)
-    return 2
-  log(f"final metrics: {json.dumps(result.metrics)}")
-  return 0
-
-
-def configure_runtime() -> None:
-  """A persistent compile cache (if VIIT_COMPILE_CACHE is set) and tf.data off any GPU."""
-  cache = os.environ.get("VIIT_COMPILE_CACHE")
-  if cache:
-    jax.config.update("jax_compilation_cache_dir", cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-  tf.config.set_visible_devices([], "GPU")
-
-
-def define_flags() -> None:
-  """--config, --workdir, --resume (viit_jax.train, imported above, may have defined them)."""
-  if "config" not in FLAGS:
-    config_flags.DEFINE_config_file("config", None, "Experiment config file "
-                                    "(configs/<x>.py:args).", lock_config=True)
-  if "workdir" not in FLAGS:
-    flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, config.json).")
-  if "resume" not in FLAGS:
-    flags.DEFINE_bool("resume", False, "Continue a workdir even though it holds another config.")
+def main(args: runtime.Args) -> int:
+  de = args.config.dual_encoder
+  return loop.main(args, build_task,
+                   describe=f"; captions {de.caption_source!r}, loss {de.loss}")
 
 
 if __name__ == "__main__":
-  define_flags()
-  flags.mark_flags_as_required(["config", "workdir"])
-  app.run(lambda argv: sys.exit(main(argv)))
+  runtime.run(main, resume=True)

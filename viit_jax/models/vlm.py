@@ -21,6 +21,8 @@ Decoding (see gemma.py for the cache layout):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -124,3 +126,24 @@ def loss(logits: Array, tokens: Array, mask_loss: Array) -> tuple[Array, dict[st
   nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0] * weights
   per_example = jnp.sum(nll, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
   return jnp.mean(per_example), {"nll_sum": jnp.sum(nll), "num_tokens": jnp.sum(weights)}
+
+
+def batch_loss(params: Any, batch: Mapping[str, Array], rng: Array | None, *, model: VLM
+               ) -> tuple[Array, Array, dict[str, Array]]:
+  """The trainers' loss of a batch: (sum over examples of per-example mean target NLL, batch size
+  B, metric sums).
+
+  batch: frames uint8[B, T, H, W, 3]; tokens, mask_ar, mask_loss, mask_input int32[B, L].
+  Summed per-example means divided by the summed B give the mean over examples, the same for one
+  batch or its micro-batches (viit_jax.loop's accumulation contract).
+  """
+  del rng  # No dropout in these models.
+  logits = model.apply({"params": params}, batch["frames"], batch["tokens"], batch["mask_ar"],
+                       batch["mask_input"])
+  mean, aux = loss(logits, batch["tokens"], batch["mask_loss"])
+  b = batch["tokens"].shape[0]
+  pred = jnp.argmax(logits[:, :-1], axis=-1)
+  w = batch["mask_loss"][:, 1:].astype(jnp.float32)
+  acc = jnp.sum((pred == batch["tokens"][:, 1:]) * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1)
+  return mean * b, jnp.float32(b), {"token_accuracy": jnp.sum(acc),
+                                    "target_tokens": aux["num_tokens"]}

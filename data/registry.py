@@ -1,0 +1,87 @@
+"""Registers the seqio tasks a config's `data` section names: the demo world's or the real data sets',
+plus the VIIT instruction mixture over `python -m viit_jax.synthesize`'s output.
+
+The trainers call `register_for_training(config.data)`; evaluation calls `register_for_eval` with
+the frame sampling of the checkpoint it evaluates. Both raise a clear error naming the config key
+when a directory or tokenizer is missing.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ml_collections
+import seqio
+
+from data import tasks as tasks_lib
+from data import viit_tasks
+
+DataConfig = ml_collections.ConfigDict  # A config's `data` section (configs/base.py).
+
+
+def demo_vocab_path(world_dir: str) -> str:
+  """The SentencePiece model the demo world trains on its own text."""
+  return os.path.join(world_dir, "spm", "demo.model")
+
+
+def _check_world(d: DataConfig) -> str:
+  world = os.path.abspath(d.world_dir)
+  if not os.path.isfile(os.path.join(world, "manifest.json")):
+    raise FileNotFoundError(
+        f"data.world_dir={d.world_dir!r} holds no demo world (no manifest.json); create it with "
+        f"python -m data.demo_world --out={d.world_dir} --preset=demo")
+  return world
+
+
+def _register_sets(d: DataConfig, *, num_frames: int, fps: float, res: int, vocab_path: str,
+                   **options: Any) -> None:
+  """The demo world's tasks (data.source=demo) or the real sets' (real) at this sampling."""
+  if d.source == "demo":
+    tasks_lib.register_demo_tasks(_check_world(d), num_frames=num_frames, fps=fps, res=res,
+                                  vocab_path=vocab_path, decode_workers=d.decode_workers,
+                                  **options)
+  elif d.source == "real":
+    dirs = {k: v for k, v in d.dirs.items() if v}
+    if not dirs:
+      raise ValueError("data.source=real needs at least one data.dirs.<dataset> directory")
+    tasks_lib.register_real_tasks(dirs, num_frames=num_frames, fps=fps, res=res,
+                                  vocab_path=vocab_path, tfds_data_dir=d.tfds_data_dir or None,
+                                  decode_workers=d.decode_workers, **options)
+  else:
+    raise ValueError(f"data.source must be 'demo' or 'real', got {d.source!r}")
+
+
+def register_for_training(d: DataConfig) -> seqio.SentencePieceVocabulary:
+  """Registers the trainers' tasks (and the VIIT mixture when data.viit_dir is set); returns the
+  vocabulary (data.vocab_path, or the demo world's tokenizer)."""
+  if d.source == "demo":
+    vocab_path = d.vocab_path or demo_vocab_path(_check_world(d))
+  elif not d.vocab_path:
+    raise ValueError("data.source=real needs data.vocab_path (e.g. the PaliGemma tokenizer)")
+  else:
+    vocab_path = d.vocab_path
+  _register_sets(d, num_frames=d.num_frames, fps=d.fps, res=d.res, vocab_path=vocab_path,
+                 shuffle_buffer_size=d.shuffle_buffer, cache_decoded=d.cache_decoded)
+  if d.viit_dir:
+    viit_tasks.register_viit_tasks(
+        d.viit_dir, vocab_path=vocab_path, num_frames=d.num_frames, fps=d.fps, res=d.res,
+        world_dir=os.path.abspath(d.world_dir) if d.source == "demo" else "",
+        rates=dict(d.viit_rates), decode_workers=d.decode_workers,
+        shuffle_buffer_size=d.shuffle_buffer, cache_decoded=d.cache_decoded)
+  return tasks_lib.vocabulary(vocab_path)
+
+
+def register_for_eval(d: DataConfig, *, num_frames: int, fps: float, res: int,
+                      vocab_path: str) -> None:
+  """Registers the evaluation tasks at the evaluated model's frame sampling."""
+  _register_sets(d, num_frames=num_frames, fps=fps, res=res, vocab_path=vocab_path)
+
+
+def provider(name: str) -> seqio.DatasetProviderBase:
+  """The registered task or mixture `name`; a KeyError that lists what is registered."""
+  if name in seqio.MixtureRegistry.names() or name in seqio.TaskRegistry.names():
+    return seqio.get_mixture_or_task(name)
+  raise KeyError(f"seqio task or mixture {name!r} is not registered (registered: "
+                 f"{sorted(seqio.TaskRegistry.names())[:40]} ...; mixtures: "
+                 f"{sorted(seqio.MixtureRegistry.names())}). Phase 2's VIIT mixture needs "
+                 "data.viit_dir (the output of python -m viit_jax.synthesize).")
