@@ -3,25 +3,9 @@
   python -m viit_jax.pipeline --config=configs/demo_pipeline.py[:seed=N,preset=test,...] \
       --workdir=runs/demo [--stop_after=PHASE]
 
-Runs every phase as a subprocess of its own entry point (exactly the command a user would type;
-a crash stays inside its phase), streaming the child's output with a `[phase]` prefix:
-
-  world            python -m data.demo_world                    the demo world (seeded)
-  image_clip       python -m viit_jax.train_dual_encoder        image CLIP on the stills (T=1), the
-                                                                 dual encoders' start (the paper's)
-  phase0           python -m viit_jax.train (demo_phase0)       image-text pre-training (T=1)
-  phase1           python -m viit_jax.train (demo_phase1)       visual adaptation (LM frozen)
-  viit_data        python -m viit_jax.synthesize                instruction synthesis (VidLN)
-  phase2           python -m viit_jax.train (demo_phase2)       VIIT (vision frozen)
-  label_viit       python -m viit_jax.autolabel (mode=viit)     pool captions, phase-2 VLM
-  label_frames     python -m viit_jax.autolabel (frame_captioner) baseline: phase-0 image model, T=1
-  de_alt_text      python -m viit_jax.train_dual_encoder        dual encoder on the pool's alt-text
-  de_frames                                                      ... on frame captions
-  de_viit                                                        ... on VIIT captions
-  eval_image       python -m viit_jax.evaluate                  phase 0 with 8 frames, not adapted
-  eval_phase1, eval_phase2                                       the adapted VLMs
-  eval_de_alt_text, eval_de_frames, eval_de_viit                 1k-A-style retrieval
-  report           python -m viit_jax.report                    report.md/.html, claims.json
+Runs every phase of `viit_jax.demo.phases.plan` as a subprocess of its own entry point (exactly
+the command a user would type; a crash stays inside its phase), streaming the child's output with
+a `[phase]` prefix (the phase list is in viit_jax/demo/phases.py).
 
 Each phase writes into `<workdir>/<phase>/`; `<workdir>/<phase>/DONE.json` (command, wall and CPU
 seconds) is written after the child exits 0. A rerun skips phases with a marker, and the interrupted
@@ -32,16 +16,9 @@ child and its descendants) is printed at the end and written to `<workdir>/timin
 """
 from __future__ import annotations
 
-import ctypes
-import dataclasses
-import datetime
 import json
 import os
 import pathlib
-import resource
-import signal
-import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -49,304 +26,16 @@ from typing import Any
 
 import ml_collections
 
-from configs import dual_encoder_demo
-
-MARKER = "DONE.json"
-TIMINGS_FILE = "timings.json"
-CONFIG_FILE = "pipeline_config.json"
-LOG_DIR = "logs"
-
-# The workdir layout (viit_jax/report.py reads it).
-WORLD = "world"
-IMAGE_CLIP = "image_clip"
-VLM_TRAIN = ("phase0", "phase1", "phase2")
-VIIT_DATA = "viit_data"
-LABEL_VIIT, LABEL_FRAMES = "label_viit", "label_frames"
-# Caption source name (configs/dual_encoder_demo.py) -> dual-encoder phase.
-DUAL_ENCODERS = {"alt_text": "de_alt_text", "frame_captions": "de_frames", "viit": "de_viit"}
-# Evaluated VLMs: eval phase -> (trained phase, what the paper's Table 3 calls it).
-VLM_EVALS = {"eval_image": ("phase0", "image model, 8 frames, not adapted"),
-             "eval_phase1": ("phase1", "phase 1: visual adaptation"),
-             "eval_phase2": ("phase2", "phase 2: + VIIT (full method)")}
-DE_EVALS = {f"eval_{de}": de for de in DUAL_ENCODERS.values()}
-REPO = pathlib.Path(__file__).resolve().parents[1]
-REPORT = "report"
-
-# Start-up noise of TensorFlow / XLA / orbax that says nothing about the phase: kept in
-# <workdir>/logs/<phase>.log, not echoed to the terminal.
-_NOISE = re.compile(
-    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
-    r"|[IWE]\d{4} [\d:.]+\s+\d+ (port|cudart_stub|cuda_platform|cuda_executor|cpu_feature_guard)"
-    r"\.cc:"
-    r"|[IW]\d{4} [\d:.]+\s+\d+ checkpoint_manager\.py:\d+\] (CheckpointManagerOptions\.read_only"
-    r"|Given directory is read only)"
-    r"|W\d{4} [\d:.]+\s+\d+ dataset_providers\.py:\d+\] Using an uncached FunctionDataset)")
-
-
-@dataclasses.dataclass(frozen=True)
-class Phase:
-  """One step of the pipeline.
-
-  Attributes:
-    name: its directory under the workdir (outputs and the DONE.json marker).
-    what: one line for the progress output and the timing table.
-    argv: the child command (argv[0] is the Python interpreter).
-  """
-  name: str
-  what: str
-  argv: tuple[str, ...]
-
-
-def _join_args(*parts: str | Mapping[str, Any]) -> str:
-  """`key=value` config arguments: mappings are rendered (str values quoted if they hold a comma),
-  strings are appended verbatim; empty parts are dropped."""
-  out: list[str] = []
-  for part in parts:
-    if isinstance(part, Mapping):
-      for k, v in part.items():
-        v = str(v)
-        if "," in v and v[:1] not in "'\"([":  # Literals in brackets need no quotes.
-          v = f"'{v}'"
-        out.append(f"{k}={v}")
-    elif part:
-      out.append(part)
-  return ",".join(out)
-
-
-def world_dir(config: Mapping[str, Any], workdir: str | os.PathLike[str]) -> pathlib.Path:
-  """The world a run uses: `world.dir` when the config names one, else <workdir>/world.
-  `config` is the pipeline config (or its pipeline_config.json as a dict)."""
-  given = config.get("world", {}).get("dir")
-  return pathlib.Path(given).resolve() if given else pathlib.Path(workdir).resolve() / WORLD
-
-
-def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> list[Phase]:
-  """Every phase of the pipeline, in order, with its command (see the module docstring)."""
-  w = pathlib.Path(workdir).resolve()
-  py = config.python or sys.executable
-  world = str(world_dir(config, w))
-  seed = int(config.seed)
-
-  def entry(module: str, cfg_file: str, args: str, name: str) -> tuple[str, ...]:
-    cfg_file = str(REPO / cfg_file)  # Any working directory.
-    return (py, "-m", module, f"--config={cfg_file}:{args}" if args else f"--config={cfg_file}",
-            f"--workdir={w / name}")
-
-  phases = []
-  if not config.world.dir:
-    phases.append(Phase(WORLD, f"demo world (preset {config.world.preset}, seed {seed})",
-                        (py, "-m", "data.demo_world", f"--out={world}",
-                         f"--preset={config.world.preset}", f"--seed={seed}")))
-
-  clip = config.image_clip
-  if clip.steps > 0:
-    fields = {"caption_source": "stills", "data.num_frames": 1, "init_from": "",
-              "init_required": "false", "data.world_dir": world, "seed": seed,
-              "train.total_steps": clip.steps, "train.batch_size": clip.batch_size}
-    phases.append(Phase(IMAGE_CLIP, "image CLIP on the stills' captions (T=1)",
-                        entry("viit_jax.train_dual_encoder", "configs/dual_encoder_demo.py",
-                              _join_args(fields, clip.args), IMAGE_CLIP)))
-
-  init = {"phase0": "", "phase1": str(w / "phase0"), "phase2": str(w / "phase1")}
-  whats = {"phase0": "phase 0: image-text pre-training on stills (T=1)",
-           "phase1": "phase 1: visual adaptation on S-MiT captions (LM frozen)",
-           "phase2": "phase 2: VIIT on synthesized instructions (vision frozen)"}
-  for name in VLM_TRAIN:
-    p = config[name]
-    fields = {"data.world_dir": world, "seed": seed, "train.total_steps": p.steps,
-              "train.batch_size": p.batch_size}
-    if init[name]:
-      fields["init_from"] = init[name]
-    if name == "phase2":
-      fields["data.viit_dir"] = str(w / VIIT_DATA)
-    if name == "phase2":  # The instruction data comes before phase 2.
-      phases.append(Phase(VIIT_DATA, "instruction synthesis from VidLN narratives (rules LLM)",
-                          entry("viit_jax.synthesize", "configs/synthesize_demo.py",
-                                _join_args({"world_dir": world, "seed": seed},
-                                           config.synthesize.args), VIIT_DATA)))
-    phases.append(Phase(name, whats[name], entry("viit_jax.train", f"configs/demo_{name}.py",
-                                                 _join_args(fields, p.args), name)))
-
-  a = config.autolabel
-  common = {"corpus.world_dir": world, "seed": seed, "corpus.limit": a.limit,
-            "decode.num_samples": a.num_samples, "decode.top_p": a.top_p,
-            "batch_size": a.batch_size}
-  phases.append(Phase(LABEL_VIIT, "auto-label the pool: VIIT captions (phase-2 VLM, 8 frames)",
-                      entry("viit_jax.autolabel", "configs/autolabel_demo.py",
-                            _join_args(common, {"mode": "viit", "init_from": w / "phase2",
-                                                "version": "v1"}, a.args), LABEL_VIIT)))
-  phases.append(Phase(LABEL_FRAMES,
-                      "auto-label the pool: frame captions (phase-0 image model, T=1 per frame)",
-                      entry("viit_jax.autolabel", "configs/autolabel_demo.py",
-                            _join_args(common, {"mode": "frame_captioner",
-                                                "init_from": w / "phase0", "version": "v1"},
-                                       a.args, a.frame_args), LABEL_FRAMES)))
-
-  d = config.dual_encoder
-  if d.init_from_phase not in (IMAGE_CLIP, *VLM_TRAIN):
-    raise ValueError(f"dual_encoder.init_from_phase must be one of {(IMAGE_CLIP, *VLM_TRAIN)}, "
-                     f"got {d.init_from_phase!r}")
-  if d.init_from_phase == IMAGE_CLIP and clip.steps <= 0:
-    raise ValueError("dual_encoder.init_from_phase=image_clip needs image_clip.steps > 0")
-  for source, name in DUAL_ENCODERS.items():
-    fields = {"caption_source": source, "data.world_dir": world, "seed": seed,
-              "train.total_steps": d.steps, "train.batch_size": d.batch_size,
-              "init_from": w / d.init_from_phase,
-              "dual_encoder.viit_captions_dir": w / LABEL_VIIT / "v1",
-              "dual_encoder.frame_captions_dir": w / LABEL_FRAMES / "v1"}
-    if d.init_from_phase == IMAGE_CLIP:  # Else the config's default map (from a VLM's img/).
-      fields["init_assignment_map"] = repr(dual_encoder_demo.IMAGE_CLIP_TO_DUAL_ENCODER)
-    phases.append(Phase(name, f"dual encoder on {source.replace('_', ' ')}",
-                        entry("viit_jax.train_dual_encoder", "configs/dual_encoder_demo.py",
-                              _join_args(fields, d.args), name)))
-
-  e = config.evaluate
-  for name, (trained, what) in VLM_EVALS.items():
-    fields = {"kind": "vlm", "checkpoint": w / trained, "data.world_dir": world,
-              "data.num_frames": e.num_frames, "eval.max_examples": e.max_examples,
-              "eval.batch_size": e.batch_size, "eval.seed": seed,
-              "eval.caption_metrics": e.caption_metrics}
-    phases.append(Phase(name, f"evaluate {what}",
-                        entry("viit_jax.evaluate", "configs/evaluate_demo.py",
-                              _join_args(fields, e.args), name)))
-  for name, de in DE_EVALS.items():
-    fields = {"kind": "dual_encoder", "checkpoint": w / de, "data.world_dir": world,
-              "eval.tasks": e.de_tasks, "eval.max_examples": e.de_max_examples,
-              "eval.batch_size": e.batch_size, "eval.seed": seed}
-    phases.append(Phase(name, f"evaluate the dual encoder {de}",
-                        entry("viit_jax.evaluate", "configs/evaluate_demo.py",
-                              _join_args(fields, e.args), name)))
-  phases.append(Phase(REPORT, "report (report.md, report.html, claims.json)",
-                      (py, "-m", "viit_jax.report", f"--workdir={w}")))
-  return phases
-
-
-# ------------------------------------------------------------------------------------------------
-# Running one phase.
-
-
-def _die_with_parent() -> None:
-  """In the child before exec: SIGTERM when the pipeline dies (even by SIGKILL), so an orphaned
-  phase never keeps writing into the workdir a rerun resumes."""
-  try:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-  except OSError:  # Not Linux: the signal handlers below still stop the child.
-    pass
-
-
-def _cpu_children() -> float:
-  r = resource.getrusage(resource.RUSAGE_CHILDREN)
-  return r.ru_utime + r.ru_stime
-
-
-def _fmt_s(seconds: float) -> str:
-  seconds = float(seconds)
-  if seconds < 60:
-    return f"{seconds:.1f}s"
-  m, s = divmod(int(round(seconds)), 60)
-  return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m{s:02d}s"
-
-
-class PhaseFailed(RuntimeError):
-  """A phase's child exited non-zero."""
-
-
-class Interrupted(RuntimeError):
-  """The pipeline was asked to stop (SIGTERM / SIGHUP), and its running phase with it."""
-
-
-def read_marker(workdir: pathlib.Path, name: str) -> dict[str, Any] | None:
-  path = workdir / name / MARKER
-  if not path.is_file():
-    return None
-  with open(path) as f:
-    return json.load(f)
-
-
-def run_phase(phase: Phase, workdir: pathlib.Path, env: Mapping[str, str],
-              out: Callable[[str], None]) -> dict[str, Any]:
-  """Runs one phase's child to completion, streaming its output; returns the marker record."""
-  log_path = workdir / LOG_DIR / f"{phase.name}.log"
-  log_path.parent.mkdir(parents=True, exist_ok=True)
-  (workdir / phase.name).mkdir(parents=True, exist_ok=True)
-  cpu0, t0 = _cpu_children(), time.time()
-  prefix = f"[{phase.name}] "
-  with open(log_path, "ab") as log:
-    log.write(f"\n=== {datetime.datetime.now().isoformat(timespec='seconds')} "
-              f"{' '.join(phase.argv)}\n".encode())
-    proc = subprocess.Popen(phase.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=dict(env), preexec_fn=_die_with_parent)
-
-    stopped_by: list[int] = []
-
-    def forward(signum, frame):  # noqa: ARG001
-      stopped_by.append(signum)
-      proc.send_signal(signum)
-
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-      assert proc.stdout is not None
-      for raw in iter(proc.stdout.readline, b""):
-        log.write(raw)
-        log.flush()
-        for line in raw.decode("utf-8", "replace").rstrip("\n").split("\r"):
-          if line.strip() and not _NOISE.match(line):
-            out(prefix + line)
-      rc = proc.wait()
-    except BaseException:  # KeyboardInterrupt included: stop the child, then stop.
-      proc.terminate()
-      try:
-        proc.wait(timeout=30)
-      except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-      raise
-    finally:
-      for s, h in old.items():
-        signal.signal(s, h)
-  wall, cpu = time.time() - t0, _cpu_children() - cpu0
-  if stopped_by:
-    raise Interrupted(f"phase {phase.name} stopped by signal {stopped_by[0]} after "
-                      f"{_fmt_s(wall)}; rerun the same command to resume it")
-  if rc != 0:
-    raise PhaseFailed(f"phase {phase.name} failed with exit code {rc} after {_fmt_s(wall)}; its "
-                      f"output is in {log_path}. Fix the cause and rerun the same command: "
-                      "finished phases are skipped and this one resumes.")
-  record = {"phase": phase.name, "what": phase.what, "argv": list(phase.argv),
-            "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-            "finished": datetime.datetime.now().isoformat(timespec="seconds"),
-            "loadavg_1m_at_end": round(os.getloadavg()[0], 2)}
-  tmp = workdir / phase.name / f".{MARKER}.tmp"
-  tmp.write_text(json.dumps(record, indent=1))
-  os.replace(tmp, workdir / phase.name / MARKER)
-  return record
-
-
-def child_env(config: ml_collections.ConfigDict, base: Mapping[str, str]) -> dict[str, str]:
-  """The children's environment: unbuffered output, quiet TF, the shared JAX compile cache."""
-  env = dict(base)
-  env["PYTHONUNBUFFERED"] = "1"
-  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  env.setdefault("CUDA_VISIBLE_DEVICES", "")
-  repo = REPO
-  env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo), env.get("PYTHONPATH", "")) if p)
-  if config.compile_cache:
-    cache = pathlib.Path(config.compile_cache)
-    cache = cache if cache.is_absolute() else repo / cache
-    env.setdefault("JAX_COMPILATION_CACHE_DIR", str(cache))
-    env.setdefault("VIIT_COMPILE_CACHE", str(cache))
-    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
-  return env
-
+from viit_jax.demo import phases as ph
 
 def timing_table(rows: Sequence[Mapping[str, Any]]) -> str:
   """A plain-text table of phase | status | wall | CPU | what."""
   lines = [f"{'phase':<17} {'status':<8} {'wall':>9} {'CPU':>9}  what", "-" * 96]
   for r in rows:
-    lines.append(f"{r['phase']:<17} {r['status']:<8} {_fmt_s(r['wall_s']):>9} "
-                 f"{_fmt_s(r['cpu_s']):>9}  {r['what']}")
+    lines.append(f"{r['phase']:<17} {r['status']:<8} {ph.fmt_s(r['wall_s']):>9} "
+                 f"{ph.fmt_s(r['cpu_s']):>9}  {r['what']}")
   tw, tc = sum(r["wall_s"] for r in rows), sum(r["cpu_s"] for r in rows)
-  lines += ["-" * 96, f"{'all phases':<17} {'':<8} {_fmt_s(tw):>9} {_fmt_s(tc):>9}"]
+  lines += ["-" * 96, f"{'all phases':<17} {'':<8} {ph.fmt_s(tw):>9} {ph.fmt_s(tc):>9}"]
   return "\n".join(lines)
 
 
@@ -357,33 +46,33 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
   from viit_jax import config_lib  # pylint: disable=g-import-not-at-top
   w = pathlib.Path(workdir).resolve()
   w.mkdir(parents=True, exist_ok=True)
-  phases = plan(config, w)
+  phases = ph.plan(config, w)
   names = [p.name for p in phases]
   if stop_after and stop_after not in names:
     raise ValueError(f"--stop_after={stop_after!r} is not a phase (phases: {names})")
-  (w / CONFIG_FILE).write_text(config_lib.to_json(config))
-  env = child_env(config, os.environ if env is None else env)
+  (w / ph.CONFIG_FILE).write_text(config_lib.to_json(config))
+  env = ph.child_env(config, os.environ if env is None else env)
   started = time.time()
   out(f"[pipeline] {len(phases)} phases -> {w} (seed {config.seed}, preset {config.preset}); "
       f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
   rows: list[dict[str, Any]] = []
   for i, phase in enumerate(phases):
-    marker = read_marker(w, phase.name)
+    marker = ph.read_marker(w, phase.name)
     if marker is not None:
       if marker["argv"] != list(phase.argv):
         raise RuntimeError(
-            f"{w / phase.name / MARKER} was written by another command:\n  {marker['argv']}\n"
+            f"{w / phase.name / ph.MARKER} was written by another command:\n  {marker['argv']}\n"
             f"this run would use:\n  {list(phase.argv)}\nUse a fresh --workdir (or delete "
             f"{w / phase.name} and the phases after it).")
       out(f"[pipeline] ({i + 1}/{len(phases)}) {phase.name}: done already "
-          f"({_fmt_s(marker['wall_s'])}), skipped")
+          f"({ph.fmt_s(marker['wall_s'])}), skipped")
       rows.append({**marker, "status": "skipped"})
     else:
       out(f"[pipeline] ({i + 1}/{len(phases)}) {phase.name}: {phase.what}")
       out(f"[pipeline]   $ {' '.join(phase.argv)}")
-      record = run_phase(phase, w, env, out)
-      out(f"[pipeline] ({i + 1}/{len(phases)}) {phase.name} done in {_fmt_s(record['wall_s'])} "
-          f"wall, {_fmt_s(record['cpu_s'])} CPU")
+      record = ph.run_phase(phase, w, env, out)
+      out(f"[pipeline] ({i + 1}/{len(phases)}) {phase.name} done in {ph.fmt_s(record['wall_s'])} "
+          f"wall, {ph.fmt_s(record['cpu_s'])} CPU")
       rows.append({**record, "status": "ran"})
     if phase.name == stop_after:
       out(f"[pipeline] stopping after {stop_after}")
@@ -394,19 +83,19 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
              "all_phases_wall_s": round(sum(r["wall_s"] for r in rows), 2),
              "all_phases_cpu_s": round(sum(r["cpu_s"] for r in rows), 2),
              "cpu_count": os.cpu_count()}
-  (w / TIMINGS_FILE).write_text(json.dumps(summary, indent=1))
+  (w / ph.TIMINGS_FILE).write_text(json.dumps(summary, indent=1))
   out("[pipeline] phase timings (wall = elapsed; CPU = user + system seconds of the phase's "
       "processes):")
   for line in timing_table(rows).splitlines():
     out(f"[pipeline] {line}")
   claims_path = w / "claims.json"
-  if (w / REPORT / MARKER).is_file() and claims_path.is_file():
+  if (w / ph.REPORT / ph.MARKER).is_file() and claims_path.is_file():
     claims = json.loads(claims_path.read_text())
     for c in claims["claims"]:
       out(f"[pipeline] claim {c['id']}: {c['verdict']}: {c['statement']} | {c['evidence']}")
     out(f"[pipeline] report: {w / 'report.md'} and {w / 'report.html'}")
-  out(f"[pipeline] total wall time of this run: {_fmt_s(total)} "
-      f"(all phases, including ones done earlier: {_fmt_s(summary['all_phases_wall_s'])})")
+  out(f"[pipeline] total wall time of this run: {ph.fmt_s(total)} "
+      f"(all phases, including ones done earlier: {ph.fmt_s(summary['all_phases_wall_s'])})")
   return rows
 
 
@@ -422,10 +111,10 @@ def main(argv: Sequence[str]) -> int:
     raise SystemExit("--config and --workdir are required")
   try:
     run(config, flags.FLAGS.workdir, stop_after=flags.FLAGS.stop_after)
-  except PhaseFailed as e:
+  except ph.PhaseFailed as e:
     print(f"[pipeline] ERROR: {e}", file=sys.stderr, flush=True)
     return 1
-  except Interrupted as e:
+  except ph.Interrupted as e:
     print(f"[pipeline] {e}", file=sys.stderr, flush=True)
     return 143
   except KeyboardInterrupt:

@@ -1,6 +1,6 @@
 """What the demo's training texts could give at most: the pool's ground-truth captions.
 
-  python -m viit_jax.benchmarks.demo_caption_ceiling --run=runs/demo [--out=DIR] \
+  python -m viit_jax.demo.caption_ceiling --run=runs/demo [--out=DIR] \
       [--captions_per_clip=4] [--seed=0] [--text_only]
 
 For a finished `make demo` run (`--run`, the pipeline's workdir), two measurements beside the run's
@@ -23,7 +23,7 @@ three dual encoders (alt-text, frame captions, VIIT captions):
 Outputs under `--out` (default <run>/caption_ceiling): truth_k<K>_s<seed>/v1 (the caption set),
 de_truth and eval_de_truth (the phases, with logs/ and DONE.json markers: a rerun with the same
 settings skips what is done; other settings train again), results.json and the printed table.
-These are measurements for the issue-9 notes, not tests.
+docs/demo_results.md quotes these measurements; they are not tests.
 """
 from __future__ import annotations
 
@@ -42,9 +42,9 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from data import caption_tasks
 from data import demo_world
-from viit_jax import pipeline
+from viit_jax import caption_sets
+from viit_jax.demo import phases
 
 TRUTH = "truth"
 DE_TRUTH, EVAL_TRUTH = "de_truth", "eval_de_truth"
@@ -78,13 +78,13 @@ def paraphrase_sets(records: Mapping[str, Mapping[str, Any]], ids: Sequence[str]
 
 def write_caption_set(label_dir: pathlib.Path, captions: Mapping[str, Sequence[str]],
                       out_dir: pathlib.Path) -> pathlib.Path:
-  """A finished auto-labeling version (data.caption_tasks layout) with the given captions.
+  """A finished auto-labeling version (viit_jax.caption_sets layout) with the given captions.
 
   Rows (clip order, paths, alt-text) and the manifest come from `label_dir`, an auto-labeling
   output of the same pool; only the captions change. Returns out_dir.
   """
-  manifest = caption_tasks.read_manifest(label_dir)
-  rows = list(caption_tasks.caption_rows(label_dir))
+  manifest = caption_sets.read_manifest(label_dir)
+  rows = list(caption_sets.caption_rows(label_dir))
   missing = [r["clip_id"] for r in rows if r["clip_id"] not in captions]
   if missing:
     raise ValueError(f"no captions for {len(missing)} clips of {label_dir}, e.g. {missing[:3]}")
@@ -157,26 +157,26 @@ def _replace_once(argv: Sequence[str], old: str, new: str, what: str) -> tuple[s
 
 
 def ceiling_phases(run: pathlib.Path, out: pathlib.Path, captions_dir: pathlib.Path
-                   ) -> list[pipeline.Phase]:
+                   ) -> list[phases.Phase]:
   """The run's de_viit and eval_de_viit commands, retargeted at the truth captions and `out`."""
-  de = pipeline.DUAL_ENCODERS["viit"]
+  de = phases.DUAL_ENCODERS["viit"]
   ev = f"eval_{de}"
   argvs = {}
   for name in (de, ev):
-    marker = pipeline.read_marker(run, name)
+    marker = phases.read_marker(run, name)
     if marker is None:
-      raise FileNotFoundError(f"{run / name / pipeline.MARKER} does not exist: finish the run "
+      raise FileNotFoundError(f"{run / name / phases.MARKER} does not exist: finish the run "
                               f"first (make demo, or python -m viit_jax.pipeline ... "
                               f"--workdir={run})")
     argvs[name] = tuple(marker["argv"])
   train = _replace_once(argvs[de], f"dual_encoder.viit_captions_dir="
-                        f"{run / pipeline.LABEL_VIIT / 'v1'}",
+                        f"{run / phases.LABEL_VIIT / 'v1'}",
                         f"dual_encoder.viit_captions_dir={captions_dir}", de)
   train = _replace_once(train, f"--workdir={run / de}", f"--workdir={out / DE_TRUTH}", de)
   evaluate = _replace_once(argvs[ev], f"checkpoint={run / de}", f"checkpoint={out / DE_TRUTH}", ev)
   evaluate = _replace_once(evaluate, f"--workdir={run / ev}", f"--workdir={out / EVAL_TRUTH}", ev)
-  return [pipeline.Phase(DE_TRUTH, "dual encoder on the ground-truth captions", train),
-          pipeline.Phase(EVAL_TRUTH, "evaluate it (1k-A-style retrieval)", evaluate)]
+  return [phases.Phase(DE_TRUTH, "dual encoder on the ground-truth captions", train),
+          phases.Phase(EVAL_TRUTH, "evaluate it (1k-A-style retrieval)", evaluate)]
 
 
 def t2v_metrics(metrics_path: pathlib.Path) -> dict[str, float]:
@@ -194,11 +194,11 @@ def measure(run: pathlib.Path, out: pathlib.Path, *, captions_per_clip: int = 4,
             log: Callable[[str], None] = print) -> dict[str, Any]:
   """Both measurements for one finished run; writes and returns results.json's content."""
   run, out = run.resolve(), out.resolve()
-  cfg = ml_collections.ConfigDict(json.loads((run / pipeline.CONFIG_FILE).read_text()))
-  records = pool_records(pipeline.world_dir(cfg, run))
-  labels = {"viit": run / pipeline.LABEL_VIIT / "v1", "frame_captions":
-            run / pipeline.LABEL_FRAMES / "v1"}
-  rows = {name: {r["clip_id"]: r for r in caption_tasks.caption_rows(d)}
+  cfg = ml_collections.ConfigDict(json.loads((run / phases.CONFIG_FILE).read_text()))
+  records = pool_records(phases.world_dir(cfg, run))
+  labels = {"viit": run / phases.LABEL_VIIT / "v1", "frame_captions":
+            run / phases.LABEL_FRAMES / "v1"}
+  rows = {name: {r["clip_id"]: r for r in caption_sets.caption_rows(d)}
           for name, d in labels.items()}
   ids = list(rows["viit"])
   truth = paraphrase_sets(records, ids, captions_per_clip, seed, stream=0)
@@ -212,7 +212,7 @@ def measure(run: pathlib.Path, out: pathlib.Path, *, captions_per_clip: int = 4,
   results: dict[str, Any] = {"run": str(run), "pool_clips": len(ids),
                              "captions_per_clip": captions_per_clip, "seed": seed,
                              "text_to_text": t2t, "dual_encoder_t2v": {}}
-  for name, de in pipeline.DUAL_ENCODERS.items():
+  for name, de in phases.DUAL_ENCODERS.items():
     path = run / f"eval_{de}" / "metrics.json"
     if path.is_file():
       results["dual_encoder_t2v"][name] = t2v_metrics(path)
@@ -220,10 +220,10 @@ def measure(run: pathlib.Path, out: pathlib.Path, *, captions_per_clip: int = 4,
     # The settings name the caption set, so other settings give other commands (and a rerun).
     set_name = f"{TRUTH}_k{captions_per_clip}_s{seed}"
     captions_dir = write_caption_set(labels["viit"], truth, out / set_name / "v1")
-    env = pipeline.child_env(cfg, os.environ)
+    env = phases.child_env(cfg, os.environ)
     ran = False
     for phase in ceiling_phases(run, out, captions_dir):
-      marker = pipeline.read_marker(out, phase.name)
+      marker = phases.read_marker(out, phase.name)
       if not ran and marker is not None and marker["argv"] == list(phase.argv):
         log(f"[ceiling] {phase.name}: done already, skipped")
         continue
@@ -231,7 +231,7 @@ def measure(run: pathlib.Path, out: pathlib.Path, *, captions_per_clip: int = 4,
         shutil.rmtree(out / phase.name)
       ran = True
       log(f"[ceiling] {phase.name}: {phase.what}")
-      record = pipeline.run_phase(phase, out, env, log)
+      record = phases.run_phase(phase, out, env, log)
       log(f"[ceiling] {phase.name} done in {record['wall_s']:.0f}s")
     results["dual_encoder_t2v"]["truth"] = t2v_metrics(out / EVAL_TRUTH / "metrics.json")
   out.mkdir(parents=True, exist_ok=True)
@@ -260,8 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--text_only", action="store_true", help="skip the ceiling dual encoder")
   a = p.parse_args(argv)
   run = pathlib.Path(a.run)
-  if not (run / pipeline.CONFIG_FILE).is_file():
-    p.error(f"{run / pipeline.CONFIG_FILE} does not exist: --run must be a pipeline workdir")
+  if not (run / phases.CONFIG_FILE).is_file():
+    p.error(f"{run / phases.CONFIG_FILE} does not exist: --run must be a pipeline workdir")
   out = pathlib.Path(a.out) if a.out else run / "caption_ceiling"
   results = measure(run, out, captions_per_clip=a.captions_per_clip, seed=a.seed,
                     text_only=a.text_only)

@@ -1,6 +1,6 @@
 """What the demo models can learn to see, per training step: shape, motion and colour-change probes.
 
-  python -m viit_jax.benchmarks.demo_perception --world=runs/demo/world \
+  python -m viit_jax.demo.perception --world=runs/demo/world \
       [--probes=shape_head,shape_vlm,motion_vlm,colour_vlm,event_vlm] [--steps=600] \
       [--eval_every=200] \
       [--init=runs/demo/phase1] [--train=llm|all] [--extra_worlds=DIR,DIR]
@@ -25,7 +25,7 @@ accuracy every `--eval_every` steps, then a summary table:
               shrinks, appears, disappears, turns, bounces): can it tell what happens, the thing a
               video caption has and a frame caption does not?
 Chance is 25% for the shape and direction probes, 20% for colour_vlm; event_vlm prints its
-majority-class share (the clips' kinds are not balanced). The issue-9 notes quote these
+majority-class share (the clips' kinds are not balanced). docs/demo_results.md quotes these
 figures; they are measurements of learning speed on CPU-sized models, not tests.
 """
 from __future__ import annotations
@@ -51,7 +51,6 @@ from data import preprocessors as pp
 from data import video
 from viit_jax import checkpoints
 from viit_jax import optim
-from viit_jax import train as train_lib
 from viit_jax.models import variants
 from viit_jax.models import vit as vit_lib
 from viit_jax.models import vlm as vlm_lib
@@ -62,8 +61,7 @@ SHAPES = demo_world.SHAPES
 DIRECTIONS = tuple(demo_world.DIRECTIONS)
 COLOURS = tuple(demo_world.COLOURS)
 # Event kind -> the verb of event_vlm's caption (single pieces of the demo vocabulary).
-EVENT_VERBS = {"move": "moves", "grow": "grows", "shrink": "shrinks", "appear": "appears",
-               "disappear": "disappears", "change_colour": "turns", "bounce": "bounces"}
+EVENT_VERBS = demo_world.EVENT_VERBS
 EVENTS = tuple(EVENT_VERBS.values())
 WARMUP = 50  # shape_head's linear warm-up steps (the VLM probes use their phase's).
 
@@ -227,7 +225,7 @@ def vlm_probe(frames: np.ndarray, captions: Sequence[str], labels: np.ndarray, w
   tx, _ = optim.make_optimizer(optim_config, steps)
 
   def loss(p, fixed, b):
-    total, count, _ = train_lib.vlm_loss(optim.merge_params(p, fixed), b, None, model=model)
+    total, count, _ = vlm_lib.batch_loss(optim.merge_params(p, fixed), b, None, model=model)
     return total / count
 
   def predict(p, fixed, b):

@@ -1,0 +1,334 @@
+"""The demo pipeline's phases: their names, the command each runs, and where their outputs are.
+
+`plan(config, workdir)` lists every phase of `python -m viit_jax.pipeline` in order; the pipeline
+runs them, the demo report and the caption-ceiling probe read their outputs by these names:
+
+  world            python -m data.demo_world                    the demo world (seeded)
+  image_clip       python -m viit_jax.train_dual_encoder        image CLIP on the stills (T=1), the
+                                                                 dual encoders' start (the paper's)
+  phase0           python -m viit_jax.train (demo_phase0)       image-text pre-training (T=1)
+  phase1           python -m viit_jax.train (demo_phase1)       visual adaptation (LM frozen)
+  viit_data        python -m viit_jax.synthesize                instruction synthesis (VidLN)
+  phase2           python -m viit_jax.train (demo_phase2)       VIIT (vision frozen)
+  label_viit       python -m viit_jax.autolabel (mode=viit)     pool captions, phase-2 VLM
+  label_frames     python -m viit_jax.autolabel (frame_captioner) baseline: phase-0 image model, T=1
+  de_alt_text      python -m viit_jax.train_dual_encoder        dual encoder on the pool's alt-text
+  de_frames                                                      ... on frame captions
+  de_viit                                                        ... on VIIT captions
+  eval_image       python -m viit_jax.evaluate                  phase 0 with 8 frames, not adapted
+  eval_phase1, eval_phase2                                       the adapted VLMs
+  eval_de_alt_text, eval_de_frames, eval_de_viit                 1k-A-style retrieval
+  report           python -m viit_jax.demo.report               report.md/.html, claims.json
+
+Each phase writes into `<workdir>/<phase>/` and leaves `<workdir>/<phase>/DONE.json` (command,
+wall and CPU seconds) when its child exits 0. `run_phase` runs one phase's child (the pipeline and
+the caption-ceiling probe both use it).
+"""
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import ml_collections
+
+from configs import dual_encoder_demo
+
+MARKER = "DONE.json"
+TIMINGS_FILE = "timings.json"
+CONFIG_FILE = "pipeline_config.json"
+LOG_DIR = "logs"
+
+# The workdir layout (viit_jax/demo/report.py reads it).
+WORLD = "world"
+IMAGE_CLIP = "image_clip"
+VLM_TRAIN = ("phase0", "phase1", "phase2")
+VIIT_DATA = "viit_data"
+LABEL_VIIT, LABEL_FRAMES = "label_viit", "label_frames"
+# Caption source name (configs/dual_encoder_demo.py) -> dual-encoder phase.
+DUAL_ENCODERS = {"alt_text": "de_alt_text", "frame_captions": "de_frames", "viit": "de_viit"}
+# Evaluated VLMs: eval phase -> (trained phase, what the paper's Table 3 calls it).
+VLM_EVALS = {"eval_image": ("phase0", "image model, 8 frames, not adapted"),
+             "eval_phase1": ("phase1", "phase 1: visual adaptation"),
+             "eval_phase2": ("phase2", "phase 2: + VIIT (full method)")}
+DE_EVALS = {f"eval_{de}": de for de in DUAL_ENCODERS.values()}
+REPO = pathlib.Path(__file__).resolve().parents[2]
+REPORT = "report"
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  """One step of the pipeline.
+
+  Attributes:
+    name: its directory under the workdir (outputs and the DONE.json marker).
+    what: one line for the progress output and the timing table.
+    argv: the child command (argv[0] is the Python interpreter).
+  """
+  name: str
+  what: str
+  argv: tuple[str, ...]
+
+
+def join_args(*parts: str | Mapping[str, Any]) -> str:
+  """`key=value` config arguments: mappings are rendered (str values quoted if they hold a comma),
+  strings are appended verbatim; empty parts are dropped."""
+  out: list[str] = []
+  for part in parts:
+    if isinstance(part, Mapping):
+      for k, v in part.items():
+        v = str(v)
+        if "," in v and v[:1] not in "'\"([":  # Literals in brackets need no quotes.
+          v = f"'{v}'"
+        out.append(f"{k}={v}")
+    elif part:
+      out.append(part)
+  return ",".join(out)
+
+
+def world_dir(config: Mapping[str, Any], workdir: str | os.PathLike[str]) -> pathlib.Path:
+  """The world a run uses: `world.dir` when the config names one, else <workdir>/world.
+  `config` is the pipeline config (or its pipeline_config.json as a dict)."""
+  given = config.get("world", {}).get("dir")
+  return pathlib.Path(given).resolve() if given else pathlib.Path(workdir).resolve() / WORLD
+
+
+def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> list[Phase]:
+  """Every phase of the pipeline, in order, with its command (see the module docstring)."""
+  w = pathlib.Path(workdir).resolve()
+  py = config.python or sys.executable
+  world = str(world_dir(config, w))
+  seed = int(config.seed)
+
+  def entry(module: str, cfg_file: str, args: str, name: str) -> tuple[str, ...]:
+    cfg_file = str(REPO / cfg_file)  # Any working directory.
+    return (py, "-m", module, f"--config={cfg_file}:{args}" if args else f"--config={cfg_file}",
+            f"--workdir={w / name}")
+
+  phases = []
+  if not config.world.dir:
+    phases.append(Phase(WORLD, f"demo world (preset {config.world.preset}, seed {seed})",
+                        (py, "-m", "data.demo_world", f"--out={world}",
+                         f"--preset={config.world.preset}", f"--seed={seed}")))
+
+  clip = config.image_clip
+  if clip.steps > 0:
+    fields = {"caption_source": "stills", "data.num_frames": 1, "init_from": "",
+              "init_required": "false", "data.world_dir": world, "seed": seed,
+              "train.total_steps": clip.steps, "train.batch_size": clip.batch_size}
+    phases.append(Phase(IMAGE_CLIP, "image CLIP on the stills' captions (T=1)",
+                        entry("viit_jax.train_dual_encoder", "configs/dual_encoder_demo.py",
+                              join_args(fields, clip.args), IMAGE_CLIP)))
+
+  init = {"phase0": "", "phase1": str(w / "phase0"), "phase2": str(w / "phase1")}
+  whats = {"phase0": "phase 0: image-text pre-training on stills (T=1)",
+           "phase1": "phase 1: visual adaptation on S-MiT captions (LM frozen)",
+           "phase2": "phase 2: VIIT on synthesized instructions (vision frozen)"}
+  for name in VLM_TRAIN:
+    p = config[name]
+    fields = {"data.world_dir": world, "seed": seed, "train.total_steps": p.steps,
+              "train.batch_size": p.batch_size}
+    if init[name]:
+      fields["init_from"] = init[name]
+    if name == "phase2":
+      fields["data.viit_dir"] = str(w / VIIT_DATA)
+    if name == "phase2":  # The instruction data comes before phase 2.
+      phases.append(Phase(VIIT_DATA, "instruction synthesis from VidLN narratives (rules LLM)",
+                          entry("viit_jax.synthesize", "configs/synthesize_demo.py",
+                                join_args({"world_dir": world, "seed": seed},
+                                           config.synthesize.args), VIIT_DATA)))
+    phases.append(Phase(name, whats[name], entry("viit_jax.train", f"configs/demo_{name}.py",
+                                                 join_args(fields, p.args), name)))
+
+  a = config.autolabel
+  common = {"corpus.world_dir": world, "seed": seed, "corpus.limit": a.limit,
+            "decode.num_samples": a.num_samples, "decode.top_p": a.top_p,
+            "batch_size": a.batch_size}
+  phases.append(Phase(LABEL_VIIT, "auto-label the pool: VIIT captions (phase-2 VLM, 8 frames)",
+                      entry("viit_jax.autolabel", "configs/autolabel_demo.py",
+                            join_args(common, {"mode": "viit", "init_from": w / "phase2",
+                                                "version": "v1"}, a.args), LABEL_VIIT)))
+  phases.append(Phase(LABEL_FRAMES,
+                      "auto-label the pool: frame captions (phase-0 image model, T=1 per frame)",
+                      entry("viit_jax.autolabel", "configs/autolabel_demo.py",
+                            join_args(common, {"mode": "frame_captioner",
+                                                "init_from": w / "phase0", "version": "v1"},
+                                       a.args, a.frame_args), LABEL_FRAMES)))
+
+  d = config.dual_encoder
+  if d.init_from_phase not in (IMAGE_CLIP, *VLM_TRAIN):
+    raise ValueError(f"dual_encoder.init_from_phase must be one of {(IMAGE_CLIP, *VLM_TRAIN)}, "
+                     f"got {d.init_from_phase!r}")
+  if d.init_from_phase == IMAGE_CLIP and clip.steps <= 0:
+    raise ValueError("dual_encoder.init_from_phase=image_clip needs image_clip.steps > 0")
+  for source, name in DUAL_ENCODERS.items():
+    fields = {"caption_source": source, "data.world_dir": world, "seed": seed,
+              "train.total_steps": d.steps, "train.batch_size": d.batch_size,
+              "init_from": w / d.init_from_phase,
+              "dual_encoder.viit_captions_dir": w / LABEL_VIIT / "v1",
+              "dual_encoder.frame_captions_dir": w / LABEL_FRAMES / "v1"}
+    if d.init_from_phase == IMAGE_CLIP:  # Else the config's default map (from a VLM's img/).
+      fields["init_assignment_map"] = repr(dual_encoder_demo.IMAGE_CLIP_TO_DUAL_ENCODER)
+    phases.append(Phase(name, f"dual encoder on {source.replace('_', ' ')}",
+                        entry("viit_jax.train_dual_encoder", "configs/dual_encoder_demo.py",
+                              join_args(fields, d.args), name)))
+
+  e = config.evaluate
+  for name, (trained, what) in VLM_EVALS.items():
+    fields = {"kind": "vlm", "checkpoint": w / trained, "data.world_dir": world,
+              "data.num_frames": e.num_frames, "eval.max_examples": e.max_examples,
+              "eval.batch_size": e.batch_size, "eval.seed": seed,
+              "eval.caption_metrics": e.caption_metrics}
+    phases.append(Phase(name, f"evaluate {what}",
+                        entry("viit_jax.evaluate", "configs/evaluate_demo.py",
+                              join_args(fields, e.args), name)))
+  for name, de in DE_EVALS.items():
+    fields = {"kind": "dual_encoder", "checkpoint": w / de, "data.world_dir": world,
+              "eval.tasks": e.de_tasks, "eval.max_examples": e.de_max_examples,
+              "eval.batch_size": e.batch_size, "eval.seed": seed}
+    phases.append(Phase(name, f"evaluate the dual encoder {de}",
+                        entry("viit_jax.evaluate", "configs/evaluate_demo.py",
+                              join_args(fields, e.args), name)))
+  phases.append(Phase(REPORT, "report (report.md, report.html, claims.json)",
+                      (py, "-m", "viit_jax.demo.report", f"--workdir={w}")))
+  return phases
+
+
+def read_marker(workdir: pathlib.Path, name: str) -> dict[str, Any] | None:
+  path = workdir / name / MARKER
+  if not path.is_file():
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def fmt_s(seconds: float) -> str:
+  seconds = float(seconds)
+  if seconds < 60:
+    return f"{seconds:.1f}s"
+  m, s = divmod(int(round(seconds)), 60)
+  return f"{m}m{s:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m{s:02d}s"
+
+
+# Start-up noise of TensorFlow / XLA / orbax that says nothing about the phase: kept in
+# <workdir>/logs/<phase>.log, not echoed to the terminal.
+_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|[IWE]\d{4} [\d:.]+\s+\d+ (port|cudart_stub|cuda_platform|cuda_executor|cpu_feature_guard)"
+    r"\.cc:"
+    r"|[IW]\d{4} [\d:.]+\s+\d+ checkpoint_manager\.py:\d+\] (CheckpointManagerOptions\.read_only"
+    r"|Given directory is read only)"
+    r"|W\d{4} [\d:.]+\s+\d+ dataset_providers\.py:\d+\] Using an uncached FunctionDataset)")
+
+
+# ------------------------------------------------------------------------------------------------
+# Running one phase.
+
+
+def _die_with_parent() -> None:
+  """In the child before exec: SIGTERM when the pipeline dies (even by SIGKILL), so an orphaned
+  phase never keeps writing into the workdir a rerun resumes."""
+  try:
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+  except OSError:  # Not Linux: the signal handlers below still stop the child.
+    pass
+
+
+def _cpu_children() -> float:
+  r = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return r.ru_utime + r.ru_stime
+
+
+class PhaseFailed(RuntimeError):
+  """A phase's child exited non-zero."""
+
+
+class Interrupted(RuntimeError):
+  """The pipeline was asked to stop (SIGTERM / SIGHUP), and its running phase with it."""
+
+
+def run_phase(phase: Phase, workdir: pathlib.Path, env: Mapping[str, str],
+              out: Callable[[str], None]) -> dict[str, Any]:
+  """Runs one phase's child to completion, streaming its output; returns the marker record."""
+  log_path = workdir / LOG_DIR / f"{phase.name}.log"
+  log_path.parent.mkdir(parents=True, exist_ok=True)
+  (workdir / phase.name).mkdir(parents=True, exist_ok=True)
+  cpu0, t0 = _cpu_children(), time.time()
+  prefix = f"[{phase.name}] "
+  with open(log_path, "ab") as log:
+    log.write(f"\n=== {datetime.datetime.now().isoformat(timespec='seconds')} "
+              f"{' '.join(phase.argv)}\n".encode())
+    proc = subprocess.Popen(phase.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=dict(env), preexec_fn=_die_with_parent)
+
+    stopped_by: list[int] = []
+
+    def forward(signum, frame):  # noqa: ARG001
+      stopped_by.append(signum)
+      proc.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+      assert proc.stdout is not None
+      for raw in iter(proc.stdout.readline, b""):
+        log.write(raw)
+        log.flush()
+        for line in raw.decode("utf-8", "replace").rstrip("\n").split("\r"):
+          if line.strip() and not _NOISE.match(line):
+            out(prefix + line)
+      rc = proc.wait()
+    except BaseException:  # KeyboardInterrupt included: stop the child, then stop.
+      proc.terminate()
+      try:
+        proc.wait(timeout=30)
+      except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+      raise
+    finally:
+      for s, h in old.items():
+        signal.signal(s, h)
+  wall, cpu = time.time() - t0, _cpu_children() - cpu0
+  if stopped_by:
+    raise Interrupted(f"phase {phase.name} stopped by signal {stopped_by[0]} after "
+                      f"{fmt_s(wall)}; rerun the same command to resume it")
+  if rc != 0:
+    raise PhaseFailed(f"phase {phase.name} failed with exit code {rc} after {fmt_s(wall)}; its "
+                      f"output is in {log_path}. Fix the cause and rerun the same command: "
+                      "finished phases are skipped and this one resumes.")
+  record = {"phase": phase.name, "what": phase.what, "argv": list(phase.argv),
+            "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+            "loadavg_1m_at_end": round(os.getloadavg()[0], 2)}
+  tmp = workdir / phase.name / f".{MARKER}.tmp"
+  tmp.write_text(json.dumps(record, indent=1))
+  os.replace(tmp, workdir / phase.name / MARKER)
+  return record
+
+
+def child_env(config: ml_collections.ConfigDict, base: Mapping[str, str]) -> dict[str, str]:
+  """The children's environment: unbuffered output, quiet TF, the shared JAX compile cache."""
+  env = dict(base)
+  env["PYTHONUNBUFFERED"] = "1"
+  env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  env.setdefault("CUDA_VISIBLE_DEVICES", "")
+  repo = REPO
+  env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo), env.get("PYTHONPATH", "")) if p)
+  if config.compile_cache:
+    cache = pathlib.Path(config.compile_cache)
+    cache = cache if cache.is_absolute() else repo / cache
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", str(cache))
+    env.setdefault("VIIT_COMPILE_CACHE", str(cache))
+    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+  return env
