@@ -45,7 +45,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.corpus.world_dir = ""  # demo: the world (pool at <world_dir>/webvid/results_pool.csv).
   c.corpus.root = ""  # webvid / internvid: the data set root.
   c.corpus.file = ""  # CSV / JSONL under root; '' = results_2M_train.csv / InternVid-10M-FLT.jsonl
-  c.corpus.path_template = ""  # Media path under root; '' = the format's default (data/readers.py)
+  c.corpus.path_template = ""  # Media path under root; '' = the format's default (data/readers/)
   c.corpus.internvid_full_videos = True  # Files are whole videos: cut [start, end) of each line.
   c.corpus.limit = 0  # Only the first N clips (0 = all).
 

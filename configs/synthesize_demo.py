@@ -17,7 +17,7 @@ from viit_jax import config_lib
 def base_config() -> ml_collections.ConfigDict:
   """Every synthesis field with its default (not locked; get_config locks)."""
   c = ml_collections.ConfigDict()
-  # Input: VidLN-format JSONL (data/readers.py). '' = <world_dir>/vidln/train.jsonl. Video paths
+  # Input: VidLN-format JSONL (data/readers/). '' = <world_dir>/vidln/train.jsonl. Video paths
   # are relative to the file's directory.
   c.world_dir = ""
   c.narratives = ""

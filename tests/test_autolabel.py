@@ -24,8 +24,10 @@ from configs import autolabel_demo
 from configs import base as base_config
 from launch import local as local_launch
 from viit_jax import autolabel
+from viit_jax import caption_sets
 from viit_jax import checkpoints
 from viit_jax import config_lib
+from viit_jax.metrics import caption_stats
 from viit_jax.models import variants
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -82,7 +84,7 @@ def _config(arg: str):
 
 
 def _all_rows(out: pathlib.Path) -> list[dict]:
-  return autolabel.read_rows(out)
+  return list(caption_sets.caption_rows(out))
 
 
 def _env() -> dict:
@@ -155,7 +157,7 @@ def test_two_processes_split_units_and_match_one_process(ckpt, corpus, demo_worl
   assert rc == 0, (tmp_path / "launch.log").read_text()[-3000:]
   out = tmp_path / "v1"
   manifest = json.loads((out / "manifest.json").read_text())
-  units = autolabel.Units(out)
+  units = caption_sets.Units(out)
   by_process = {0: [], 1: []}
   for u in range(manifest["num_units"]):
     by_process[units.meta(u)["process"]].append(u)
@@ -258,7 +260,7 @@ def test_tfrecords_match_jsonl_and_caption_task(reference, demo_world, corpus):
   import seqio
   import tensorflow as tf
   from data import caption_tasks
-  units = autolabel.Units(reference)
+  units = caption_sets.Units(reference)
   for u in (0, 3):
     rows = units.rows(u)
     records = list(tf.data.TFRecordDataset(str(units.path(u, "tfrecord"))).as_numpy_iterator())
@@ -277,7 +279,7 @@ def test_tfrecords_match_jsonl_and_caption_task(reference, demo_world, corpus):
                                              vocab_path=demo_world / "spm" / "demo.model")
   ds = seqio.get_mixture_or_task(name).get_dataset(sequence_length=None, split="train",
                                                    shuffle=False, seed=0)
-  by_id = {r["clip_id"]: r for r in autolabel.read_rows(reference)}
+  by_id = {r["clip_id"]: r for r in list(caption_sets.caption_rows(reference))}
   examples = list(ds.take(3).as_numpy_iterator())
   assert len(examples) == 3
   for ex in examples:
@@ -308,10 +310,10 @@ def test_motion_verb_share():
               "a big blue square", "little purple diamond and small red circle",
               "a triangle is going up then stopping", "two circles turn purple",
               "the diamond slid down", "a square on the left"]
-  assert autolabel.motion_verb_share(captions) == 4 / 8
-  assert autolabel.motion_verb_share([]) == 0.0
-  assert autolabel.has_motion_verb("it hopped and rolled")
-  assert not autolabel.has_motion_verb("a close-up shot of a rose")
-  stats = autolabel.caption_stats(["a red circle moves", "a red square"])
+  assert caption_stats.motion_verb_share(captions) == 4 / 8
+  assert caption_stats.motion_verb_share([]) == 0.0
+  assert caption_stats.has_motion_verb("it hopped and rolled")
+  assert not caption_stats.has_motion_verb("a close-up shot of a rose")
+  stats = caption_stats.caption_stats(["a red circle moves", "a red square"])
   assert stats == {"num_captions": 2, "mean_words": 3.5, "unique_words": 5,
                    "motion_verb_share": 0.5}

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from data import caption_tasks
 from data import demo_world as demo_world_lib
-from viit_jax.benchmarks import demo_caption_ceiling as dcc
-from viit_jax.benchmarks import demo_perception as dp
+from viit_jax import caption_sets
+from viit_jax.demo import caption_ceiling as dcc
+from viit_jax.demo import perception as dp
 
 
 def test_demo_perception_probes_read_the_worlds_truth_and_train(demo_world, capsys):
@@ -96,9 +96,9 @@ def test_ground_truth_caption_set_is_a_finished_autolabel_version(demo_world, tm
   (label / "manifest.json").write_text(json.dumps({"units": ["unit-00003.jsonl"],
                                                    "corpus": {"video_root": "/v"}}))
   out = dcc.write_caption_set(label, truth, tmp_path / "truth" / "v1")
-  back = list(caption_tasks.caption_rows(out))
+  back = list(caption_sets.caption_rows(out))
   assert [r["captions"] for r in back] == [truth[cid] for cid in ids]
   assert [{**r, "captions": ["m"]} for r in back] == rows
-  assert caption_tasks.read_manifest(out)["corpus"] == {"video_root": "/v"}
+  assert caption_sets.read_manifest(out)["corpus"] == {"video_root": "/v"}
   with pytest.raises(ValueError, match="no captions for 1 clips"):
     dcc.write_caption_set(label, {cid: truth[cid] for cid in ids[1:]}, tmp_path / "t2")

@@ -21,16 +21,29 @@ from flax import traverse_util
 
 from configs import dual_encoder_demo
 from data import rejects as rj
+from data import preprocessors as pp
+from data import registry
 from viit_jax import autolabel
+from viit_jax import caption_sets
 from viit_jax import checkpoints
 from viit_jax import import_weights
 from viit_jax import loop
+from viit_jax import runtime
 from viit_jax import sharding
 from viit_jax import train_dual_encoder as tde
 from viit_jax.models import dual_encoder as de_lib
 from viit_jax.models import variants
 
 K = 3  # Captions per clip in the synthetic auto-label outputs.
+
+
+def _de_model_config(config, vocab_size: int) -> de_lib.DualEncoderConfig:
+  """The dual encoder the trainer builds for `config` and a tokenizer of `vocab_size` ids."""
+  d, de = config.data, config.dual_encoder
+  return runtime.model_config(
+      config.model, de_lib.DualEncoderConfig, num_frames=d.num_frames, res=d.res,
+      text_len=d.text_len, vocab_size=vocab_size,
+      extra={"t_init": float(de.log_temperature_init), "b_init": float(de.bias_init)})
 
 
 def _config(world, **kw):
@@ -74,7 +87,7 @@ def _write_autolabel(out: pathlib.Path, world: pathlib.Path, mode: str) -> dict[
     if mode == "frame_captioner":
       row["frame_captions"] = [c.split("; ") for c in caps]
     rows.append(row)
-  units = autolabel.Units(out)
+  units = caption_sets.Units(out)
   units.write(0, rows, [], {"unit": 0, "clips": len(rows)})
   settings = {"version": out.name, "mode": mode,
               "corpus": {"format": "demo", "video_root": str(world / "webvid"),
@@ -96,7 +109,7 @@ def test_alt_text_checkpoints_and_resumes_exactly(demo_world, tmp_path):
   the same parameters (data order, caption draws and crops are functions of the step)."""
   config = _config(demo_world, **{"train.total_steps": 4, "dual_encoder.caption_source": "alt_text"})
   work = tmp_path / "de"
-  first = tde.train(config, str(work), log=lambda s: None)
+  first = loop.train(config, str(work), tde.build_task, log=lambda s: None)
   assert first.source == "fresh initialisation"
   ckpt_dir = pathlib.Path(checkpoints.checkpoint_dir(work))
   assert sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()) == [2, 4]
@@ -112,7 +125,7 @@ def test_alt_text_checkpoints_and_resumes_exactly(demo_world, tmp_path):
 
   shutil.rmtree(ckpt_dir / "4")
   logs = []
-  second = tde.train(config, str(work), log=logs.append)
+  second = loop.train(config, str(work), tde.build_task, log=logs.append)
   assert second.source.startswith("resumed from own checkpoint step 2"), second.source
   params_second = _flat(second.state["params"])
   assert params_first.keys() == params_second.keys()
@@ -133,7 +146,7 @@ def test_caption_sources_train(source, demo_world, autolabel_dirs, tmp_path):
       "dual_encoder.loss": "sigmoid" if source == "smit" else "softmax",
       # The paper's two recipes: AdamW (the demo config's) and SGD with momentum + cosine.
       "optim.name": "sgd" if source == "frame_captions" else "adamw", "optim.momentum": 0.9})
-  result = tde.train(config, str(tmp_path / "de"), log=lambda s: None)
+  result = loop.train(config, str(tmp_path / "de"), tde.build_task, log=lambda s: None)
   rows = _train_rows(tmp_path / "de")
   assert [r["step"] for r in rows] == [1, 2]
   assert all(math.isfinite(r["train/loss"]) for r in rows)
@@ -146,11 +159,12 @@ def test_autolabel_batches_draw_each_clips_captions(demo_world, autolabel_dirs):
   captions get drawn, and batch s is the same when the stream starts at s (resume)."""
   config = _config(demo_world, **{"dual_encoder.caption_source": "viit",
                                   "dual_encoder.viit_captions_dir": autolabel_dirs["viit"]})
-  vocab, path = tde.register_tasks(config)
+  vocab = registry.register_for_training(config.data)
+  path = vocab.sentencepiece_model_file
   sources = tde.caption_sources(config, path)
   assert [(s.name, s.captions_field) for s in sources] == [("viit", "captions")]
   all_caps = [c for caps in autolabel_dirs["captions"]["viit"].values() for c in caps]
-  ids = {tuple(t): c for t, c in zip(tde.text_tokens(vocab, all_caps, 8).tolist(), all_caps)}
+  ids = {tuple(t): c for t, c in zip(pp.text_tokens(vocab, all_caps, 8).tolist(), all_caps)}
   data_fn = tde.make_data_fn(config, vocab, sources)
   it = data_fn(0)
   batches = [next(it) for _ in range(4)]
@@ -171,13 +185,14 @@ def test_stills_source_gives_static_clips_of_image_captions(demo_world):
   """The stills source (image CLIP pre-training, or images mixed into video-text training): each
   image becomes T equal frames, and every text is one of the stills' captions (token-exact)."""
   config = _config(demo_world, **{"dual_encoder.caption_source": "stills"})
-  vocab, path = tde.register_tasks(config)
+  vocab = registry.register_for_training(config.data)
+  path = vocab.sentencepiece_model_file
   sources = tde.caption_sources(config, path)
   assert [(s.name, s.key_field, s.captions_field) for s in sources] == [
       ("stills", "image_id", "references")]
   with open(demo_world / "stills" / "captions_train.json") as f:
     caps = [a["caption"] for a in json.load(f)["annotations"]]
-  ids = {tuple(t) for t in tde.text_tokens(vocab, caps, 8).tolist()}
+  ids = {tuple(t) for t in pp.text_tokens(vocab, caps, 8).tolist()}
   batch = next(tde.make_data_fn(config, vocab, sources)(0))
   assert batch["frames"].shape == (8, 2, 16, 16, 3) and batch["frames"].dtype == np.uint8
   np.testing.assert_array_equal(batch["frames"][:, 0], batch["frames"][:, 1])
@@ -196,7 +211,7 @@ def test_vit_st_init_from_image_vit_checkpoint(demo_world, tmp_path):
   ck.close()
   config = _config(demo_world, **{"init_from": tmp_path / "vlm", "init_required": "true",
                                   "train.total_steps": 0, "data.eval_task": "''"})
-  result = tde.train(config, str(tmp_path / "de"), log=lambda s: None)
+  result = loop.train(config, str(tmp_path / "de"), tde.build_task, log=lambda s: None)
   assert "init_from" in result.source and "loaded" in result.source
   got = _flat(result.state["params"]["img"])
   image_vit = {k: v for k, v in vlm_params["img"].items() if k != "head"}
@@ -210,7 +225,7 @@ def test_vit_st_init_from_image_vit_checkpoint(demo_world, tmp_path):
   assert pe_t.shape == expected["temporal_pos_embedding"].shape == (1, 2, 32)
   assert 0.08 < pe_t.std() < 0.35  # N(0, 1/D), D = 32: std 0.18.
   # The text tower is not the VLM's: same init as a fresh dual encoder of this seed.
-  fresh_de = _flat(nn.unbox(variants.init_fn(tde.model_config(config, 244))(
+  fresh_de = _flat(nn.unbox(variants.init_fn(_de_model_config(config, 244))(
       jax.random.PRNGKey(config.seed))["params"]))
   for k, v in _flat(result.state["params"]["txt"]).items():
     np.testing.assert_allclose(v, fresh_de["txt/" + k], rtol=1e-6, atol=1e-7, err_msg=k)
@@ -257,7 +272,7 @@ def test_global_batch_loss_8_devices_equals_1_device(loss):
 
 def test_paper_setting_config_builds_the_siglip_video_model():
   """configs/dual_encoder_videocc.py: ViT-st B/16 (4 x 224 px) + SigLIP text tower; its parameter
-  count is SigLIP B/16's (CHECKPOINTS.md) plus PE_t [4, 768] (shapes only, nothing allocated)."""
+  count is SigLIP B/16's (docs/checkpoints.md) plus PE_t [4, 768] (shapes only, nothing allocated)."""
   from configs import dual_encoder_videocc
   config = dual_encoder_videocc.get_config(
       "dual_encoder.viit_captions_dir=/data/plus/v1,data.vocab_path=/ckpt/spm.model")
@@ -265,7 +280,7 @@ def test_paper_setting_config_builds_the_siglip_video_model():
       "adamw", 0.01, 1024)
   assert (config.dual_encoder.scale_jitter_min, config.dual_encoder.scale_jitter_max) == (
       0.9, 1.33)
-  cfg = tde.model_config(config, 32_000)
+  cfg = _de_model_config(config, 32_000)
   assert cfg.img.temporal and cfg.img.num_frames == 4 and cfg.img.image_size == 224
   assert cfg.txt.seq_len == 64
   assert variants.count_params(cfg) == 203_155_970 + 4 * 768

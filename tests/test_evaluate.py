@@ -24,9 +24,12 @@ from configs import evaluate_demo
 from viit_jax import checkpoints
 from viit_jax import config_lib
 from viit_jax import evaluate
+from viit_jax import runtime
 from viit_jax.metrics import qa
 from viit_jax.metrics import wups
+from viit_jax.models import dual_encoder as de_lib
 from viit_jax.models import variants
+from viit_jax.models import vlm as vlm_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -41,25 +44,30 @@ def _save(workdir: pathlib.Path, config, model_cfg, step: int) -> None:
   ck.close()
 
 
+def _model_config(config, want: type):
+  """The trained model of `config` (the trainers' model_config, tokenizer of 244 ids)."""
+  d = config.data
+  return runtime.model_config(config.model, want, num_frames=d.num_frames, res=d.res,
+                              text_len=d.text_len, vocab_size=244)
+
+
 @pytest.fixture(scope="module")
 def vlm_checkpoint(demo_world, tmp_path_factory):
-  from viit_jax import train
   config = demo_phase1.get_config(
       f"model.variant=test,model.scan=false,data.res=16,data.num_frames=2,data.text_len=24,"
       f"data.world_dir={demo_world},init_from=''")
   work = tmp_path_factory.mktemp("vlm")
-  _save(work, config, train.model_config(config, 244), 5)
+  _save(work, config, _model_config(config, vlm_lib.VLMConfig), 5)
   return work
 
 
 @pytest.fixture(scope="module")
 def de_checkpoint(demo_world, tmp_path_factory):
-  from viit_jax import train_dual_encoder as tde
   config = dual_encoder_demo.get_config(
       f"model.variant=test-de,model.scan=false,data.res=16,data.num_frames=2,data.text_len=8,"
       f"data.world_dir={demo_world},init_from=''")
   work = tmp_path_factory.mktemp("de")
-  _save(work, config, tde.model_config(config, 244), 7)
+  _save(work, config, _model_config(config, de_lib.DualEncoderConfig), 7)
   return work
 
 

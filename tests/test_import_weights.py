@@ -1,6 +1,6 @@
 """Import of big_vision .npz weights: tiny round trips, full-size layouts, errors, CLI checkpoint.
 
-The expected big_vision names and shapes are written here from CHECKPOINTS.md's tables, not taken from
+The expected big_vision names and shapes are written here from docs/checkpoints.md's tables, not taken from
 our model, so the tests check that our tree really is big_vision's layout.
 """
 import dataclasses
@@ -21,7 +21,7 @@ from viit_jax import import_weights as iw
 from viit_jax.models import variants
 from viit_jax.models import vit as vit_lib
 
-# ---------------------------------------------------------------- big_vision tables (CHECKPOINTS.md)
+# ---------------------------------------------------------------- big_vision tables (docs/checkpoints.md)
 
 
 def _block(d, f, n):
@@ -141,7 +141,7 @@ def _stack_per_layer(flat):
 
 
 def test_tables_match_documented_counts():
-  """The hand-written big_vision tables reproduce CHECKPOINTS.md's parameter counts."""
+  """The hand-written big_vision tables reproduce docs/checkpoints.md's parameter counts."""
   assert _count(bv_paligemma_3b()) == 2_923_335_408
   assert _count(bv_paligemma_3b(448)) == 2_924_220_144
   assert _count(bv_siglip_so400m()) == 877_360_306

@@ -1,4 +1,4 @@
-"""Numerics of the model zoo against a plain-jnp reference written from CHECKPOINTS.md.
+"""Numerics of the model zoo against a plain-jnp reference written from docs/checkpoints.md.
 
 Covers: ViT / Gemma (1 and 2) / VLM equal the reference; cached decoding (prefill + extend) equals the
 full forward; the prefix-LM mask; T=1 is the image path; frame order matters to ViT-st but not to the
@@ -43,7 +43,7 @@ def random_frames(shape, seed=0):
   return jax.random.randint(jax.random.PRNGKey(seed), shape, 0, 256).astype(jnp.uint8)
 
 
-# ------------------------------------------------------------------ reference (CHECKPOINTS.md)
+# ------------------------------------------------------------------ reference (docs/checkpoints.md)
 
 
 def _ln(x, p):

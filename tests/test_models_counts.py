@@ -5,7 +5,7 @@ import pytest
 
 from viit_jax.models import variants
 
-# CHECKPOINTS.md, "Parameter counts (exact)".
+# docs/checkpoints.md, "Parameter counts (exact)".
 DOCUMENTED = {
     "paligemma-3b-224": 2_923_335_408,
     "paligemma-3b-448": 2_924_220_144,

@@ -14,12 +14,13 @@ import sys
 import pytest
 
 from configs import demo_pipeline
-from data import caption_tasks
 from launch import local
+from viit_jax import caption_sets
 from viit_jax import config_lib
-from viit_jax import pipeline as pl
-from viit_jax import report
-from viit_jax.benchmarks import demo_caption_ceiling as dcc
+from viit_jax.demo import analysis
+from viit_jax.demo import caption_ceiling as dcc
+from viit_jax.demo import phases as pl
+from viit_jax.demo import report
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -90,7 +91,7 @@ def test_caption_accuracy_counts_true_words_per_kind():
                      "events": [{"kind": "move", "direction": "left"},
                                 {"kind": "change_colour", "from": "blue", "to": "green"},
                                 {"kind": "bounce", "direction": "down", "wall": "bottom"}]}}
-  acc = report.caption_accuracy(
+  acc = analysis.caption_accuracy(
       {"a.mp4": ["a red circle moves left and turns yellow",  # yellow: wrong colour
                  "a green triangle bounces off the bottom wall",  # triangle: wrong shape
                  "a blue square grows upwards"],  # grows, upwards: wrong event and direction
@@ -112,7 +113,7 @@ def test_oracle_recall_is_the_expected_rank_of_clips_sharing_the_facts():
            "c": clip([("red", "square", "small")], [("move", "right")]),
            "d": clip([("blue", "circle", "big"), ("red", "square", "big")], [("grow", None)]),
            "e": clip([("red", "square", "big"), ("blue", "circle", "big")], [("grow", None)])}
-  o = report.oracle_recall(truth, ["a", "b", "c", "d", "e", "not-in-truth"])
+  o = analysis.oracle_recall(truth, ["a", "b", "c", "d", "e", "not-in-truth"])
   # colours: {a, b, c} share [red], {d, e} share [blue, red] (actor order does not matter).
   assert o["colours"]["R@1"] == pytest.approx(100 * (3 * (1 / 3) + 2 * (1 / 2)) / 5)
   assert o["colours"]["R@5"] == pytest.approx(100.0) and o["colours"]["groups"] == 2
@@ -144,7 +145,7 @@ def test_a_claim_holds_only_with_every_margin_at_least_the_minimum():
 
 
 def test_query_oracle_reads_the_named_facts_and_counts_the_clips_that_have_them():
-  assert report.query_mentions("a little green triangle is going to the left, then it turns blue "
+  assert analysis.query_mentions("a little green triangle is going to the left, then it turns blue "
                                "while a big red square stays still and shrinks down") == (
       [{"colour": "green", "size": "small", "shape": "triangle"}, {"colour": "blue"},
        {"colour": "red", "size": "big", "shape": "square"}], {"left"})
@@ -162,7 +163,7 @@ def test_query_oracle_reads_the_named_facts_and_counts_the_clips_that_have_them(
   pairs = [("a", "a big red circle moves left"), ("b", "a small red square grows and turns blue"),
            ("c", "a blue circle and a red square"), ("d", "a green diamond"),
            ("gone", "a red circle")]
-  o = report.query_oracle_recall(truth, pairs)
+  o = analysis.query_oracle_recall(truth, pairs)
   # colours: a names red -> {a, b, c}; b red, blue -> {b, c}; c blue, red -> {b, c}; d -> {d}.
   assert o["colours"]["R@1"] == pytest.approx(100 * (1 / 3 + 1 / 2 + 1 / 2 + 1) / 4)
   assert o["colours"]["candidates"] == pytest.approx((3 + 2 + 2 + 1) / 4)
@@ -203,15 +204,15 @@ def test_pipeline_runs_every_phase_writes_report_and_resumes(tmp_path):
       assert cells[1 + 2 * j] == f"{report.lookup(metrics, path):.1f}", (phase, path)
   for source, de in pl.DUAL_ENCODERS.items():
     metrics = json.loads((w / f"eval_{de}" / "metrics.json").read_text())
-    cells = _md_rows(md, report.SOURCE_NAMES[source])
+    cells = _md_rows(md, analysis.SOURCE_NAMES[source])
     for j, path in enumerate(report.DE_METRICS.values()):
       assert cells[1 + j] == f"{report.lookup(metrics, path):.1f}", (de, path)
   record = json.loads((w / report.CLAIMS_FILE).read_text())
   assert set(record["caption_accuracy"]) == set(pl.DUAL_ENCODERS)
   assert "## What the training texts get right" in md
-  assert set(record["fact_oracle_recall"]) == set(report.ORACLE_FACTS)
+  assert set(record["fact_oracle_recall"]) == set(analysis.ORACLE_FACTS)
   assert "### What each kind of fact is worth on this test set" in md
-  assert set(record["query_oracle_recall"]) == set(report.QUERY_FACTS)
+  assert set(record["query_oracle_recall"]) == set(analysis.QUERY_FACTS)
   assert "### What the queries' words are worth" in md
   claims = record["claims"]
   assert [c["verdict"] in ("HOLDS", "FAILS") for c in claims] == [True, True]
@@ -234,7 +235,7 @@ def test_pipeline_runs_every_phase_writes_report_and_resumes(tmp_path):
 
   # The caption-ceiling benchmark on the finished run: a dual encoder on the pool's ground-truth
   # captions, trained and evaluated with the run's own de_viit / eval_de_viit commands.
-  cmd = [sys.executable, "-m", "viit_jax.benchmarks.demo_caption_ceiling", f"--run={w}"]
+  cmd = [sys.executable, "-m", "viit_jax.demo.caption_ceiling", f"--run={w}"]
   r = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, f"benchmark failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
   c = w / "caption_ceiling"
@@ -246,9 +247,9 @@ def test_pipeline_runs_every_phase_writes_report_and_resumes(tmp_path):
   # Ground truth names its clip better than any machine text (the queries are its paraphrases).
   assert res["text_to_text"]["truth"]["R@5"] > max(
       res["text_to_text"][s]["R@5"] for s in ("alt_text", "viit", "frame_captions"))
-  viit_rows = list(caption_tasks.caption_rows(w / "label_viit" / "v1"))
+  viit_rows = list(caption_sets.caption_rows(w / "label_viit" / "v1"))
   truth_dir = c / f"{dcc.TRUTH}_k4_s0" / "v1"
-  truth_rows = list(caption_tasks.caption_rows(truth_dir))
+  truth_rows = list(caption_sets.caption_rows(truth_dir))
   assert [{**t, "captions": v["captions"]} for t, v in zip(truth_rows, viit_rows)] == viit_rows
   assert all(len(t["captions"]) == 4 for t in truth_rows)
   de_run = json.loads((w / "de_viit" / pl.MARKER).read_text())["argv"]

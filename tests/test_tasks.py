@@ -174,7 +174,8 @@ def test_training_window_is_random_and_seeded(demo_world, demo_tasks):
           8, 32, 32, 3)
 
 
-def test_parallel_decoding_gives_the_same_examples(demo_world):
+def test_parallel_decoding_gives_the_same_examples(demo_world, demo_tasks):
+  del demo_tasks  # Registers demo_pool, the sequential reference.
   names = tasks.register_real_tasks({"webvid": demo_world / "webvid"}, num_frames=8, fps=2.0,
                                     res=32, vocab_path=demo_world / "spm" / "demo.model",
                                     name_prefix="par_", webvid_csv="results_pool.csv",

@@ -29,12 +29,21 @@ from launch import local
 from viit_jax import checkpoints
 from viit_jax import config_lib
 from viit_jax import loop
+from viit_jax import runtime
 from viit_jax import sharding
 from viit_jax import synthesize
 from viit_jax import train
 from viit_jax.models import variants
+from viit_jax.models import vlm as vlm_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _vlm_config(config, vocab_size: int) -> vlm_lib.VLMConfig:
+  """The VLM the trainer builds for `config` and a tokenizer of `vocab_size` ids."""
+  d = config.data
+  return runtime.model_config(config.model, vlm_lib.VLMConfig, num_frames=d.num_frames, res=d.res,
+                              text_len=d.text_len, vocab_size=vocab_size)
 
 
 def _arg(**kw) -> str:
@@ -186,7 +195,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(demo_world, tmp_path):
 
 def _synthetic_task(config, *, global_batch: int):
   """The VLM loss on deterministic random batches (batch s = f(seed, s)); no input pipeline."""
-  cfg = train.model_config(config, 0)
+  cfg = _vlm_config(config, 0)
   model = variants.make_model(cfg)
   init = variants.init_fn(cfg)
   t, r, length = config.data.num_frames, config.data.res, config.data.text_len
@@ -210,7 +219,7 @@ def _synthetic_task(config, *, global_batch: int):
 
   spec = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in batch(0).items()}
   return loop.Task(init_fn=lambda rng: init(rng)["params"],
-                   loss_fn=functools.partial(train.vlm_loss, model=model), data_fn=data_fn,
+                   loss_fn=functools.partial(vlm_lib.batch_loss, model=model), data_fn=data_fn,
                    batch_spec=spec), batch
 
 
@@ -358,14 +367,14 @@ def test_paligemma_configs_state_structure_without_allocation():
     assert (config.data.num_frames, config.data.fps, config.data.res) == (8, 2.0, 224)
     assert (config.optim.name, config.optim.lr, config.optim.warmup_steps,
             config.optim.adafactor_decay_rate) == ("adafactor", 1e-4, 1000, 0.8)
-    cfg = train.model_config(config, 257_152)
+    cfg = _vlm_config(config, 257_152)
     init = variants.init_fn(cfg)
     task = loop.Task(init_fn=lambda rng, init=init: init(rng)["params"], loss_fn=None,
                      data_fn=None, batch_spec={})
     spec = loop.state_spec(task, config, mesh)
     params = spec.abstract_state["params"]
     from viit_jax import optim
-    assert optim.tree_size(params) == 2_923_335_408  # CHECKPOINTS.md: PaliGemma-3B 224.
+    assert optim.tree_size(params) == 2_923_335_408  # docs/checkpoints.md: PaliGemma-3B 224.
     assert all(n.startswith(frozen_prefix) for n in spec.frozen) and spec.frozen
     assert not any(n.startswith(frozen_prefix) for n in spec.trainable)
     opt_paths = [jax.tree_util.keystr(p) for p, _ in

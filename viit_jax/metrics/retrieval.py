@@ -1,6 +1,6 @@
 """Text-video retrieval metrics: R@K, MedR, MeanR in both directions, with an explicit tie policy.
 
-Conventions (PAPER.md): a similarity matrix of texts x videos; text i describes video `text_to_video[i]`;
+Conventions (docs/paper.md): a similarity matrix of texts x videos; text i describes video `text_to_video[i]`;
 a video may have several texts (MSR-VTT 1k-A has one per video, `text_to_video = arange(N)`).
 
 - text -> video: every text is a query with one correct video.

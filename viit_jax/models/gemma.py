@@ -1,6 +1,6 @@
 """Gemma / Gemma 2 decoder LM with prefix-LM attention and a KV cache for decoding.
 
-Parameter tree (big_vision names, CHECKPOINTS.md), L layers scanned under `layers/`:
+Parameter tree (big_vision names, docs/checkpoints.md), L layers scanned under `layers/`:
   embedder/input_embedding [V, D]                     tied with the output layer
   layers/pre_attention_norm/scale, layers/pre_ffw_norm/scale [L, D]
   layers/post_attention_norm/scale, layers/post_ffw_norm/scale [L, D]   (Gemma 2, `post_norms`)

@@ -1,6 +1,6 @@
 """Transformer building blocks shared by the ViT, the text tower and the MAP head.
 
-Parameter names and shapes follow big_vision's `vit.py` exactly (CHECKPOINTS.md), so public SigLIP and
+Parameter names and shapes follow big_vision's `vit.py` exactly (docs/checkpoints.md), so public SigLIP and
 PaliGemma weights load by renaming only. Every parameter carries logical axis names (`embed`, `mlp`,
 `heads`, `kv`, and `layers` added by `nn.scan`); viit_jax/sharding.py maps them to mesh axes.
 

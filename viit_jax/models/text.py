@@ -1,4 +1,4 @@
-"""SigLIP-style text tower (big_vision `text_transformer`, CHECKPOINTS.md).
+"""SigLIP-style text tower (big_vision `text_transformer`, docs/checkpoints.md).
 
 Parameter tree:
   Embed_0/embedding [V, D]          no sqrt(D) scaling

@@ -34,7 +34,7 @@ from viit_jax.models import vlm as vlm_lib
 ModelConfig = Union[vit_lib.ViTConfig, gemma_lib.GemmaConfig, text_lib.TextConfig,
                     vlm_lib.VLMConfig, de_lib.DualEncoderConfig]
 
-# width, depth, mlp_dim, num_heads, patch_size (CHECKPOINTS.md).
+# width, depth, mlp_dim, num_heads, patch_size (docs/checkpoints.md).
 _VIT_SIZES: dict[str, tuple[int, int, int, int, int]] = {
     "B/16": (768, 12, 3072, 12, 16),
     "L/14": (1024, 24, 4096, 16, 14),

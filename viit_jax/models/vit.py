@@ -1,6 +1,6 @@
 """SigLIP-style ViT over frames, and its joint space-time variant ViT-st.
 
-Parameter tree (big_vision names, CHECKPOINTS.md):
+Parameter tree (big_vision names, docs/checkpoints.md):
   embedding/{kernel [P, P, 3, D], bias [D]}        patch conv (VALID, stride P)
   pos_embedding [1, N, D]                          learned, N = (image_size // P)^2, no class token
   temporal_pos_embedding [1, T, D]                 ViT-st only: PE[t, n] = PE_t[t] + PE_s[n]
