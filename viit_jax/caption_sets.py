@@ -36,36 +36,13 @@ def row_example(row: Mapping[str, Any]) -> bytes:
   return records_lib.tf_example(feats, TFRECORD_KINDS)
 
 
-class Units:
-  """Work units of one output version (see the module docstring for the files)."""
-
-  def __init__(self, out_dir: str | os.PathLike[str]):
-    self.out_dir = pathlib.Path(out_dir)
-    self.units_dir = self.out_dir / "units"
-    self.units_dir.mkdir(parents=True, exist_ok=True)
-
-  def path(self, index: int, suffix: str) -> pathlib.Path:
-    return self.units_dir / f"unit-{index:05d}.{suffix}"
-
-  def meta(self, index: int) -> dict[str, Any] | None:
-    p = self.path(index, "meta.json")
-    return json.loads(p.read_text()) if p.exists() else None
+class Units(records_lib.UnitFiles):
+  """Work units of one auto-labeling version (rows as in viit_jax.autolabel's docstring)."""
 
   def write(self, index: int, rows: Sequence[Mapping[str, Any]],
             rejects: Sequence[rj.RejectRecord], meta: Mapping[str, Any]) -> None:
-    """Data files first (each atomically), the meta file last (the unit's commit)."""
-    records_lib.write_atomic(self.path(index, "tfrecord"),
-                             records_lib.tfrecord_bytes(row_example(r) for r in rows))
-    records_lib.write_atomic(self.path(index, "jsonl"), records_lib.jsonl_bytes(rows))
-    records_lib.write_atomic(self.path(index, "rejects.jsonl"),
-                             records_lib.jsonl_bytes(dataclasses.asdict(r) for r in rejects))
-    records_lib.write_json(self.path(index, "meta.json"), dict(meta))
-
-  def rows(self, index: int) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in self.path(index, "jsonl").read_text().splitlines() if x]
-
-  def rejects(self, index: int) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in self.path(index, "rejects.jsonl").read_text().splitlines() if x]
+    self.commit(index, records_lib.tfrecord_bytes(row_example(r) for r in rows), rows,
+                (dataclasses.asdict(r) for r in rejects), meta)
 
 
 def read_manifest(dataset_dir: str | os.PathLike[str]) -> dict[str, Any]:

@@ -93,3 +93,38 @@ def tfrecord_bytes(records: Iterable[bytes]) -> bytes:
     length = struct.pack("<Q", len(r))
     out += length + _masked_crc(length) + r + _masked_crc(r)
   return bytes(out)
+
+
+class UnitFiles:
+  """The work units of a bulk job's output version: `<out_dir>/units/unit-NNNNN.<suffix>`.
+
+  A unit is its data files (`tfrecord`, `jsonl`, `rejects.jsonl`), each written atomically, then
+  its `meta.json`, written last: a unit with a meta file is finished, so a restart skips it.
+  """
+
+  def __init__(self, out_dir: str | os.PathLike[str]):
+    self.out_dir = pathlib.Path(out_dir)
+    self.units_dir = self.out_dir / "units"
+    self.units_dir.mkdir(parents=True, exist_ok=True)
+
+  def path(self, index: int, suffix: str) -> pathlib.Path:
+    return self.units_dir / f"unit-{index:05d}.{suffix}"
+
+  def meta(self, index: int) -> dict[str, Any] | None:
+    """The unit's meta record, or None while the unit is unfinished."""
+    p = self.path(index, "meta.json")
+    return json.loads(p.read_text()) if p.exists() else None
+
+  def commit(self, index: int, tfrecord: bytes, rows: Iterable[Mapping[str, Any]],
+             rejects: Iterable[Mapping[str, Any]], meta: Mapping[str, Any]) -> None:
+    """Writes one unit: data files first, the meta file last (the unit's commit)."""
+    write_atomic(self.path(index, "tfrecord"), tfrecord)
+    write_atomic(self.path(index, "jsonl"), jsonl_bytes(rows))
+    write_atomic(self.path(index, "rejects.jsonl"), jsonl_bytes(rejects))
+    write_json(self.path(index, "meta.json"), dict(meta))
+
+  def rows(self, index: int) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in self.path(index, "jsonl").read_text().splitlines() if x]
+
+  def rejects(self, index: int) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in self.path(index, "rejects.jsonl").read_text().splitlines() if x]

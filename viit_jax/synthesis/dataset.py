@@ -58,38 +58,13 @@ def tfrecord_bytes(rows: Sequence[Record]) -> bytes:
       for r in rows)
 
 
-class Units:
-  """Work units of one dataset version."""
-
-  def __init__(self, out_dir: str | pathlib.Path):
-    self.out_dir = pathlib.Path(out_dir)
-    self.units_dir = self.out_dir / "units"
-    self.units_dir.mkdir(parents=True, exist_ok=True)
-
-  def path(self, index: int, suffix: str) -> pathlib.Path:
-    return self.units_dir / f"unit-{index:05d}.{suffix}"
-
-  def meta(self, index: int) -> dict[str, Any] | None:
-    p = self.path(index, "meta.json")
-    if not p.exists():
-      return None
-    return json.loads(p.read_text())
+class Units(records_lib.UnitFiles):
+  """Work units of one synthesized dataset version."""
 
   def write(self, index: int, records: Sequence[Record], rejects: Sequence[RejectRow],
             meta: dict[str, Any]) -> None:
-    """Writes one unit: data files first (each atomically), the meta file last."""
-    records_lib.write_atomic(self.path(index, "tfrecord"), tfrecord_bytes(records))
-    records_lib.write_atomic(self.path(index, "jsonl"), records_lib.jsonl_bytes(dataclasses.asdict(r) for r in records))
-    records_lib.write_atomic(self.path(index, "rejects.jsonl"),
-                 records_lib.jsonl_bytes(dataclasses.asdict(r) for r in rejects))
-    records_lib.write_json(self.path(index, "meta.json"), meta)
-
-  def records(self, index: int) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in self.path(index, "jsonl").read_text().splitlines()]
-
-  def rejects(self, index: int) -> list[dict[str, Any]]:
-    return [json.loads(line)
-            for line in self.path(index, "rejects.jsonl").read_text().splitlines()]
+    self.commit(index, tfrecord_bytes(records), (dataclasses.asdict(r) for r in records),
+                (dataclasses.asdict(r) for r in rejects), meta)
 
 
 def read_manifest(dataset_dir: str | pathlib.Path) -> dict[str, Any]:
