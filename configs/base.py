@@ -34,6 +34,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.mesh.data = 1
   c.mesh.fsdp = -1
   c.mesh.tensor = 1
+  # Multislice (the job's devices on several TPU slices joined by the data-center network, DCN):
+  # the axis that spans the slices. Its size (global, as above) is split as num_slices x per-slice
+  # and must be a multiple of the number of slices (pure FSDP on 2 slices: mesh.data=2); every
+  # other axis stays inside a slice. Unused on one slice.
+  c.mesh.dcn_axis = "data"
 
   # Data: seqio task / mixture names, registered on import of data.tasks for `world_dir`.
   c.data = ml_collections.ConfigDict()

@@ -14,9 +14,10 @@ device), so a slice has `chips` JAX devices and `hosts` JAX processes.
 Mesh: the config's `mesh` (ordered axis -> size, one -1 allowed, e.g. {data: 1, fsdp: -1, tensor: 1})
 covers every device of the job, as `viit_jax.sharding.make_mesh` builds it. On one slice it all lies
 on the slice's ICI. With several slices (Multislice) the slices are joined over the data-center network
-(DCN) along one axis, `data` by default, which must then be a multiple of the number of slices: the
-global mesh is ICI x DCN per axis, the shapes
-`jax.experimental.mesh_utils.create_hybrid_device_mesh(ici_shape, dcn_shape)` takes.
+(DCN) along one axis, the config's `mesh.dcn_axis` (`data` by default), which must then be a
+multiple of the number of slices: the global mesh is ICI x DCN per axis, the shapes
+`jax.experimental.mesh_utils.create_hybrid_device_mesh(ici_shape, dcn_shape)` takes (and
+`viit_jax.sharding.make_mesh` passes it on a Multislice job).
 
   python -m launch.tpu_topology --slice=v5p-128 --num_slices=2 --mesh=data=2,fsdp=-1,tensor=1
 """
@@ -81,6 +82,13 @@ class TpuSlice:
   def multi_host(self) -> bool:
     return self.hosts > 1
 
+  @property
+  def topology_name(self) -> str:
+    """libtpu's name of the slice, e.g. "v5e:16x16": the `topology_name` of
+    `jax.experimental.topologies.get_topology_desc(..., platform="tpu")`, which describes the slice's
+    devices on a machine without TPUs (for compiling ahead and for laying out meshes)."""
+    return f"{self.generation}:{self.topology}"
+
 
 def _dims_ok(dims: tuple[int, ...]) -> bool:
   """v4/v5p shapes: every dimension <= 4, or every dimension a multiple of 4."""
@@ -139,6 +147,30 @@ def parse_slice(name: str) -> TpuSlice:
       machine_type=gen.machine_type_pattern.format(chips_per_host))
 
 
+DCN_AXIS_KEY = "dcn_axis"  # The `mesh` config key naming the axis across slices (configs/base.py).
+
+
+def split_mesh_config(mesh: Mapping[str, int | str]) -> tuple[dict[str, int], str | None]:
+  """A config's `mesh` section -> (axis sizes, its `dcn_axis` or None when it names none)."""
+  sizes = {k: v for k, v in mesh.items() if k != DCN_AXIS_KEY}
+  bad = {k: v for k, v in sizes.items() if isinstance(v, bool) or not isinstance(v, int)}
+  if bad:
+    raise ValueError(f"Mesh axis sizes must be integers, got {bad}")
+  dcn_axis = mesh.get(DCN_AXIS_KEY)
+  return sizes, None if dcn_axis is None else str(dcn_axis)
+
+
+def _dcn_axis(mesh: Mapping[str, int | str], dcn_axis: str | None) -> tuple[dict[str, int], str]:
+  """Sizes and the DCN axis: `dcn_axis` if given (it must agree with the mesh's), else the mesh's
+  `dcn_axis` key, else "data"."""
+  sizes, configured = split_mesh_config(mesh)
+  if dcn_axis is not None and configured is not None and dcn_axis != configured:
+    raise ValueError(f"DCN axis {dcn_axis!r} disagrees with the config's mesh.{DCN_AXIS_KEY}="
+                     f"{configured!r}, which the job uses: set mesh.{DCN_AXIS_KEY} in the config "
+                     "argument instead")
+  return sizes, dcn_axis or configured or "data"
+
+
 def resolve_axes(mesh: Mapping[str, int], num_devices: int) -> dict[str, int]:
   """`mesh` with its one -1 (if any) filled so the sizes multiply to `num_devices`.
 
@@ -171,6 +203,7 @@ class MeshPlan:
   ici: dict[str, int]  # Per slice; product = devices per slice.
   dcn: dict[str, int]  # Across slices; product = number of slices.
   mesh: dict[str, int]  # Global = ici * dcn per axis.
+  dcn_axis: str = "data"  # The axis across slices (only it has a DCN size > 1).
 
   @property
   def ici_shape(self) -> tuple[int, ...]:
@@ -185,17 +218,19 @@ class MeshPlan:
     return tuple(self.mesh[a] for a in self.axes)
 
 
-def plan_mesh(mesh: Mapping[str, int], devices_per_slice: int, num_slices: int = 1,
-              dcn_axis: str = "data") -> MeshPlan:
+def plan_mesh(mesh: Mapping[str, int | str], devices_per_slice: int, num_slices: int = 1,
+              dcn_axis: str | None = None) -> MeshPlan:
   """Splits the config's global `mesh` (-1 allowed) into ICI (per slice) and DCN (across slices).
 
-  The config mesh covers all devices of the job, as `viit_jax.sharding.make_mesh` builds it. With
-  several slices, `dcn_axis` must be a multiple of `num_slices`: that many of its entries go across
+  The config mesh covers all devices of the job, as `viit_jax.sharding.make_mesh` builds it; it may
+  carry the config's `dcn_axis` key. With several slices, the DCN axis (`dcn_axis`, else the mesh's
+  `dcn_axis`, else "data") must be a multiple of `num_slices`: that many of its entries go across
   slices (DCN), the rest of it and every other axis stay inside a slice (ICI).
   """
   if num_slices < 1:
     raise ValueError(f"num_slices must be >= 1, got {num_slices}")
-  glob = resolve_axes(mesh, devices_per_slice * num_slices)
+  sizes, dcn_axis = _dcn_axis(mesh, dcn_axis)
+  glob = resolve_axes(sizes, devices_per_slice * num_slices)
   if num_slices > 1:
     if dcn_axis not in glob:
       raise ValueError(f"DCN axis {dcn_axis!r} is not a mesh axis ({list(glob)})")
@@ -207,7 +242,8 @@ def plan_mesh(mesh: Mapping[str, int], devices_per_slice: int, num_slices: int =
           f"mesh.{dcn_axis}={num_slices} with {' or '.join(f'mesh.{a}=-1' for a in others)} "
           "in the config argument")
   dcn = {a: (num_slices if a == dcn_axis else 1) for a in glob}
-  return MeshPlan(axes=tuple(glob), ici={a: glob[a] // dcn[a] for a in glob}, dcn=dcn, mesh=glob)
+  return MeshPlan(axes=tuple(glob), ici={a: glob[a] // dcn[a] for a in glob}, dcn=dcn, mesh=glob,
+                  dcn_axis=dcn_axis)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,7 +286,8 @@ class LaunchPlan:
         f"processes      {self.num_processes} JAX processes, {self.num_devices} devices",
         f"mesh axes      ({ax})",
         f"  ICI          {self.mesh.ici_shape}  per slice",
-        f"  DCN          {self.mesh.dcn_shape}  across slices",
+        f"  DCN          {self.mesh.dcn_shape}  across slices"
+        + (f" (mesh.dcn_axis={self.mesh.dcn_axis})" if self.num_slices > 1 else ""),
         f"  global       {self.mesh.shape}  = {self.mesh.mesh}",
     ]
     if self.batch_size is not None:
@@ -260,24 +297,28 @@ class LaunchPlan:
     return "\n".join(lines)
 
 
-def plan(slice_name: str, mesh: Mapping[str, int], num_slices: int = 1, dcn_axis: str = "data",
-         batch_size: int | None = None) -> LaunchPlan:
-  """The launch plan of `num_slices` slices called `slice_name` running a config with `mesh`."""
+def plan(slice_name: str, mesh: Mapping[str, int | str], num_slices: int = 1,
+         dcn_axis: str | None = None, batch_size: int | None = None) -> LaunchPlan:
+  """The launch plan of `num_slices` slices called `slice_name` running a config with `mesh` (the
+  config's `mesh` section). The axis across slices is `dcn_axis` or the mesh's `dcn_axis` key (they
+  must agree), else "data"."""
   tpu = parse_slice(slice_name)
   return LaunchPlan(tpu=tpu, num_slices=num_slices,
                     mesh=plan_mesh(mesh, tpu.devices, num_slices, dcn_axis), batch_size=batch_size)
 
 
-def parse_mesh_arg(arg: str) -> dict[str, int]:
-  """`'data=1,fsdp=-1,tensor=1'` -> {'data': 1, 'fsdp': -1, 'tensor': 1} (order kept)."""
-  out: dict[str, int] = {}
+def parse_mesh_arg(arg: str) -> dict[str, int | str]:
+  """`'data=1,fsdp=-1,tensor=1'` -> {'data': 1, 'fsdp': -1, 'tensor': 1} (order kept); a
+  `dcn_axis=<axis>` entry is kept as a string, as in a config's `mesh`."""
+  out: dict[str, int | str] = {}
   for part in filter(None, (p.strip() for p in arg.split(","))):
     key, sep, value = part.partition("=")
     if not sep:
       key, sep, value = part.partition(":")
     if not sep or not key.strip():
       raise ValueError(f"Mesh argument {part!r} is not axis=size")
-    out[key.strip()] = int(value)
+    key = key.strip()
+    out[key] = value.strip() if key == DCN_AXIS_KEY else int(value)
   return out
 
 
@@ -287,7 +328,8 @@ def main(argv: Sequence[str]) -> int:
   parser.add_argument("--num_slices", type=int, default=1)
   parser.add_argument("--mesh", default="data=1,fsdp=-1,tensor=1",
                       help="the job's mesh, axis=size,... (one -1 allowed)")
-  parser.add_argument("--dcn_axis", default="data")
+  parser.add_argument("--dcn_axis", default=None,
+                      help="mesh axis across slices (default: the mesh's dcn_axis, else data)")
   parser.add_argument("--batch_size", type=int, default=None)
   args = parser.parse_args(argv)
   try:

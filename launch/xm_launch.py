@@ -13,6 +13,15 @@
   python launch/xm_launch.py --executor=vertex --slice=v5litepod-16 --image=IMAGE \\
       --project=PROJECT --region=us-central1 --config=... --workdir=gs://BUCKET/runs/x [--dry_run]
 
+Restarts and secrets (gke, vertex): preempted jobs restart by default and resume from the workdir's
+checkpoint (GKE: a JobSet failure policy that restarts on preemption without using up
+--max_restarts, see launch/gke/jobset.py; Vertex: `scheduling.restartJobOnWorkerRestart`). API keys
+never travel as plain values: `--env` refuses names like *_API_KEY, *_TOKEN, *SECRET*, *PASSWORD*;
+`--secret_env NAME=REF` reads them from a Kubernetes Secret (gke, REF = secret:key) or Secret
+Manager (vertex, REF = projects/P/secrets/S/versions/V, or S[:V] with --project). A config that
+reads a key from the environment (any `*api_key_env` field, e.g. `config.openai.api_key_env` of
+the OpenAI-compatible synthesis back-end) must get that variable through --secret_env.
+
 Sweeps: if the config file defines `sweep() -> list[dict[str, value]]`, each dict is one work unit;
 its `dotted.key: value` pairs are merged into the `:k=v` argument of `--config` (the same typed
 overrides `get_config(arg)` applies, so a typo fails before anything starts), and each point gets its
@@ -31,16 +40,22 @@ Executors:
   vertex  a Vertex AI CustomJob per point (`google.cloud.aiplatform_v1` types, which XManager's
           Vertex support uses too), submitted with JobServiceClient unless --dry_run. XManager
           0.8's Vertex executor only knows TPU v2/v3, so the TPU machine spec is built here.
+          A CustomJob's container env holds plain values only, so secrets are fetched from Secret
+          Manager by the container itself: its command becomes `bash -c` that reads each
+          --secret_env with the job's service account (metadata-server token, Secret Manager
+          `versions/*:access`) into its variable, then execs the entry point.
 """
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import importlib.util
 import json
 import os
 import pathlib
 import re
+import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -78,13 +93,29 @@ _PARALLEL = flags.DEFINE_bool("parallel", False, "local: run all work units at o
 # cloud
 _SLICE = flags.DEFINE_string("slice", None, "gke/vertex: TPU slice, e.g. v5litepod-16, v5p-128.")
 _NUM_SLICES = flags.DEFINE_integer("num_slices", 1, "gke: slices (Multislice over DCN).")
-_DCN_AXIS = flags.DEFINE_string("dcn_axis", "data", "Mesh axis that spans slices.")
+_DCN_AXIS = flags.DEFINE_string(
+    "dcn_axis", None, "Mesh axis that spans slices (default: the config's mesh.dcn_axis, else "
+    "data); must agree with the config, whose value the job uses.")
 _IMAGE = flags.DEFINE_string("image", None, "gke/vertex: container image (launch/gke/Dockerfile).")
 _NAME = flags.DEFINE_string("name", None, "gke: JobSet name prefix (default viit-<entry>).")
 _NAMESPACE = flags.DEFINE_string("namespace", "default", "gke: Kubernetes namespace.")
 _SERVICE_ACCOUNT = flags.DEFINE_string("service_account", None,
                                        "gke: Kubernetes SA; vertex: GCP service account email.")
-_MAX_RESTARTS = flags.DEFINE_integer("max_restarts", 0, "gke: JobSet failurePolicy.maxRestarts.")
+_MAX_RESTARTS = flags.DEFINE_integer(
+    "max_restarts", jobset.DEFAULT_MAX_RESTARTS,
+    "gke: JobSet restarts after failures other than preemption (preemption restarts are free).")
+_GRACE = flags.DEFINE_integer(
+    "termination_grace_s", jobset.DEFAULT_TERMINATION_GRACE_S,
+    "gke: pod terminationGracePeriodSeconds, SIGTERM -> SIGKILL: time to save and exit.")
+_ENV = flags.DEFINE_multi_string("env", [], "gke/vertex: KEY=VALUE for the job; no credentials.")
+_SECRET_ENV = flags.DEFINE_multi_string(
+    "secret_env", [], "gke: NAME=secret:key (a Kubernetes Secret); vertex: "
+    "NAME=projects/P/secrets/S/versions/V or NAME=S[:V] (Secret Manager, with --project).")
+_VERTEX_STRATEGY = flags.DEFINE_enum(
+    "vertex_strategy", None, ["STANDARD", "SPOT", "FLEX_START"],
+    "vertex: scheduling.strategy (default: Vertex's, on-demand).")
+_VERTEX_TIMEOUT_H = flags.DEFINE_float(
+    "vertex_timeout_h", None, "vertex: scheduling.timeout in hours (default: Vertex's, 7 days).")
 _PROJECT = flags.DEFINE_string("project", None, "vertex: GCP project.")
 _REGION = flags.DEFINE_string("region", "us-central1", "vertex: region.")
 
@@ -158,8 +189,26 @@ class SweepPoint:
   overrides: dict[str, Any]
   config: str
   workdir: str
-  mesh: dict[str, int] | None
+  mesh: dict[str, int] | None  # Axis sizes of the config's mesh (None: the entry has no mesh).
   batch_size: int | None
+  dcn_axis: str | None = None  # The config's mesh.dcn_axis, if it has one.
+  secret_envs: tuple[str, ...] = ()  # Env vars the config reads credentials from.
+
+
+def secret_env_names(config: Any) -> tuple[str, ...]:
+  """Env var names a config reads credentials from: the values of its `*api_key_env` fields (e.g.
+  config.openai.api_key_env of the OpenAI-compatible synthesis back-end); '' = none."""
+  names: list[str] = []
+
+  def walk(node: Mapping[str, Any]) -> None:
+    for key, value in node.items():
+      if isinstance(value, Mapping):
+        walk(value)
+      elif key.endswith("api_key_env") and isinstance(value, str) and value:
+        names.append(value)
+
+  walk(config.to_dict() if hasattr(config, "to_dict") else config)
+  return tuple(dict.fromkeys(names))
 
 
 def sweep_points(spec: ConfigSpec, workdir: str, use_sweep: bool) -> list[SweepPoint]:
@@ -172,12 +221,14 @@ def sweep_points(spec: ConfigSpec, workdir: str, use_sweep: bool) -> list[SweepP
     arg = merge_arg(spec.arg, overrides)
     config = spec.module.get_config(arg or None)  # Raises on unknown keys / bad values.
     # Entry points without a device mesh (e.g. synthesis) have no `mesh` section.
-    mesh = {k: int(v) for k, v in config.mesh.items()} if "mesh" in config else None
+    mesh, dcn_axis = (tpu_topology.split_mesh_config(dict(config.mesh)) if "mesh" in config
+                      else (None, None))
     batch = int(config.train.batch_size) if "train" in config and "batch_size" in config.train \
         else None
     sub = workdir if len(raw) == 1 else _join(workdir, f"{i:02d}_{_slug(overrides)}".rstrip("_"))
     points.append(SweepPoint(index=i, overrides=dict(overrides), config=spec.with_arg(arg),
-                             workdir=sub, mesh=mesh, batch_size=batch))
+                             workdir=sub, mesh=mesh, batch_size=batch, dcn_axis=dcn_axis,
+                             secret_envs=secret_env_names(config)))
   return points
 
 
@@ -274,10 +325,31 @@ def write_sweep_index(points: Sequence[SweepPoint], workdir: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ cloud
+_GKE_SECRET_HOW = "put it in a Kubernetes Secret and pass --secret_env NAME=<secret>:<key>"
+_VERTEX_SECRET_HOW = ("put it in Secret Manager and pass --secret_env "
+                      "NAME=projects/P/secrets/S/versions/V")
+
+
+def check_secrets_given(points: Sequence[SweepPoint], given: Sequence[str], how: str) -> None:
+  """Every credential env var a point's config reads must come from a secret (`given`)."""
+  for point in points:
+    missing = [n for n in point.secret_envs if n not in given]
+    if missing:
+      raise ValueError(f"{point.config} reads credentials from env {missing}: pass them from a "
+                       f"secret, {how}")
+
+
 def gke_manifests(points: Sequence[SweepPoint], *, entry: str, extra: Sequence[str],
                   slice_name: str, num_slices: int, image: str, name: str, namespace: str,
-                  service_account: str | None, max_restarts: int) -> list[list[dict[str, Any]]]:
-  """One [Service, JobSet] manifest per sweep point."""
+                  service_account: str | None, max_restarts: int = jobset.DEFAULT_MAX_RESTARTS,
+                  env: Mapping[str, str] | None = None,
+                  secret_env: Mapping[str, jobset.SecretKeyRef] | None = None,
+                  termination_grace_s: int = jobset.DEFAULT_TERMINATION_GRACE_S,
+                  ) -> list[list[dict[str, Any]]]:
+  """One [Service, JobSet] manifest per sweep point; credentials only from Kubernetes Secrets."""
+  jobset.check_plain_env(env or {}, _GKE_SECRET_HOW)
+  check_secrets_given(points, list(secret_env or {}),
+                      "e.g. --secret_env NAME=<kubernetes secret>:<key>")
   out = []
   for point in points:
     jobset_name = name if len(points) == 1 else f"{name}-{point.index}"
@@ -285,7 +357,8 @@ def gke_manifests(points: Sequence[SweepPoint], *, entry: str, extra: Sequence[s
     out.append(jobset.build(name=jobset_name, slice_name=slice_name, num_slices=num_slices,
                             image=image, command=command, workdir=point.workdir,
                             namespace=namespace, service_account=service_account,
-                            max_restarts=max_restarts))
+                            max_restarts=max_restarts, env=env, secret_env=secret_env,
+                            termination_grace_s=termination_grace_s))
   return out
 
 
@@ -311,9 +384,75 @@ def apply_manifest(docs: Sequence[Mapping[str, Any]]) -> None:
 _VERTEX_GENERATIONS = ("v5e", "v6e")
 
 
+_SECRET_VERSION = re.compile(r"^projects/[^/]+/secrets/[A-Za-z0-9_-]+/versions/[A-Za-z0-9_-]+$")
+# Run by the container (python only, no extra packages): prints the payload of the Secret Manager
+# secret version argv[1], read with the job's service account (token from the metadata server).
+# GCE_METADATA_HOST is the metadata host override Google's auth libraries honour.
+_FETCH_SECRET_PY = (  # Double quotes only: it sits in single quotes in the bash script.
+    'import base64, json, os, sys, urllib.request as u\n'
+    'host = os.environ.get("GCE_METADATA_HOST", "metadata.google.internal")\n'
+    'req = u.Request(f"http://{host}/computeMetadata/v1/instance/service-accounts/default/token",'
+    ' headers={"Metadata-Flavor": "Google"})\n'
+    'token = json.load(u.urlopen(req, timeout=30))["access_token"]\n'
+    'api = os.environ.get("VIIT_SECRET_MANAGER_ENDPOINT", "https://secretmanager.googleapis.com")\n'
+    'req = u.Request(f"{api}/v1/{sys.argv[1]}:access",'
+    ' headers={"Authorization": "Bearer " + token})\n'
+    'data = json.load(u.urlopen(req, timeout=30))["payload"]["data"]\n'
+    'sys.stdout.write(base64.b64decode(data).decode())\n')
+
+
+def vertex_secret_version(ref: str, project: str | None) -> str:
+  """`projects/P/secrets/S/versions/V` as is, or `S[:V]` (V defaults to latest) in `project`."""
+  if ref.startswith("projects/"):
+    if not _SECRET_VERSION.match(ref):
+      raise ValueError(f"Secret Manager version {ref!r} is not projects/P/secrets/S/versions/V")
+    return ref
+  secret, _, version = ref.partition(":")
+  if not project:
+    raise ValueError(f"Secret {ref!r}: give --project or the full projects/P/secrets/S/versions/V")
+  full = f"projects/{project}/secrets/{secret}/versions/{version or 'latest'}"
+  if not _SECRET_VERSION.match(full):
+    raise ValueError(f"Secret {ref!r} is not SECRET[:VERSION] (letters, digits, '-', '_')")
+  return full
+
+
+def parse_vertex_secret_env(items: Sequence[str], project: str | None) -> dict[str, str]:
+  """`["NAME=REF", ...]` -> {NAME: Secret Manager version resource}."""
+  out = {}
+  for item in items:
+    name, sep, ref = item.partition("=")
+    if not sep or not name or not ref:
+      raise ValueError(f"--secret_env {item!r} is not NAME=projects/P/secrets/S/versions/V or "
+                       "NAME=SECRET[:VERSION]")
+    out[name] = vertex_secret_version(ref, project)
+  return out
+
+
+def vertex_container_script(command: Sequence[str], secret_env: Mapping[str, str]) -> str:
+  """The `bash -c` script of a Vertex container: each secret into its env var, then exec."""
+  lines = ["set -eu"]
+  for name, version in secret_env.items():
+    # An assignment alone (no `export` on the same line) fails the script if the fetch fails.
+    lines += [f"{name}=$(python -c {shlex.quote(_FETCH_SECRET_PY)} {shlex.quote(version)})",
+              f"export {name}"]
+  lines.append(f"exec {shlex.join(command)}")
+  return "\n".join(lines) + "\n"
+
+
 def vertex_custom_job(point: SweepPoint, *, entry: str, extra: Sequence[str], slice_name: str,
-                      image: str, display_name: str, service_account: str | None) -> Any:
-  """A `google.cloud.aiplatform_v1.CustomJob` running `point` on one TPU slice."""
+                      image: str, display_name: str, service_account: str | None,
+                      env: Mapping[str, str] | None = None,
+                      secret_env: Mapping[str, str] | None = None,
+                      strategy: str | None = None,
+                      timeout: datetime.timedelta | None = None) -> Any:
+  """A `google.cloud.aiplatform_v1.CustomJob` running `point` on one TPU slice.
+
+  Restarts on preemption: `scheduling.restartJobOnWorkerRestart` restarts the whole job when a
+  worker restarts (a preempted or maintained TPU VM), and the entry point resumes from the
+  workdir's checkpoint. `env` holds plain values (credential-like names refused); `secret_env`
+  maps env names to Secret Manager versions (projects/P/secrets/S/versions/V) that the container
+  reads at start with the job's service account (which needs roles/secretmanager.secretAccessor).
+  """
   from google.cloud import aiplatform_v1 as aip  # Installed with xmanager (the [launch] extra).
   tpu = tpu_topology.parse_slice(slice_name)
   if tpu.generation not in _VERTEX_GENERATIONS:
@@ -322,10 +461,29 @@ def vertex_custom_job(point: SweepPoint, *, entry: str, extra: Sequence[str], sl
                      "(--executor=gke)")
   if not point.workdir.startswith("gs://"):
     raise ValueError(f"workdir {point.workdir!r} must be on GCS (gs://...)")
-  env = []
+  env, secret_env = dict(env or {}), dict(secret_env or {})
+  jobset.check_plain_env(env, _VERTEX_SECRET_HOW)
+  launcher_env = {"VIIT_COORDINATOR_ADDRESS"}
+  for name in (*env, *secret_env):
+    if name in launcher_env:
+      raise ValueError(f"env {name} is set by the launcher")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+      raise ValueError(f"env {name!r} is not a valid environment variable name")
+  both = sorted(set(env) & set(secret_env))
+  if both:
+    raise ValueError(f"env {both} given both as a plain value and from a secret")
+  env_vars = [aip.EnvVar(name=k, value=str(v)) for k, v in env.items()]
   if tpu.multi_host:
     # Cloud TPU VMs: jax.distributed.initialize() with no arguments finds its peers itself.
-    env.append(aip.EnvVar(name="VIIT_COORDINATOR_ADDRESS", value="auto"))
+    env_vars.append(aip.EnvVar(name="VIIT_COORDINATOR_ADDRESS", value="auto"))
+  command = entry_argv("python", entry, point, extra)
+  if secret_env:
+    command = ["bash", "-c", vertex_container_script(command, secret_env)]
+  scheduling = aip.Scheduling(restart_job_on_worker_restart=True)
+  if strategy:
+    scheduling.strategy = aip.Scheduling.Strategy[strategy]
+  if timeout is not None:
+    scheduling.timeout = timeout
   return aip.CustomJob(
       display_name=display_name,
       job_spec=aip.CustomJobSpec(
@@ -333,9 +491,9 @@ def vertex_custom_job(point: SweepPoint, *, entry: str, extra: Sequence[str], sl
               machine_spec=aip.MachineSpec(machine_type=tpu.machine_type,
                                            tpu_topology=tpu.topology),
               replica_count=1,
-              container_spec=aip.ContainerSpec(
-                  image_uri=image, command=entry_argv("python", entry, point, extra), env=env),
+              container_spec=aip.ContainerSpec(image_uri=image, command=command, env=env_vars),
           )],
+          scheduling=scheduling,
           base_output_directory=aip.GcsDestination(output_uri_prefix=point.workdir),
           service_account=service_account or "",
       ))
@@ -386,7 +544,9 @@ def launch(extra: list[str]) -> int:
     raise app.UsageError(f"--executor={_EXECUTOR.value} needs --slice and --image")
   for point in points:
     if point.mesh is not None:
-      print(tpu_topology.plan(_SLICE.value, point.mesh, _NUM_SLICES.value, _DCN_AXIS.value,
+      mesh = {**point.mesh, tpu_topology.DCN_AXIS_KEY: point.dcn_axis} if point.dcn_axis \
+          else point.mesh
+      print(tpu_topology.plan(_SLICE.value, mesh, _NUM_SLICES.value, _DCN_AXIS.value,
                               point.batch_size), flush=True)
       break
   else:
@@ -394,13 +554,16 @@ def launch(extra: list[str]) -> int:
     print(f"slice          {tpu.name}: {tpu.hosts} host(s) x {tpu.chips_per_host} chips "
           "(config has no mesh)", flush=True)
   name = _NAME.value or f"viit-{_ENTRY.value.replace('_', '-').replace('.', '-')}"
+  env = jobset.parse_env(_ENV.value)
 
   if _EXECUTOR.value == "gke":
     manifests = gke_manifests(points, entry=_ENTRY.value, extra=extra, slice_name=_SLICE.value,
                               num_slices=_NUM_SLICES.value, image=_IMAGE.value, name=name,
                               namespace=_NAMESPACE.value,
                               service_account=_SERVICE_ACCOUNT.value,
-                              max_restarts=_MAX_RESTARTS.value)
+                              max_restarts=_MAX_RESTARTS.value, env=env,
+                              secret_env=jobset.parse_secret_env(_SECRET_ENV.value),
+                              termination_grace_s=_GRACE.value)
     for point, docs in zip(points, manifests):
       text = jobset.to_yaml(docs)
       _write_spec(_SPEC_DIR.value, f"jobset_{point.index:02d}.yaml", text)
@@ -415,10 +578,18 @@ def launch(extra: list[str]) -> int:
   if not _DRY_RUN.value and not _PROJECT.value:
     raise app.UsageError("--executor=vertex needs --project (or --dry_run)")
   from google.cloud import aiplatform_v1 as aip
+  jobset.check_plain_env(env, _VERTEX_SECRET_HOW)
+  secret_env = parse_vertex_secret_env(_SECRET_ENV.value, _PROJECT.value)
+  check_secrets_given(points, list(secret_env),
+                      "e.g. --secret_env NAME=projects/P/secrets/S/versions/latest")
+  timeout = (datetime.timedelta(hours=_VERTEX_TIMEOUT_H.value)
+             if _VERTEX_TIMEOUT_H.value is not None else None)
   for point in points:
     job = vertex_custom_job(point, entry=_ENTRY.value, extra=extra, slice_name=_SLICE.value,
                             image=_IMAGE.value, display_name=f"{name}-{point.index}",
-                            service_account=_SERVICE_ACCOUNT.value)
+                            service_account=_SERVICE_ACCOUNT.value, env=env,
+                            secret_env=secret_env, strategy=_VERTEX_STRATEGY.value,
+                            timeout=timeout)
     text = aip.CustomJob.to_json(job, use_integers_for_enums=False,
                                  always_print_fields_with_no_presence=False)
     _write_spec(_SPEC_DIR.value, f"custom_job_{point.index:02d}.json", text)

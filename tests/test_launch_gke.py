@@ -105,6 +105,18 @@ def test_plan_from_the_base_config_mesh():
   assert p.num_processes == 16 and not p.warnings()
   bad = tpu_topology.plan("v5p-128", dict(config.mesh), batch_size=24)
   assert any("not divisible by 16 processes" in w for w in bad.warnings())
+  # The config's mesh.dcn_axis picks the axis across slices; a --dcn_axis that disagrees is refused.
+  multi = tpu_topology.plan("v5litepod-256", dict(base.get_config("mesh.data=2").mesh), 2)
+  assert multi.mesh.dcn_shape == (2, 1, 1) and multi.mesh.ici_shape == (1, 256, 1)
+  assert "(mesh.dcn_axis=data)" in str(multi)
+  on_fsdp = tpu_topology.plan("v5litepod-256", dict(base.get_config("mesh.dcn_axis=fsdp").mesh), 2)
+  assert on_fsdp.mesh.dcn == {"data": 1, "fsdp": 2, "tensor": 1}
+  with pytest.raises(ValueError, match="disagrees with the config's mesh.dcn_axis='data'"):
+    tpu_topology.plan("v5litepod-256", dict(config.mesh), 2, dcn_axis="fsdp")
+  assert tpu_topology.parse_mesh_arg("data=2,fsdp=-1,tensor=1,dcn_axis=data") == {
+      "data": 2, "fsdp": -1, "tensor": 1, "dcn_axis": "data"}
+  assert tpu_topology.parse_slice("v5litepod-256").topology_name == "v5e:16x16"
+  assert tpu_topology.parse_slice("v5p-128").topology_name == "v5p:4x4x4"
 
 
 # ---------------------------------------------------------------------------------- manifests
@@ -195,6 +207,119 @@ def test_validation_rejects_what_the_api_would(mutate, where):
     schema.validate(docs)
 
 
+def _job_spec(docs):
+  return jobset.find(docs, "JobSet")["spec"]["replicatedJobs"][0]["template"]["spec"]
+
+
+def test_preempted_exit_code_is_the_entry_points():
+  from viit_jax import runtime
+  assert jobset.PREEMPTED_EXIT_CODE == runtime.EXIT_PREEMPTED == 42
+
+
+def test_multislice_v5e_256_jobset_restarts_on_preemption_and_reads_the_key_from_a_secret():
+  """2 x v5litepod-256 of the OpenAI-compatible synthesis back-end's job: valid, preemption restarts
+  for free (other failures up to maxRestarts), the API key only as a secretKeyRef."""
+  workdir = "gs://viit-bucket/runs/synth"
+  cmd = jobset.entry_command("synthesize", "configs/synthesize_openai.py:"
+                             "openai.api_key_env=OPENAI_API_KEY", workdir)
+  docs = jobset.build(name="viit-synth", slice_name="v5litepod-256", num_slices=2,
+                      image="img:1", command=cmd, workdir=workdir, service_account="viit-ksa",
+                      secret_env={"OPENAI_API_KEY": jobset.SecretKeyRef("llm-api", "key")})
+  schema.validate(docs)
+  loaded = list(yaml.safe_load_all(jobset.to_yaml(docs)))
+  assert loaded == docs
+  schema.validate(loaded)
+  js = jobset.find(docs, "JobSet")
+  assert js["spec"]["failurePolicy"] == {"maxRestarts": 10, "rules": [
+      {"name": "preemption", "action": "RestartJobSetAndIgnoreMaxRestarts",
+       "onJobFailureReasons": ["PodFailurePolicy"]},
+      {"name": "otherFailures", "action": "RestartJobSet"}]}
+  [rj] = js["spec"]["replicatedJobs"]
+  assert rj["replicas"] == 2
+  job = _job_spec(docs)
+  assert job["backoffLimit"] == 0 and job["parallelism"] == job["completions"] == 64
+  assert job["podFailurePolicy"] == {"rules": [
+      {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+      {"action": "FailJob", "onExitCodes": {"containerName": "viit", "operator": "In",
+                                            "values": [42]}}]}
+  pod = _pod_spec(docs)
+  assert pod["restartPolicy"] == "Never" and pod["terminationGracePeriodSeconds"] == 120
+  [c] = pod["containers"]
+  assert c["name"] == "viit"
+  [key] = [e for e in c["env"] if e["name"] == "OPENAI_API_KEY"]
+  assert key == {"name": "OPENAI_API_KEY",
+                 "valueFrom": {"secretKeyRef": {"name": "llm-api", "key": "key"}}}
+  env = _env(c)
+  assert env["VIIT_NUM_PROCESSES"] == "128" and env["MEGASCALE_NUM_SLICES"] == "2"
+  # Restart budget and grace period are parameters.
+  custom = _docs("v5litepod-16", max_restarts=3, termination_grace_s=300)
+  schema.validate(custom)
+  assert jobset.find(custom, "JobSet")["spec"]["failurePolicy"]["maxRestarts"] == 3
+  assert _pod_spec(custom)["terminationGracePeriodSeconds"] == 300
+
+
+@pytest.mark.parametrize("name", ["OPENAI_API_KEY", "MY_APIKEY", "HF_TOKEN", "DB_PASSWORD",
+                                  "CLIENT_SECRET", "secret_value"])
+def test_plain_env_that_looks_like_a_secret_is_refused(name):
+  with pytest.raises(ValueError, match=f"env {name} looks like a secret.*--secret_env"):
+    _docs("v5litepod-16", env={name: "sk-123"})
+
+
+def test_secret_env_parsing_and_conflicts():
+  assert jobset.parse_secret_env(["A_API_KEY=llm-api:key", "HF_TOKEN=hf.tokens:tok_1"]) == {
+      "A_API_KEY": jobset.SecretKeyRef("llm-api", "key"),
+      "HF_TOKEN": jobset.SecretKeyRef("hf.tokens", "tok_1")}
+  for bad in ("A_API_KEY", "A_API_KEY=llm-api", "A_API_KEY=:key", "=s:k", "K=Bad_Name:key",
+              "K=s:bad/key"):
+    with pytest.raises(ValueError):
+      jobset.parse_secret_env([bad])
+  assert jobset.parse_env(["LIBTPU_INIT_ARGS=--a=1"]) == {"LIBTPU_INIT_ARGS": "--a=1"}
+  with pytest.raises(ValueError, match="KEY=VALUE"):
+    jobset.parse_env(["NOVALUE"])
+  docs = _docs("v5litepod-16", env={"TOKENIZERS_PARALLELISM": "false"})  # Not a credential.
+  schema.validate(docs)
+  with pytest.raises(ValueError, match="both as a plain value and from a secret"):
+    _docs("v5litepod-16", env={"X": "1"}, secret_env={"X": jobset.SecretKeyRef("s", "k")})
+  with pytest.raises(ValueError, match="set by the launcher"):
+    _docs("v5litepod-16", secret_env={"VIIT_PROCESS_ID": jobset.SecretKeyRef("s", "k")})
+
+
+@pytest.mark.parametrize("mutate,where", [
+    (lambda d: _job_spec(d)["podFailurePolicy"]["rules"][1]["onExitCodes"].__setitem__(
+        "values", [0, 42]), "0 \\(success\\)"),
+    (lambda d: _job_spec(d)["podFailurePolicy"]["rules"][1]["onExitCodes"].__setitem__(
+        "values", [42, 1]), "unique and sorted"),
+    (lambda d: _job_spec(d)["podFailurePolicy"]["rules"][1]["onExitCodes"].__setitem__(
+        "containerName", "main"), "'main' is not a container"),
+    (lambda d: _job_spec(d)["podFailurePolicy"]["rules"][0].__setitem__(
+        "onExitCodes", {"operator": "In", "values": [1]}), "exactly one of"),
+    (lambda d: _job_spec(d)["podFailurePolicy"]["rules"][0]["onPodConditions"][0].__setitem__(
+        "status", "Yes"), "'Yes' is not one of"),
+    (lambda d: _job_spec(d)["podFailurePolicy"]["rules"][0].__setitem__("action", "Restart"),
+     "'Restart' is not one of"),
+    (lambda d: _pod_spec(d).__setitem__("restartPolicy", "OnFailure"), "restartPolicy Never"),
+    (lambda d: jobset.find(d, "JobSet")["spec"]["failurePolicy"]["rules"][0].__setitem__(
+        "onJobFailureReasons", ["Preempted"]), "onJobFailureReasons"),
+    (lambda d: jobset.find(d, "JobSet")["spec"]["failurePolicy"]["rules"][1].__setitem__(
+        "name", "preemption"), "not unique"),
+    (lambda d: jobset.find(d, "JobSet")["spec"]["failurePolicy"]["rules"][1].__setitem__(
+        "name", "other-failures"), "rules/1/name"),
+    (lambda d: jobset.find(d, "JobSet")["spec"]["failurePolicy"]["rules"][0].__setitem__(
+        "targetReplicatedJobs", ["workers"]), "'workers' is not a replicated job"),
+    (lambda d: jobset.find(d, "JobSet")["spec"]["failurePolicy"]["rules"][0].__setitem__(
+        "action", "Restart"), "action"),
+    (lambda d: _pod_spec(d)["containers"][0]["env"].append(
+        {"name": "K", "valueFrom": {"secretKeyRef": {"name": "s", "keys": "k"}}}),
+     "V1SecretKeySelector"),
+])
+def test_validation_rejects_bad_failure_policies_and_secret_refs(mutate, where):
+  docs = _docs("v5litepod-16", 2)
+  schema.validate(copy.deepcopy(docs))
+  mutate(docs)
+  with pytest.raises(schema.ManifestError, match=where):
+    schema.validate(docs)
+
+
 def test_build_refuses_bad_inputs():
   with pytest.raises(ValueError, match="GCS"):
     jobset.build(name="x", slice_name="v5litepod-16", num_slices=1, image="i",
@@ -217,7 +342,8 @@ def test_cli_writes_valid_yaml():
   proc = subprocess.run(
       [sys.executable, "-m", "launch.gke.jobset", "--slice=v5p-128", "--num_slices=2",
        "--image=img:1", "--entry=train", "--config=configs/demo_phase0.py",
-       f"--workdir={WORKDIR}", "--validate", "--env=LIBTPU_INIT_ARGS=--xla_tpu_x=1"],
+       f"--workdir={WORKDIR}", "--validate", "--env=LIBTPU_INIT_ARGS=--xla_tpu_x=1",
+       "--secret_env=MY_API_KEY=llm-api:key", "--max_restarts=4", "--termination_grace_s=90"],
       capture_output=True, text=True, cwd=str(REPO), timeout=60)
   assert proc.returncode == 0, proc.stderr
   docs = list(yaml.safe_load_all(proc.stdout))
@@ -225,6 +351,16 @@ def test_cli_writes_valid_yaml():
   schema.validate(docs)
   env = _env(_pod_spec(docs)["containers"][0])
   assert env["VIIT_NUM_PROCESSES"] == "32" and env["LIBTPU_INIT_ARGS"] == "--xla_tpu_x=1"
+  assert env["MY_API_KEY"] == {"secretKeyRef": {"name": "llm-api", "key": "key"}}
+  assert jobset.find(docs, "JobSet")["spec"]["failurePolicy"]["maxRestarts"] == 4
+  assert _pod_spec(docs)["terminationGracePeriodSeconds"] == 90
+  assert "MY_API_KEY" in proc.stdout and "value: sk-" not in proc.stdout
+  plain = subprocess.run([sys.executable, "-m", "launch.gke.jobset", "--slice=v5p-128",
+                          "--image=i", "--config=c", f"--workdir={WORKDIR}",
+                          "--env=MY_API_KEY=sk-123"],
+                         capture_output=True, text=True, cwd=str(REPO), timeout=60)
+  assert plain.returncode == 2 and "looks like a secret" in plain.stderr
+  assert "sk-123" not in plain.stdout
   bad = subprocess.run([sys.executable, "-m", "launch.gke.jobset", "--slice=v5p-7", "--image=i",
                         "--config=c", f"--workdir={WORKDIR}"],
                        capture_output=True, text=True, cwd=str(REPO), timeout=60)

@@ -1,4 +1,6 @@
-"""Meshes, logical rules, sharded init on 8 CPU devices, host-local batches, 2-process start-up."""
+"""Meshes (one slice, and Multislice over TPU topology descriptions), logical rules, sharded init on
+8 CPU devices, host-local batches, 2-process start-up."""
+import dataclasses
 import json
 import math
 import os
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
-from launch import local
+from launch import local, tpu_topology
 from viit_jax import sharding
 from viit_jax.models import variants
 
@@ -43,6 +45,89 @@ def test_make_mesh_sizes_and_axis_types():
     sharding.make_mesh({"data": -1, "model": 1})
   with pytest.raises(ValueError, match="at most one"):
     sharding.make_mesh({"data": -1, "fsdp": -1, "tensor": 1})
+
+
+def test_make_mesh_takes_the_config_mesh_with_its_dcn_axis():
+  """`dict(config.mesh)` carries `dcn_axis`; on one slice the mesh is exactly jax.make_mesh's."""
+  from configs import base
+  cfg = dict(base.get_config("mesh.data=2,mesh.fsdp=-1").mesh)
+  assert cfg["dcn_axis"] == "data"
+  mesh = sharding.make_mesh(cfg)
+  reference = jax.make_mesh((2, 4, 1), sharding.MESH_AXES, axis_types=(AxisType.Auto,) * 3)
+  assert dict(mesh.shape) == {"data": 2, "fsdp": 4, "tensor": 1}
+  assert mesh.axis_types == (AxisType.Auto,) * 3
+  assert (mesh.devices == reference.devices).all()
+  assert (sharding.make_mesh({k: v for k, v in cfg.items() if k != "dcn_axis"}).devices
+          == mesh.devices).all()
+  with pytest.raises(ValueError, match="'model' is not a mesh axis"):
+    sharding.make_mesh({**cfg, "dcn_axis": "model"})
+
+
+@dataclasses.dataclass(frozen=True)
+class _FakeTpu:
+  """What jax's mesh utilities read from a TPU device (hashable, as jax.sharding.Mesh needs)."""
+  id: int
+  process_index: int
+  slice_index: int
+  coords: tuple[int, int, int]
+  core_on_chip: int = 0
+  platform: str = "tpu"
+  device_kind: str = "TPU v5 lite"
+
+
+def _v5e_devices(source, slice_name, num_slices):
+  """The devices of `num_slices` x `slice_name`: libtpu's description of the real topology, or
+  fake devices with the same ids, coordinates, hosts and slice indices."""
+  tpu = tpu_topology.parse_slice(slice_name)
+  if source == "libtpu":
+    pytest.importorskip("libtpu")  # The [tpu] extra: `pip install 'jax[tpu]==<jax version>'`.
+    from jax.experimental import topologies
+    return list(topologies.get_topology_desc(topology_name=tpu.topology_name, platform="tpu",
+                                             num_slices=num_slices).devices)
+  x_size, y_size = (int(d) for d in tpu.topology.split("x"))
+  return [_FakeTpu(id=s * tpu.chips + y * x_size + x,
+                   process_index=s * tpu.hosts + (y * x_size + x) // tpu.chips_per_host,
+                   slice_index=s, coords=(x, y, 0))
+          for s in range(num_slices) for y in range(y_size) for x in range(x_size)]
+
+
+@pytest.mark.parametrize("source", ["libtpu", "fake"])
+def test_multislice_mesh_puts_the_dcn_axis_across_slices(source):
+  """2 x v5litepod-256 (512 chips, 2 slices): `data` spans the slices over DCN, every other axis
+  stays inside a slice, and each slice is laid out as jax.make_mesh lays out one slice."""
+  devices = _v5e_devices(source, "v5litepod-256", 2)
+  assert len(devices) == 512 and sharding.num_slices(devices) == 2
+
+  def slices_along(mesh, axis):  # For each index of `axis`: the slices its devices lie on.
+    grid = np.moveaxis(mesh.devices, sharding.MESH_AXES.index(axis), 0)
+    return [{d.slice_index for d in grid[i].ravel()} for i in range(grid.shape[0])]
+
+  mesh = sharding.make_mesh({"data": 2, "fsdp": -1, "tensor": 1, "dcn_axis": "data"}, devices)
+  assert dict(mesh.shape) == {"data": 2, "fsdp": 256, "tensor": 1}
+  assert mesh.axis_types == (AxisType.Auto,) * 3
+  assert slices_along(mesh, "data") == [{0}, {1}]  # Neighbours along data: different slices.
+  assert slices_along(mesh, "fsdp") == [{0, 1}] * 256  # Each fsdp index: one device per slice.
+  for s in range(2):
+    own = [d for d in devices if d.slice_index == s]
+    one_slice = jax.make_mesh((1, 256, 1), sharding.MESH_AXES, axis_types=(AxisType.Auto,) * 3,
+                              devices=own)
+    assert (mesh.devices[s:s + 1] == one_slice.devices).all()
+
+  # data=4 on 2 slices: 2 per slice, slice-major; tensor and fsdp never leave a slice.
+  mesh4 = sharding.make_mesh({"data": 4, "fsdp": -1, "tensor": 4}, devices)
+  assert dict(mesh4.shape) == {"data": 4, "fsdp": 32, "tensor": 4}
+  assert slices_along(mesh4, "data") == [{0}, {0}, {1}, {1}]
+  assert all(len(ss) == 2 for ss in slices_along(mesh4, "tensor") + slices_along(mesh4, "fsdp"))
+  # The config may name another axis: fsdp across slices (512 = 2 x 256).
+  mesh_f = sharding.make_mesh({"data": 1, "fsdp": -1, "tensor": 1, "dcn_axis": "fsdp"}, devices)
+  assert slices_along(mesh_f, "fsdp") == [{0}] * 256 + [{1}] * 256
+  # Pure FSDP with data across DCN cannot split 1 data row over 2 slices: the fix is in the error.
+  with pytest.raises(ValueError, match="multiple of 2; set e.g. mesh.data=2 with mesh.fsdp=-1"):
+    sharding.make_mesh({"data": 1, "fsdp": -1, "tensor": 1, "dcn_axis": "data"}, devices)
+  # What the job builds from the base config on 2 slices: mesh.data=2 on the command line.
+  from configs import base
+  cfg_mesh = dict(base.get_config("mesh.data=2").mesh)
+  assert sharding.make_mesh(cfg_mesh, devices).shape == mesh.shape
 
 
 def test_logical_rules():

@@ -1,9 +1,13 @@
-"""launch/xm_launch.py: local sweeps through a real XManager local experiment, GKE/Vertex dry runs."""
+"""launch/xm_launch.py: local sweeps through a real XManager local experiment, GKE/Vertex dry runs,
+restarts on preemption and secrets (a Vertex container's Secret Manager fetch against a local fake)."""
+import base64
+import http.server
 import json
 import os
 import pathlib
 import subprocess
 import sys
+import threading
 
 import pytest
 import yaml
@@ -23,8 +27,9 @@ def get_config(arg=None):
   c.lr = 0.1
   c.steps = 2
   c.name = "x"
-  c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 1})
+  c.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 1, "dcn_axis": "data"})
   c.train = ml_collections.ConfigDict({"batch_size": 8})
+  c.openai = ml_collections.ConfigDict({"api_key_env": ""})  # As in configs/synthesize_demo.py.
   return config_lib.finalize(c, arg)
 
 def sweep():
@@ -146,11 +151,55 @@ def test_gke_dry_run_writes_one_valid_jobset_per_sweep_point(project):
   assert commands[0].endswith(f"--config={project}/cfg.py:mesh.data=2,lr=0.5 "
                               "--workdir=gs://bucket/sweep/00_lr=0.5")
   assert "lr=0.25,steps=3,name=" in commands[1]
+  # Preempted JobSets restart by default, without using up the budget for other failures.
+  docs = list(yaml.safe_load_all(files[0].read_text()))
+  js = next(d for d in docs if d["kind"] == "JobSet")
+  assert js["spec"]["failurePolicy"]["maxRestarts"] == 10
+  assert js["spec"]["failurePolicy"]["rules"][0] == {
+      "name": "preemption", "action": "RestartJobSetAndIgnoreMaxRestarts",
+      "onJobFailureReasons": ["PodFailurePolicy"]}
+  job = js["spec"]["replicatedJobs"][0]["template"]["spec"]
+  assert job["backoffLimit"] == 0
+  assert job["podFailurePolicy"]["rules"][1]["onExitCodes"]["values"] == [42]
+  assert job["template"]["spec"]["terminationGracePeriodSeconds"] == 120
   # Pure FSDP over 2 slices is refused with the fix in the message.
   bad = _xm_launch(project, "--executor=gke", "--slice=v5litepod-16", "--num_slices=2",
                    "--image=img:1", f"--config={project}/cfg.py", "--workdir=gs://bucket/sweep",
                    "--dry_run")
   assert bad.returncode == 2 and "mesh.data=2" in bad.stderr
+
+
+def test_gke_api_key_of_the_config_must_come_from_a_secret(project):
+  """config.openai.api_key_env names the variable the synthesis back-end reads its key from: the
+  JobSet must fill it from a Kubernetes Secret; a plain --env of a key is refused."""
+  args = ["--executor=gke", "--slice=v5litepod-256", "--num_slices=2", "--image=img:1",
+          "--entry=synthesize", "--workdir=gs://bucket/synth", "--dry_run", "--nosweep",
+          f"--config={project}/cfg.py:mesh.data=2,openai.api_key_env=OPENAI_API_KEY"]
+  missing = _xm_launch(project, *args)
+  assert missing.returncode == 2, missing.stdout + missing.stderr
+  assert "reads credentials from env ['OPENAI_API_KEY']" in missing.stderr
+  assert "--secret_env" in missing.stderr
+  plain = _xm_launch(project, *args, "--env=OPENAI_API_KEY=sk-live-123",
+                     "--secret_env=OTHER_TOKEN=s:k")
+  assert plain.returncode == 2 and "OPENAI_API_KEY looks like a secret" in plain.stderr
+  assert "sk-live-123" not in plain.stdout + plain.stderr
+  spec_dir = project / "specs"
+  ok = _xm_launch(project, *args, "--secret_env=OPENAI_API_KEY=llm-api:key", "--max_restarts=5",
+                  f"--spec_dir={spec_dir}")
+  assert ok.returncode == 0, ok.stdout + ok.stderr
+  assert "DCN          (2, 1, 1)  across slices (mesh.dcn_axis=data)" in ok.stdout
+  docs = list(yaml.safe_load_all((spec_dir / "jobset_00.yaml").read_text()))
+  schema.validate(docs)
+  js = next(d for d in docs if d["kind"] == "JobSet")
+  assert js["spec"]["failurePolicy"]["maxRestarts"] == 5
+  [c] = js["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["containers"]
+  assert {"name": "OPENAI_API_KEY",
+          "valueFrom": {"secretKeyRef": {"name": "llm-api", "key": "key"}}} in c["env"]
+  assert "openai.api_key_env=OPENAI_API_KEY" in c["command"][2]
+  # A --dcn_axis that disagrees with the config's mesh.dcn_axis is refused: the job uses the config.
+  other = _xm_launch(project, *args, "--secret_env=OPENAI_API_KEY=llm-api:key",
+                     "--dcn_axis=fsdp")
+  assert other.returncode == 2 and "disagrees" in other.stderr
 
 
 def test_vertex_dry_run_builds_tpu_custom_jobs(project):
@@ -168,9 +217,100 @@ def test_vertex_dry_run_builds_tpu_custom_jobs(project):
   assert list(pool.container_spec.command) == [
       "python", "-m", "viit_jax.train", f"--config={project}/cfg.py", "--workdir=gs://bucket/v"]
   assert job.job_spec.base_output_directory.output_uri_prefix == "gs://bucket/v"
+  # A restarted worker (preemption, maintenance) restarts the job; it resumes from the workdir.
+  assert job.job_spec.scheduling.restart_job_on_worker_restart
+  assert '"restartJobOnWorkerRestart": true' in text
+  assert job.job_spec.scheduling.strategy == aip.Scheduling.Strategy.STRATEGY_UNSPECIFIED
+  spot = _xm_launch(project, "--executor=vertex", "--slice=v5litepod-16", "--image=img:1",
+                    f"--config={project}/cfg.py", "--workdir=gs://bucket/v", "--dry_run",
+                    "--nosweep", "--vertex_strategy=SPOT", "--vertex_timeout_h=48",
+                    "--env=LIBTPU_INIT_ARGS=--x=1", f"--spec_dir={spec_dir}")
+  assert spot.returncode == 0, spot.stdout + spot.stderr
+  job = aip.CustomJob.from_json((spec_dir / "custom_job_00.json").read_text())
+  assert job.job_spec.scheduling.strategy == aip.Scheduling.Strategy.SPOT
+  assert job.job_spec.scheduling.timeout.total_seconds() == 48 * 3600
+  env = {e.name: e.value for e in job.job_spec.worker_pool_specs[0].container_spec.env}
+  assert env == {"LIBTPU_INIT_ARGS": "--x=1", "VIIT_COORDINATOR_ADDRESS": "auto"}
   v5p = _xm_launch(project, "--executor=vertex", "--slice=v5p-128", "--image=img:1",
                    f"--config={project}/cfg.py", "--workdir=gs://bucket/v", "--dry_run")
   assert v5p.returncode == 2 and "--executor=gke" in v5p.stderr
+
+
+class _FakeGoogle(http.server.BaseHTTPRequestHandler):
+  """The metadata server's token endpoint and Secret Manager's `versions/*:access`, on 127.0.0.1."""
+  secrets = {"projects/p/secrets/llm-api/versions/latest": "sk-test-123"}
+
+  def do_GET(self):  # noqa: N802 - http.server's name
+    token_path = "/computeMetadata/v1/instance/service-accounts/default/token"
+    if self.path == token_path and self.headers.get("Metadata-Flavor") == "Google":
+      return self._json(200, {"access_token": "tok-1", "expires_in": 3599, "token_type": "Bearer"})
+    name = self.path.removeprefix("/v1/").removesuffix(":access")
+    if self.headers.get("Authorization") != "Bearer tok-1":
+      return self._json(401, {"error": {"code": 401}})
+    if self.path.endswith(":access") and name in self.secrets:
+      data = base64.b64encode(self.secrets[name].encode()).decode()
+      return self._json(200, {"name": name, "payload": {"data": data}})
+    return self._json(404, {"error": {"code": 404, "status": "NOT_FOUND"}})
+
+  def _json(self, code, body):
+    raw = json.dumps(body).encode()
+    self.send_response(code)
+    self.send_header("Content-Type", "application/json")
+    self.send_header("Content-Length", str(len(raw)))
+    self.end_headers()
+    self.wfile.write(raw)
+
+  def log_message(self, *args):
+    pass
+
+
+def test_vertex_secret_env_is_fetched_from_secret_manager_by_the_container(project, tmp_path):
+  """Vertex env holds plain values only: the key's Secret Manager version goes in the spec and the
+  container's `bash -c` prologue fetches it. Run that prologue as written against a local fake of
+  the metadata server and Secret Manager (the two endpoints are overridable by env)."""
+  from google.cloud import aiplatform_v1 as aip
+  spec_dir = project / "specs"
+  base = ["--executor=vertex", "--slice=v5litepod-16", "--image=img:1", "--entry=synthesize",
+          f"--config={project}/cfg.py:openai.api_key_env=OPENAI_API_KEY",
+          "--workdir=gs://bucket/v", "--dry_run", "--nosweep", f"--spec_dir={spec_dir}"]
+  missing = _xm_launch(project, *base)
+  assert missing.returncode == 2 and "OPENAI_API_KEY" in missing.stderr
+  plain = _xm_launch(project, *base, "--env=OPENAI_API_KEY=sk-live-1")
+  assert plain.returncode == 2 and "looks like a secret" in plain.stderr
+  no_project = _xm_launch(project, *base, "--secret_env=OPENAI_API_KEY=llm-api")
+  assert no_project.returncode == 2 and "--project" in no_project.stderr
+  proc = _xm_launch(project, *base, "--project=p", "--secret_env=OPENAI_API_KEY=llm-api")
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  job = aip.CustomJob.from_json((spec_dir / "custom_job_00.json").read_text())
+  container = job.job_spec.worker_pool_specs[0].container_spec
+  assert "OPENAI_API_KEY" not in {e.name for e in container.env}
+  bash, flag, script = container.command
+  assert (bash, flag) == ("bash", "-c")
+  assert "projects/p/secrets/llm-api/versions/latest" in script
+  assert script.rstrip().splitlines()[-1] == (
+      "exec python -m viit_jax.synthesize "
+      f"--config={project}/cfg.py:openai.api_key_env=OPENAI_API_KEY --workdir=gs://bucket/v")
+
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeGoogle)
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  try:
+    bindir = tmp_path / "bin"  # The image's `python`.
+    bindir.mkdir()
+    (bindir / "python").symlink_to(sys.executable)
+    host = f"127.0.0.1:{server.server_address[1]}"
+    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}",
+               GCE_METADATA_HOST=host, VIIT_SECRET_MANAGER_ENDPOINT=f"http://{host}")
+    probe = "exec python -c 'import os; print(\"KEY=\" + os.environ[\"OPENAI_API_KEY\"])'"
+    run = script.rstrip().rsplit("\n", 1)[0] + "\n" + probe + "\n"
+    out = subprocess.run(["bash", "-c", run], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "KEY=sk-test-123"
+    # A secret the job cannot read stops the container before the entry point starts.
+    gone = run.replace("versions/latest", "versions/7")
+    out = subprocess.run(["bash", "-c", gone], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and "KEY=" not in out.stdout and "404" in out.stderr
+  finally:
+    server.shutdown()
 
 
 _TRAIN_SWEEP_CONFIG = '''

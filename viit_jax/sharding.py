@@ -11,6 +11,11 @@ head of multi-query attention over `tensor`=2); a box whose rank differs from it
 optimizer moments) is replicated. Leaves without logical names (scalars, step, optax counts) are
 replicated with `P()`.
 
+Multislice (several TPU slices joined by the data-center network, DCN): `make_mesh` puts the
+config's `mesh.dcn_axis` (default `data`) across the slices and keeps every other axis inside a
+slice (ICI), so the slow network carries only that axis's collectives (with `data`: the gradient
+all-reduce).
+
 Typical use::
 
   mesh = sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
@@ -30,12 +35,13 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 MESH_AXES: tuple[str, ...] = ("data", "fsdp", "tensor")
@@ -57,35 +63,83 @@ RULES: LogicalRules = (
     ("layers", None),
 )
 
+# The `mesh` config key naming the axis that spans slices (Multislice); see make_mesh.
+DCN_AXIS_KEY = "dcn_axis"
+# Device kinds whose slices jax.make_mesh lays out with allow_split_physical_axes=True.
+_SPLIT_PHYSICAL_AXES_KINDS = ("TPU v5 lite", "TPU v5e")
+
 ENV_COORDINATOR_ADDRESS = "VIIT_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "VIIT_NUM_PROCESSES"
 ENV_PROCESS_ID = "VIIT_PROCESS_ID"
 
 
-def make_mesh(cfg_mesh: Mapping[str, int], devices: list[jax.Device] | None = None) -> Mesh:
-  """A (data, fsdp, tensor) mesh with Auto axis types.
+def num_slices(devices: Sequence[Any]) -> int:
+  """How many TPU slices `devices` span: distinct `slice_index` values (1 without, e.g. CPU)."""
+  return len({getattr(d, "slice_index", 0) for d in devices}) or 1
 
-  cfg_mesh maps every axis name to its size, e.g. {"data": -1, "fsdp": 1, "tensor": 1}; one size
-  may be -1 and absorbs the remaining devices.
+
+def make_mesh(cfg_mesh: Mapping[str, int | str], devices: Sequence[Any] | None = None) -> Mesh:
+  """A (data, fsdp, tensor) mesh with Auto axis types, laid out over one or several slices.
+
+  Args:
+    cfg_mesh: the config's `mesh` section as a dict: every axis name of MESH_AXES mapped to its
+      size, e.g. {"data": -1, "fsdp": 1, "tensor": 1} (one size may be -1 and absorbs the remaining
+      devices), and optionally "dcn_axis" (the base config's `mesh.dcn_axis`, "data" when absent):
+      the axis that spans slices when the devices lie on several.
+    devices: the mesh's devices (default: all of `jax.devices()`); their count must equal the
+      product of the sizes.
+
+  One slice (every CPU/GPU run, and one TPU slice): `jax.make_mesh`, which orders the devices along
+  the slice's ICI torus. Several slices (Multislice: devices carry `slice_index`) joined over the
+  data-center network (DCN): the `dcn_axis` size is split as num_slices x per-slice and
+  `mesh_utils.create_hybrid_device_mesh(ici_shape, dcn_shape)` lays each slice out as
+  `jax.make_mesh` would and stacks the slices along `dcn_axis`, slice-major: for any index of
+  `dcn_axis` all devices of `mesh.devices[..., index, ...]` sit in one slice, so only `dcn_axis`
+  collectives cross DCN. The sizes are always the global ones (the whole job), as on one slice.
   """
-  if set(cfg_mesh) != set(MESH_AXES):
-    raise ValueError(f"mesh config needs exactly the axes {list(MESH_AXES)}; got {sorted(cfg_mesh)}")
+  cfg = dict(cfg_mesh)
+  dcn_axis = str(cfg.pop(DCN_AXIS_KEY, "data"))
+  if set(cfg) != set(MESH_AXES):
+    raise ValueError(f"mesh config needs exactly the axes {list(MESH_AXES)} (and optionally "
+                     f"{DCN_AXIS_KEY!r}); got {sorted(cfg)}")
+  if dcn_axis not in MESH_AXES:
+    raise ValueError(f"mesh.{DCN_AXIS_KEY}={dcn_axis!r} is not a mesh axis: one of "
+                     f"{list(MESH_AXES)}")
   devices = list(jax.devices() if devices is None else devices)
-  sizes = [int(cfg_mesh[name]) for name in MESH_AXES]
+  sizes = [int(cfg[name]) for name in MESH_AXES]
   if sizes.count(-1) > 1:
-    raise ValueError(f"at most one mesh axis may be -1, got {dict(cfg_mesh)}")
+    raise ValueError(f"at most one mesh axis may be -1, got {cfg}")
   if any(s == 0 or s < -1 for s in sizes):
-    raise ValueError(f"mesh sizes must be positive or -1, got {dict(cfg_mesh)}")
+    raise ValueError(f"mesh sizes must be positive or -1, got {cfg}")
   known = math.prod(s for s in sizes if s != -1)
   if -1 in sizes:
     if len(devices) % known:
-      raise ValueError(f"mesh {dict(cfg_mesh)} does not divide {len(devices)} devices")
+      raise ValueError(f"mesh {cfg} does not divide {len(devices)} devices")
     sizes[sizes.index(-1)] = len(devices) // known
   if math.prod(sizes) != len(devices):
     raise ValueError(f"mesh {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices, "
                      f"there are {len(devices)}")
-  return jax.make_mesh(tuple(sizes), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES),
-                       devices=devices)
+  axis_types = (AxisType.Auto,) * len(MESH_AXES)
+  slices = num_slices(devices)
+  if slices == 1:
+    return jax.make_mesh(tuple(sizes), MESH_AXES, axis_types=axis_types, devices=devices)
+
+  axis = MESH_AXES.index(dcn_axis)
+  if sizes[axis] % slices:
+    others = " or ".join(f"mesh.{a}=-1" for a in MESH_AXES if a != dcn_axis)
+    raise ValueError(
+        f"mesh {dict(zip(MESH_AXES, sizes))} over {slices} slices: mesh.{DCN_AXIS_KEY}="
+        f"{dcn_axis!r} spans the slices over DCN, so its size ({sizes[axis]}) must be a multiple "
+        f"of {slices}; set e.g. mesh.{dcn_axis}={slices} with {others}")
+  dcn_shape = [1] * len(MESH_AXES)
+  dcn_shape[axis] = slices
+  ici_shape = list(sizes)
+  ici_shape[axis] //= slices
+  # As jax.make_mesh does on one slice: v5e's 2D torus may need a physical axis split in two.
+  split = devices[0].device_kind in _SPLIT_PHYSICAL_AXES_KINDS
+  grid = mesh_utils.create_hybrid_device_mesh(ici_shape, dcn_shape, devices,
+                                              allow_split_physical_axes=split)
+  return Mesh(grid, MESH_AXES, axis_types=axis_types)
 
 
 @contextlib.contextmanager
