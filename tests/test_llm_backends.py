@@ -4,7 +4,8 @@ and local (a tiny random Gemma sampling through viit_jax.decoding).
 The server answers each request according to a `(mode=...)` marker in the clip's narrative: well,
 slowly (client timeout), 429 then success, 5xx, malformed JSON, an unusable reply. Its request log
 (payload hash, attempt, status, times) is what the tests check, together with the dataset's
-manifest and rejects. The last test SIGKILLs a synthesize subprocess halfway and reruns it.
+manifest and rejects. The last tests SIGKILL a synthesize subprocess halfway and rerun it, keep
+the reply cache on a gs:// bucket (a GCS emulator), and SIGTERM a run on a gs:// workdir.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import time
 import pytest
 
 from configs import synthesize_openai
+from viit_jax import paths
+from viit_jax import runtime
 from viit_jax import synthesize
 from viit_jax.synthesis import backends
 from viit_jax.synthesis import cache as cache_lib
@@ -440,3 +443,164 @@ def test_sigkill_halfway_then_resume(tmp_path, fake_llm):
   assert run["units_skipped"] == finished_units
   assert run["backend_stats"]["cache_hits"] == len(cached) - 12 >= 2   # the partial unit's
   assert run["backend_stats"]["requests"] == 48 - len(cached)
+
+
+def test_reply_cache_on_gcs(gcs_bucket, tmp_path):
+  """A remote cache publishes this run's replies as one whole JSONL object per run on sync();
+  a new cache on the path (or a local copy of its directory) reads every segment back."""
+  path = f"{gcs_bucket}/{tmp_path.name}/cache/replies.jsonl"
+  cache = cache_lib.ReplyCache(path)
+  assert len(cache) == 0
+  n = 25
+  for i in range(n):
+    cache.put(f"k{i}", f"c{i}/temporal", f"reply {i} \u00e9")
+  unsynced = cache_lib.ReplyCache(path)
+  assert len(unsynced) == 0   # Nothing published before sync().
+  unsynced.close()
+  cache.sync()
+  directory = paths.path(path).parent
+  segments = list(directory.glob("replies-*.jsonl"))
+  assert len(segments) == 1 and not paths.path(path).exists()
+  data = segments[0].read_bytes()
+  assert data.endswith(b"\n")
+  assert [json.loads(line)["key"] for line in data.splitlines()] == [f"k{i}" for i in range(n)]
+  again = cache_lib.ReplyCache(path)
+  assert len(again) == n and again.get("k3") == "reply 3 \u00e9" and again.torn_lines == 0
+  again.close()
+
+  cache.put("k0", "c0/temporal", "other")   # Known: ignored.
+  cache.put("late", "c9/causal", "late reply")
+  cache.close()   # Syncs: the run's one segment, rewritten whole.
+  assert list(directory.glob("replies-*.jsonl")) == segments
+  assert len(segments[0].read_bytes().splitlines()) == n + 1
+  final = cache_lib.ReplyCache(path)
+  assert len(final) == n + 1 and final.get("late") == "late reply"
+  assert final.get("k0") == "reply 0 \u00e9"
+  final.put("k_final", "c1/shortqa", "F")
+  final.close()
+  assert len(list(directory.glob("replies-*.jsonl"))) == 2   # One segment per run.
+
+  # The segments and a plain local cache file in one local directory: all entries are read.
+  local_dir = tmp_path / "copy"
+  local_dir.mkdir()
+  for seg in directory.glob("replies-*.jsonl"):
+    (local_dir / seg.name).write_bytes(seg.read_bytes())
+  (local_dir / "replies.jsonl").write_text(
+      json.dumps({"key": "own", "prompt_id": "c/temporal", "text": "O"}) + "\n")
+  local = cache_lib.ReplyCache(local_dir / "replies.jsonl")
+  assert len(local) == n + 3 and local.get("own") == "O" and local.get("k_final") == "F"
+  local.close()
+  assert not (REPO / "gs:").exists()
+
+
+def _forget_gcs_listings() -> None:
+  """Drops this process's cached gs:// listings: gcsfs (under etils.epath, with the arguments
+  epath gives it) answers from a directory listed once, so files that another process wrote there
+  since would look missing."""
+  import fsspec  # pylint: disable=g-import-not-at-top
+  fsspec.filesystem("gs", finalize_on_close=True).invalidate_cache()
+
+
+def _examples(version_dir: paths.PathLike) -> tuple[list[dict], list[bytes]]:
+  """The rows and TFRecord bytes of a dataset version's units, in unit order."""
+  units = paths.path(version_dir) / "units"
+  rows = [r for p in sorted(units.glob("unit-*.jsonl"), key=os.fspath)
+          if not p.name.endswith(".rejects.jsonl") for r in paths.read_jsonl(p)]
+  return rows, [p.read_bytes() for p in sorted(units.glob("unit-*.tfrecord"), key=os.fspath)]
+
+
+def test_sigterm_finishes_the_unit_exits_42_and_resumes_on_gcs(tmp_path, fake_llm, gcs_bucket):
+  """SIGTERM mid-unit on a gs:// workdir: the unit in progress is finished and written, then the
+  job exits 42 without a manifest; the rerun completes with an uninterrupted run's examples and
+  sends no prompt of the finished units again."""
+  clips = {f"v{i:02d}": [("the red circle", f"The red circle moves left, then stops {i} times."),
+                         ("the blue square", "The blue square spins.")] for i in range(16)}
+  nar = write_vidln(tmp_path / "vidln" / "train.jsonl", clips)
+  server = fake_llm(delay_s=0.05)
+  workdir = f"{gcs_bucket}/{tmp_path.name}/out"
+  version = paths.path(workdir) / "v1"
+  arg = (f"narratives={nar},check_video_files=false,openai.base_url={server.base_url},"
+         "openai.model=fake-llm,openai.concurrency=4,unit_size=2")   # 8 units of 6 prompts
+  cmd = [sys.executable, "-m", "viit_jax.synthesize",
+         f"--config=configs/synthesize_openai.py:{arg}", f"--workdir={workdir}"]
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
+  # SIGTERM once unit 1 is under way: unit 0's 6 prompts and 3 of unit 1's have reached the server
+  # (unit 1 needs 3 more, in waves of 4 at least 50 ms apart, then 5 uploads to be written).
+  deadline = time.time() + 90
+  while time.time() < deadline and proc.poll() is None:
+    if len(server.log) >= 9:
+      proc.send_signal(signal.SIGTERM)
+      break
+    time.sleep(0.005)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == runtime.EXIT_PREEMPTED == 42, out.decode()[-3000:]
+  assert not (version / "manifest.json").exists()
+  metas = sorted(p.name for p in (version / "units").glob("*.meta.json"))
+  finished = len(metas)
+  assert 2 <= finished < 8 and metas == [f"unit-{i:05d}.meta.json" for i in range(finished)]
+  # Only whole units: each has all its files, and no prompt of a later unit was sent.
+  names = {p.name for p in (version / "units").glob("*")}
+  assert names == {f"unit-{i:05d}.{s}" for i in range(finished)
+                   for s in ("tfrecord", "jsonl", "rejects.jsonl", "meta.json")}
+  server.wait_idle()
+  first_keys = {e["key"] for e in server.log}
+  assert len(first_keys) == len(server.log) == 6 * finished
+  (run1,) = [paths.read_json(p) for p in (version / "runs").glob("*.json")]
+  assert run1["preempted"] and run1["units_written"] == finished
+  (segment,) = (paths.path(workdir) / "cache").glob("replies-*.jsonl")
+  assert {json.loads(x)["key"] for x in segment.read_text().splitlines()} == first_keys
+  rerun_start = time.time()
+
+  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=180)
+  assert proc.returncode == 0, proc.stdout.decode()[-3000:] + proc.stderr.decode()[-3000:]
+  _forget_gcs_listings()
+  manifest = paths.read_json(version / "manifest.json")
+  assert manifest["counts_per_kind"] == {"causal": 16, "shortqa": 16, "temporal": 16}
+  second = [e for e in server.log if e["t0"] >= rerun_start]
+  assert not {e["key"] for e in second} & first_keys and len(second) == 48 - 6 * finished
+  run2 = [r for r in map(paths.read_json, (version / "runs").glob("*.json")) if r != run1]
+  assert len(run2) == 1 and run2[0]["units_skipped"] == finished and not run2[0]["preempted"]
+
+  whole = synthesize.run(synthesize_openai.get_config(arg), tmp_path / "whole")
+  assert whole["counts_per_kind"] == manifest["counts_per_kind"]
+  assert _examples(version) == _examples(tmp_path / "whole" / "v1")
+  assert not (REPO / "gs:").exists()
+
+
+def test_sigkill_on_gcs_loses_only_the_unit_in_progress(tmp_path, fake_llm, gcs_bucket):
+  """With a gs:// reply cache, the replies of every finished unit are in the bucket (synced after
+  each unit), so a SIGKILL loses only the unit in progress, whose prompts the rerun asks again."""
+  clips = {f"v{i:02d}": [("the red circle", f"The red circle moves left, then stops {i} times."),
+                         ("the blue square", "The blue square spins.")] for i in range(8)}
+  nar = write_vidln(tmp_path / "vidln" / "train.jsonl", clips)
+  server = fake_llm(delay_s=0.05)
+  workdir = f"{gcs_bucket}/{tmp_path.name}/out"
+  arg = (f"narratives={nar},check_video_files=false,openai.base_url={server.base_url},"
+         "openai.model=fake-llm,openai.concurrency=4,unit_size=2")   # 4 units of 6 prompts
+  cmd = [sys.executable, "-m", "viit_jax.synthesize",
+         f"--config=configs/synthesize_openai.py:{arg}", f"--workdir={workdir}"]
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT)
+  deadline = time.time() + 90   # Kill when unit 1's first wave of requests arrives (as above).
+  while time.time() < deadline and proc.poll() is None:
+    if len(server.log) >= 9:
+      proc.send_signal(signal.SIGKILL)
+      break
+    time.sleep(0.005)
+  out, _ = proc.communicate(timeout=60)
+  assert proc.returncode == -signal.SIGKILL, out.decode()[-3000:]
+  server.wait_idle()
+  unit0 = {e["key"] for e in sorted(server.log, key=lambda e: e["t0"])[:6]}
+  (segment,) = (paths.path(workdir) / "cache").glob("replies-*.jsonl")
+  assert {json.loads(x)["key"] for x in segment.read_text().splitlines()} == unit0
+  rerun_start = time.time()
+
+  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=180)
+  assert proc.returncode == 0, proc.stdout.decode()[-3000:] + proc.stderr.decode()[-3000:]
+  _forget_gcs_listings()
+  assert paths.read_json(f"{workdir}/v1/manifest.json")["num_examples"] == 24
+  second = [e for e in server.log if e["t0"] >= rerun_start]
+  assert not {e["key"] for e in second} & unit0 and len(second) == 24 - 6

@@ -1,23 +1,32 @@
 """Instruction synthesis with the rules back-end: coverage, consistency with the narrative, order
-dependence, validation, templates, the on-disk dataset and resuming; the seqio tasks on top."""
+dependence, validation, templates, the on-disk dataset and resuming (locally and, through the CLI,
+on a gs:// workdir of a GCS emulator); the seqio tasks on top."""
 from __future__ import annotations
 
 import collections
 import itertools
 import json
+import os
+import pathlib
 import re
+import subprocess
+import sys
+from typing import Any
 
 import pytest
 import tensorflow as tf
 
 from configs import synthesize_demo
 from data import rejects as rejects_lib
+from viit_jax import paths
 from viit_jax import synthesize
+from viit_jax.synthesis import dataset
 from viit_jax.synthesis import narratives as narratives_lib
 from viit_jax.synthesis import rules
 from viit_jax.synthesis import templates
 from viit_jax.synthesis import validate
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
 _NUM = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 _IRREGULAR = {"be": "is", "have": "has", "do": "does", "go": "goes"}
 
@@ -426,3 +435,70 @@ def test_shortqa_answers_lose_trailing_punctuation():
   out = validate.check(reply, "shortqa", "A red circle and a blue square move.", LIMITS)
   assert isinstance(out, validate.Accepted), out
   assert out.answer == "Two"
+
+
+def version_files(version_dir: paths.PathLike) -> dict[str, bytes]:
+  """The bytes of a dataset version's example files (units' tfrecord/jsonl/rejects, merged
+  rejects, input rejects, settings), by path relative to the version, local or gs://."""
+  root = paths.path(version_dir)
+  files = sorted((root / "units").glob("unit-*"), key=os.fspath)
+  files = [p for p in files if not p.name.endswith(".meta.json")]  # Meta: cache counts, times.
+  files += [root / n for n in ("rejects.jsonl", "input_rejects.jsonl", "settings.json")]
+  return {os.fspath(p)[len(os.fspath(root)) + 1:]: p.read_bytes() for p in files}
+
+
+def run_records(version_dir: paths.PathLike) -> list[dict[str, Any]]:
+  return [paths.read_json(p) for p in sorted((paths.path(version_dir) / "runs").glob("*.json"),
+                                             key=os.fspath)]
+
+
+def test_gcs_workdir_cli_completes_resumes_and_matches_a_local_run(demo_world, gcs_bucket,
+                                                                   tmp_path):
+  """`python -m viit_jax.synthesize --workdir=gs://...` writes the whole version to the bucket;
+  the same command again sends nothing to the back-end; the bytes equal a local run's."""
+  arg = f"world_dir={demo_world},unit_size=4"
+  workdir = f"{gcs_bucket}/{tmp_path.name}/synth"
+  cmd = [sys.executable, "-m", "viit_jax.synthesize",
+         f"--config=configs/synthesize_demo.py:{arg}", f"--workdir={workdir}"]
+  env = dict(os.environ, PYTHONPATH=str(REPO))  # Inherits the emulator's STORAGE_EMULATOR_HOST.
+  for _ in range(2):
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout.decode()[-3000:] + proc.stderr.decode()[-3000:]
+  assert not (REPO / "gs:").exists()   # No gs:// name taken for a local path.
+
+  manifest = dataset.read_manifest(f"{workdir}/v1")
+  assert manifest["num_units"] >= 3 and manifest["num_examples"] > 0
+  first, second = run_records(f"{workdir}/v1")
+  assert first["units_written"] == manifest["num_units"] and not first["preempted"]
+  assert first["backend_stats"] == {"requests": sum(manifest["prompts_per_kind"].values())}
+  assert second["units_skipped"] == manifest["num_units"] and second["units_written"] == 0
+  assert second["backend_stats"] == {}   # No prompt reached the back-end.
+  assert manifest["runs"] == sorted(p.name for p in paths.path(f"{workdir}/v1/runs").glob("*"))
+  assert len(manifest["runs"]) == 2   # The second run found every unit and wrote it again.
+
+  local = synthesize.run(synthesize_demo.get_config(arg), tmp_path / "local")
+  remote_files = version_files(f"{workdir}/v1")
+  assert len(remote_files) == 3 * manifest["num_units"] + 3
+  assert remote_files == version_files(tmp_path / "local" / "v1")
+  ignore = ("finished", "runs")
+  assert {k: v for k, v in manifest.items() if k not in ignore} == {
+      k: v for k, v in local.items() if k not in ignore}
+
+
+def test_gcs_narratives_file(demo_world, gcs_bucket, tmp_path):
+  """A gs:// narratives file gives the same examples as its local original; its videos cannot be
+  checked, which is a clear error unless check_video_files=False."""
+  remote = f"{gcs_bucket}/{tmp_path.name}/vidln/train.jsonl"
+  paths.write_atomic(remote, (demo_world / "vidln" / "train.jsonl").read_bytes())
+  with pytest.raises(ValueError, match="check_video_files"):
+    synthesize.run(synthesize_demo.get_config(f"narratives={remote}"), tmp_path / "checked")
+  from_gcs = synthesize.run(synthesize_demo.get_config(
+      f"narratives={remote},check_video_files=False"), tmp_path / "gcs")
+  local = synthesize.run(synthesize_demo.get_config(
+      f"narratives={demo_world / 'vidln' / 'train.jsonl'},check_video_files=False"),
+      tmp_path / "local")
+  assert from_gcs["video_root"] == f"{gcs_bucket}/{tmp_path.name}/vidln"
+  assert from_gcs["narratives_sha256"] == local["narratives_sha256"]
+  remote_files, local_files = (version_files(tmp_path / d / "v1") for d in ("gcs", "local"))
+  del remote_files["settings.json"], local_files["settings.json"]   # video_root differs.
+  assert remote_files == local_files and len(remote_files) > 3

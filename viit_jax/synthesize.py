@@ -6,21 +6,32 @@ Reads VidLN-format narratives, builds one prompt per (clip, kind) for the kinds 
 shortqa (viit_jax/synthesis/templates.py), sends them to the configured back-end (rules | openai |
 local), validates every reply (accepted pairs go to the dataset, every rejected reply to a rejects
 file with its reason), and writes <workdir>/<version>/ in deterministic work units, atomically
-(viit_jax/synthesis/dataset.py has the layout). Rerunning the same command resumes: finished units
-are skipped; the reply cache (<workdir>/cache/replies.jsonl) means a prompt whose reply was
-received is never sent again. When every unit is finished, manifest.json is written.
+(viit_jax/synthesis/dataset.py has the layout). Every output goes through viit_jax.paths, so the
+workdir may be local or `gs://...`. So may the narratives file: a remote one is read from a local
+copy, and its videos, which synthesis never opens, cannot be checked (check_video_files=False).
+
+Rerunning the same command resumes: finished units are skipped; the reply cache
+(<workdir>/cache/, synthesis/cache.py) means a prompt whose reply was kept is never sent again.
+When every unit is finished, manifest.json is written.
+
+Preemption: on SIGTERM the job finishes and writes the unit in progress, writes its run record
+(`"preempted": true`), writes no manifest and exits with runtime.EXIT_PREEMPTED (42); launchers
+rerun the same command, which resumes. Units should be small enough to finish within the
+platform's grace period (30 s on GKE by default).
 """
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime
-import json
 import os
 import pathlib
+import signal
 import socket
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from absl import logging
@@ -28,14 +39,13 @@ import ml_collections
 
 from data import rejects as rejects_lib
 from viit_jax import config_lib
-from viit_jax import records as records_lib
+from viit_jax import paths
 from viit_jax import runtime
 from viit_jax.synthesis import backends
 from viit_jax.synthesis import dataset
 from viit_jax.synthesis import narratives as narratives_lib
 from viit_jax.synthesis import templates
 from viit_jax.synthesis import validate
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,16 +55,61 @@ class UnitResult:
   meta: dict[str, Any]
 
 
-def narratives_path(config: ml_collections.ConfigDict) -> pathlib.Path:
+class Preempted(Exception):
+  """SIGTERM stopped the job between units: the finished ones are written, the manifest is not."""
+
+
+@dataclasses.dataclass
+class StopRequest:
+  """Set by the SIGTERM handler, read by the unit loop (a plain attribute: safe in a handler)."""
+  requested: bool = False
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[StopRequest]:
+  """A StopRequest that SIGTERM sets while the block runs; the previous handler is restored
+  after. Off the main thread (where Python cannot install handlers) nothing sets it."""
+  stop = StopRequest()
+  if threading.current_thread() is not threading.main_thread():
+    yield stop
+    return
+
+  def handler(signum: int, frame: Any) -> None:
+    del signum, frame
+    stop.requested = True
+
+  previous = signal.signal(signal.SIGTERM, handler)
+  try:
+    yield stop
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def narratives_path(config: ml_collections.ConfigDict) -> paths.Path:
+  """The VidLN JSONL file to read: config.narratives (local or gs://) or the demo world's."""
   if config.narratives:
-    path = pathlib.Path(config.narratives)
+    name = config.narratives
   elif config.world_dir:
-    path = pathlib.Path(config.world_dir) / "vidln" / "train.jsonl"
+    name = os.path.join(config.world_dir, "vidln", "train.jsonl")
   else:
     raise ValueError("set config.narratives (a VidLN JSONL file) or config.world_dir (a demo world)")
+  path = paths.path(name if paths.is_remote(name) else pathlib.Path(name).resolve())
   if not path.is_file():
     raise FileNotFoundError(f"narratives file {path} does not exist")
-  return path.resolve()
+  return path
+
+
+def read_narratives(src: paths.Path, config: ml_collections.ConfigDict,
+                    rejects: rejects_lib.Rejects) -> list[narratives_lib.Narrative]:
+  """The narratives of `src`; a remote file is read from a local copy (its videos, which would sit
+  next to it in the bucket, cannot be checked here)."""
+  if not paths.is_remote(src):
+    return narratives_lib.read(os.fspath(src), rejects, config.video_path_template,
+                               config.check_video_files)
+  if config.check_video_files:
+    raise ValueError(f"narratives file {src} is remote: its videos cannot be checked; set "
+                     "config.check_video_files=False (synthesis reads text only)")
+  return narratives_lib.read(paths.local_copy(src), rejects, config.video_path_template, False)
 
 
 def limits_from(config: ml_collections.ConfigDict) -> validate.Limits:
@@ -64,8 +119,7 @@ def limits_from(config: ml_collections.ConfigDict) -> validate.Limits:
 
 
 def settings_of(config: ml_collections.ConfigDict, backend: backends.Backend,
-                narratives: Sequence[narratives_lib.Narrative], video_root: pathlib.Path
-                ) -> dict[str, Any]:
+                narratives: Sequence[narratives_lib.Narrative], video_root: str) -> dict[str, Any]:
   """What a dataset version is bound to; the same version with other settings is refused."""
   sampling: dict[str, Any] = {}
   if config.backend == "openai":
@@ -85,21 +139,22 @@ def settings_of(config: ml_collections.ConfigDict, backend: backends.Backend,
       "validate": config.validate.to_dict(),
       "narratives_sha256": narratives_lib.fingerprint(list(narratives)),
       "num_narratives": len(narratives),
-      "video_root": str(video_root),
+      "video_root": video_root,
   }
 
 
-def bind_settings(out_dir: pathlib.Path, settings: dict[str, Any]) -> None:
+def bind_settings(out_dir: paths.Path, settings: dict[str, Any]) -> None:
+  """Writes settings.json on the version's first run; later runs must bring the same settings."""
   path = out_dir / "settings.json"
   if path.exists():
-    old = json.loads(path.read_text())
+    old = paths.read_json(path)
     changed = config_lib.diff(old, settings)
     if changed:
       raise ValueError(
           f"{out_dir} was built with other settings ({'; '.join(changed)}); set config.version to "
           "a new name for a new dataset, or restore the settings to resume this one")
     return
-  records_lib.write_json(path, settings)
+  paths.write_json(path, settings)
 
 
 def process_unit(index: int, unit: Sequence[narratives_lib.Narrative],
@@ -163,7 +218,7 @@ def finalize(units: dataset.Units, num_units: int, settings: dict[str, Any],
     reasons.update(m["rejects"])
     per_kind_rejects.update(m["rejects_per_kind"])
     merged.extend(units.rejects(i))
-  records_lib.write_atomic(units.out_dir / "rejects.jsonl", records_lib.jsonl_bytes(merged))
+  paths.write_atomic(units.out_dir / "rejects.jsonl", paths.jsonl_bytes(merged))
   runs = sorted(p.name for p in (units.out_dir / "runs").glob("*.json"))
   total = sum(prompts.values())
   manifest = {
@@ -186,12 +241,22 @@ def finalize(units: dataset.Units, num_units: int, settings: dict[str, Any],
       "runs": runs,
       "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
   }
-  records_lib.write_json(units.out_dir / "manifest.json", manifest)
+  paths.write_json(units.out_dir / "manifest.json", manifest)
   return manifest
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any] | None:
-  """Synthesizes (or resumes) config.version under `workdir`; the manifest once complete."""
+def run(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> dict[str, Any] | None:
+  """Synthesizes (or resumes) config.version under `workdir` (local or gs://).
+
+  Returns the manifest once every unit is written, None while other shards' units are missing.
+  Raises Preempted when SIGTERM stopped the job between units (see the module docstring).
+  """
+  with stop_on_sigterm() as stop:
+    return _run(config, paths.path(workdir), stop)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: paths.Path, stop: StopRequest
+         ) -> dict[str, Any] | None:
   # Setup: input, back-end, the version's settings.
   started = time.time()
   bad_kinds = set(config.kinds) - set(templates.KINDS)
@@ -201,64 +266,73 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
     raise ValueError(f"config.shard_index {config.shard_index} not in [0, {config.num_shards})")
   if config.unit_size < 1:
     raise ValueError("config.unit_size must be >= 1")
-  workdir = pathlib.Path(workdir)
   out_dir = workdir / config.version
   src = narratives_path(config)
   input_rejects = rejects_lib.Rejects("vidln")
-  narratives = narratives_lib.read(src, input_rejects, config.video_path_template,
-                                   config.check_video_files)
+  narratives = read_narratives(src, config, input_rejects)
   if not narratives:
     raise ValueError(f"no usable narrative in {src} (rejected lines: {input_rejects.counts})")
-  out_dir.mkdir(parents=True, exist_ok=True)
-  (out_dir / "runs").mkdir(exist_ok=True)
-  records_lib.write_atomic(out_dir / "input_rejects.jsonl",
-                       records_lib.jsonl_bytes(dataclasses.asdict(r) for r in input_rejects.records))
-  backend = backends.make(config, str(workdir / "cache" / "replies.jsonl"))
-  settings = settings_of(config, backend, narratives, src.parent)
-  bind_settings(out_dir, settings)
-  limits = limits_from(config)
-  units = dataset.Units(out_dir)
-  chunks = [narratives[i:i + config.unit_size]
-            for i in range(0, len(narratives), config.unit_size)]
-  mine = [i for i in range(len(chunks)) if i % config.num_shards == config.shard_index]
-  logging.info("synthesize: %d narratives (%d lines rejected) -> %d units (%d for shard %d/%d), "
-               "backend %s (%s)", len(narratives), input_rejects.total, len(chunks), len(mine),
-               config.shard_index, config.num_shards, backend.name, backend.model_name)
+  paths.write_atomic(out_dir / "input_rejects.jsonl",
+                     paths.jsonl_bytes(dataclasses.asdict(r) for r in input_rejects.records))
+  backend = backends.make(config, paths.name(workdir / "cache" / "replies.jsonl"))
+  try:
+    settings = settings_of(config, backend, narratives, paths.name(src.parent))
+    bind_settings(out_dir, settings)
+    limits = limits_from(config)
+    units = dataset.Units(out_dir)
+    chunks = [narratives[i:i + config.unit_size]
+              for i in range(0, len(narratives), config.unit_size)]
+    mine = [i for i in range(len(chunks)) if i % config.num_shards == config.shard_index]
+    logging.info("synthesize: %d narratives (%d lines rejected) -> %d units (%d for shard %d/%d), "
+                 "backend %s (%s)", len(narratives), input_rejects.total, len(chunks), len(mine),
+                 config.shard_index, config.num_shards, backend.name, backend.model_name)
 
-  # Loop: one work unit at a time, each written atomically.
-  loop_start = time.time()
-  done = skipped = prompts_done = 0
-  for i in mine:
-    meta = units.meta(i)
-    expected = [n.clip_id for n in chunks[i]]
-    if (meta is not None and meta["clip_ids"] == expected
-        and not (config.retry_backend_errors and meta["backend_errors"] > 0)):
-      skipped += 1
-      continue
-    t0 = time.time()
-    result = process_unit(i, chunks[i], config, backend, limits)
-    units.write(i, result.records, result.rejects, result.meta)
-    done += 1
-    prompts_done += result.meta["num_prompts"]
-    logging.info("unit %d/%d: %d prompts, %d accepted, %d rejected (%d back-end errors, %d "
-                 "cached) in %.2fs", i + 1, len(chunks), result.meta["num_prompts"],
-                 len(result.records), len(result.rejects), result.meta["backend_errors"],
-                 result.meta["cached"], time.time() - t0)
-  loop_s = time.time() - loop_start
+    # Loop: one work unit at a time, each written atomically; SIGTERM stops between units.
+    loop_start = time.time()
+    done = skipped = prompts_done = 0
+    for i in mine:
+      if stop.requested:
+        break
+      meta = units.meta(i)
+      expected = [n.clip_id for n in chunks[i]]
+      if (meta is not None and meta["clip_ids"] == expected
+          and not (config.retry_backend_errors and meta["backend_errors"] > 0)):
+        skipped += 1
+        continue
+      t0 = time.time()
+      result = process_unit(i, chunks[i], config, backend, limits)
+      units.write(i, result.records, result.rejects, result.meta)
+      backend.sync()  # A remote reply cache publishes this unit's replies.
+      done += 1
+      prompts_done += result.meta["num_prompts"]
+      logging.info("unit %d/%d: %d prompts, %d accepted, %d rejected (%d back-end errors, %d "
+                   "cached) in %.2fs", i + 1, len(chunks), result.meta["num_prompts"],
+                   len(result.records), len(result.rejects), result.meta["backend_errors"],
+                   result.meta["cached"], time.time() - t0)
+    loop_s = time.time() - loop_start
+    preempted = stop.requested
 
-  # Finish: this run's record, and the manifest if every unit (of every shard) is written.
-  stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-  run_record = {
-      "host": socket.gethostname(), "pid": os.getpid(), "shard": config.shard_index,
-      "num_shards": config.num_shards, "units_written": done, "units_skipped": skipped,
-      "prompts": prompts_done, "loop_seconds": loop_s, "total_seconds": time.time() - started,
-      "prompts_per_second": prompts_done / loop_s if loop_s > 0 else 0.0,
-      "backend_stats": backend.stats(),
-  }
-  records_lib.write_json(out_dir / "runs" / f"run-{stamp}-shard{config.shard_index}.json", run_record)
+    # Finish: this run's record, and the manifest if every unit (of every shard) is written.
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    run_record = {
+        "host": socket.gethostname(), "pid": os.getpid(), "shard": config.shard_index,
+        "num_shards": config.num_shards, "units_written": done, "units_skipped": skipped,
+        "prompts": prompts_done, "loop_seconds": loop_s, "total_seconds": time.time() - started,
+        "prompts_per_second": prompts_done / loop_s if loop_s > 0 else 0.0,
+        "backend_stats": backend.stats(), "preempted": preempted,
+    }
+    paths.write_json(out_dir / "runs" / f"run-{stamp}-shard{config.shard_index}.json",
+                     run_record)
+  finally:
+    backend.close()  # Publishes the replies received, also when the run fails.
   logging.info("synthesize: wrote %d units, skipped %d, %d prompts in %.2fs (%.1f prompts/s); "
                "back-end: %s", done, skipped, prompts_done, loop_s,
                run_record["prompts_per_second"], run_record["backend_stats"])
+  if preempted:
+    raise Preempted(
+        f"synthesize: SIGTERM: stopped after writing {done} units ({skipped} skipped, "
+        f"{len(mine) - done - skipped} of this shard's left); no manifest; rerun the same command "
+        "to resume")
   manifest = finalize(units, len(chunks), settings, input_rejects.counts)
   if manifest is None:
     logging.info("synthesize: other shards' units are still missing; no manifest yet")
@@ -269,7 +343,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
 
 
 def main(args: runtime.Args) -> int:
-  run(args.config, args.workdir)
+  try:
+    run(args.config, args.workdir)
+  except Preempted as e:
+    logging.warning("%s", e)
+    return runtime.EXIT_PREEMPTED
   return 0
 
 

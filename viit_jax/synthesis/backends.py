@@ -62,6 +62,15 @@ class Backend(Protocol):
     """Counters for the manifest (requests, retries by reason, cache hits, errors by reason)."""
     ...
 
+  def sync(self) -> None:
+    """Publishes the replies received so far where the reply cache needs it (an object store,
+    see synthesis/cache.py); called after each finished work unit."""
+    ...
+
+  def close(self) -> None:
+    """Syncs and releases the reply cache."""
+    ...
+
 
 class Stats:
   """Thread-safe counters."""
@@ -104,6 +113,12 @@ class RulesBackend:
 
   def stats(self) -> dict[str, Any]:
     return self._stats.as_dict()
+
+  def sync(self) -> None:  # No reply cache: replies are recomputed.
+    pass
+
+  def close(self) -> None:
+    pass
 
 
 def payload_key(payload: dict[str, Any]) -> str:
@@ -200,6 +215,12 @@ class OpenAIBackend:
 
   def stats(self) -> dict[str, Any]:
     return self._stats.as_dict()
+
+  def sync(self) -> None:
+    self._cache.sync()
+
+  def close(self) -> None:
+    self._cache.close()
 
   def complete(self, prompts: Sequence[templates.Prompt]) -> list[Completion]:
     results: list[Completion | None] = [None] * len(prompts)

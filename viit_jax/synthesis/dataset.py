@@ -12,16 +12,16 @@ Layout of <workdir>/<version>/:
   manifest.json                  provenance and counts, written when every unit is finished
   runs/                          one JSON per process run (timings, back-end counters)
 
-Every file is written to a temporary name in the same directory and renamed into place.
+Every file goes through viit_jax.paths, so <workdir> may be local or on an object store (gs://):
+each file is written whole and atomically (a temporary file renamed into place, or one upload).
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import pathlib
 from collections.abc import Sequence
 from typing import Any
 
+from viit_jax import paths
 from viit_jax import records as records_lib
 
 RECORD_FEATURES = ("clip_id", "video_path", "kind", "question", "answer", "prompt_id")
@@ -67,18 +67,18 @@ class Units(records_lib.UnitFiles):
                 (dataclasses.asdict(r) for r in rejects), meta)
 
 
-def read_manifest(dataset_dir: str | pathlib.Path) -> dict[str, Any]:
-  """The manifest of a finished version; a clear error when the version is not complete."""
-  path = pathlib.Path(dataset_dir) / "manifest.json"
+def read_manifest(dataset_dir: paths.PathLike) -> dict[str, Any]:
+  """The manifest of a finished version (local or gs://); a clear error when it is not complete."""
+  path = paths.path(dataset_dir) / "manifest.json"
   if not path.exists():
     raise FileNotFoundError(
         f"{path} does not exist: {dataset_dir} is not a finished synthesis output (run "
         "python -m viit_jax.synthesize to completion; a version gets its manifest when every "
         "work unit is written)")
-  return json.loads(path.read_text())
+  return paths.read_json(path)
 
 
-def register_viit_tasks(dataset_dir: str | pathlib.Path, **kwargs: Any) -> list[str]:
+def register_viit_tasks(dataset_dir: paths.PathLike, **kwargs: Any) -> list[str]:
   """Forwards to data.viit_tasks.register_viit_tasks (where the seqio registration lives; imported
   here lazily so that synthesis itself does not load TensorFlow/seqio)."""
   from data import viit_tasks  # pylint: disable=g-import-not-at-top

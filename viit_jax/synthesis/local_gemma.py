@@ -91,6 +91,12 @@ class LocalGemmaBackend:
   def stats(self) -> dict[str, Any]:
     return self._stats.as_dict()
 
+  def sync(self) -> None:
+    self._cache.sync()
+
+  def close(self) -> None:
+    self._cache.close()
+
   def request_key(self, rendered: str) -> str:
     blob = {"model": self.model_name, "prompt": rendered, "sampling": self._dcfg.settings(),
             "top_p": self._cfg.top_p, "seed": self._cfg.seed,
