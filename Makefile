@@ -22,7 +22,7 @@ $(PY):
 # Re-installs only when setup.py changes.
 $(STAMP): setup.py $(CONSTRAINTS) | $(PY)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[test,launch]'
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[test,launch,tpu]'
 	touch $@
 
 # java (pycocoevalcap's PTB tokenizer and METEOR) and WordNet 3.0 (NExT-OE WUPS) from Debian.

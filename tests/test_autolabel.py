@@ -27,6 +27,8 @@ from viit_jax import autolabel
 from viit_jax import caption_sets
 from viit_jax import checkpoints
 from viit_jax import config_lib
+from viit_jax import paths
+from viit_jax import runtime
 from viit_jax.metrics import caption_stats
 from viit_jax.models import variants
 
@@ -147,16 +149,21 @@ def test_exactly_once_after_sigkill_and_restart(ckpt, corpus, demo_world, refere
   assert manifest["prompt"] == "Generate the alt-text:"
 
 
+@pytest.mark.parametrize("store", ["local", "gcs"])
 def test_two_processes_split_units_and_match_one_process(ckpt, corpus, demo_world, reference,
-                                                         tmp_path):
+                                                         tmp_path, store, request):
+  """2 processes x 2 devices; the version on a local disk or in a bucket (GCS emulator), where
+  process 0 sees the other's units to write the manifest."""
+  workdir = (str(tmp_path) if store == "local"
+             else f"{request.getfixturevalue('gcs_bucket')}/{tmp_path.name}")
   arg = _args(ckpt, _webvid(corpus, demo_world))
   rc = local_launch.run_local(
       [sys.executable, "-m", "viit_jax.autolabel", f"--config=configs/autolabel_demo.py:{arg}",
-       f"--workdir={tmp_path}"], num_processes=2, devices_per_process=2, env=_env(), cwd=str(REPO),
+       f"--workdir={workdir}"], num_processes=2, devices_per_process=2, env=_env(), cwd=str(REPO),
       out=open(tmp_path / "launch.log", "w"))
   assert rc == 0, (tmp_path / "launch.log").read_text()[-3000:]
-  out = tmp_path / "v1"
-  manifest = json.loads((out / "manifest.json").read_text())
+  out = paths.path(workdir) / "v1"
+  manifest = paths.read_json(out / "manifest.json")
   units = caption_sets.Units(out)
   by_process = {0: [], 1: []}
   for u in range(manifest["num_units"]):
@@ -174,6 +181,39 @@ def test_two_processes_split_units_and_match_one_process(ckpt, corpus, demo_worl
     np.testing.assert_allclose(r["mean_logprobs"], ref[r["clip_id"]]["mean_logprobs"], atol=1e-4)
   assert len(list((out / "runs").glob("*-p0.json"))) == 1
   assert len(list((out / "runs").glob("*-p1.json"))) == 1
+
+
+def test_sigterm_finishes_the_unit_and_stops_without_manifest(ckpt, corpus, demo_world,
+                                                              reference, tmp_path):
+  """SIGTERM (a preemption notice): the unit in progress is written, the job exits with
+  EXIT_PREEMPTED and no manifest; the same command then completes the identical version."""
+  arg = _args(ckpt, _webvid(corpus, demo_world))
+  cmd = [sys.executable, "-m", "viit_jax.autolabel", f"--config=configs/autolabel_demo.py:{arg}",
+         f"--workdir={tmp_path}"]
+  out = tmp_path / "v1"
+  num_units = json.loads((reference / "manifest.json").read_text())["num_units"]
+  proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  deadline = time.time() + 240
+  while not list(out.glob("units/*.meta.json")) and time.time() < deadline:
+    assert proc.poll() is None
+    time.sleep(0.005)
+  proc.send_signal(signal.SIGTERM)
+  log, _ = proc.communicate(timeout=120)
+  assert proc.returncode == runtime.EXIT_PREEMPTED, log[-3000:]
+  assert "stopped by SIGTERM" in log
+  assert not (out / "manifest.json").exists()
+  finished = sorted(p.name.split(".")[0] for p in (out / "units").glob("*.meta.json"))
+  assert 1 <= len(finished) < num_units
+  for unit in finished:  # Whole units only: every data file next to its meta, no temp file.
+    for suffix in ("tfrecord", "jsonl", "rejects.jsonl"):
+      assert (out / "units" / f"{unit}.{suffix}").is_file()
+  assert not list((out / "units").glob(".*tmp*"))
+  runs = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+  assert len(runs) == 1 and runs[0]["preempted"] and runs[0]["units_written"] == len(finished)
+  again = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+  assert again.returncode == 0, again.stdout[-3000:]
+  assert _all_rows(out) == _all_rows(reference)
 
 
 def test_bad_clips_are_skipped_and_counted(ckpt, demo_world, tmp_path):

@@ -46,10 +46,10 @@ import concurrent.futures
 import dataclasses
 import datetime
 import hashlib
+import itertools
 import json
 import math
 import os
-import pathlib
 import socket
 import time
 from collections.abc import Mapping, Sequence
@@ -67,13 +67,17 @@ from data import video
 from viit_jax import caption_sets
 from viit_jax import config_lib
 from viit_jax import decoding
-from viit_jax import records as records_lib
+from viit_jax import paths
 from viit_jax import runtime
 from viit_jax.metrics import caption_stats
 from viit_jax.models import vlm as vlm_lib
 
 
 MODES = ("viit", "frame_captioner")
+
+
+class Preempted(RuntimeError):
+  """SIGTERM: the units in progress were written and the job stopped, without a manifest."""
 SEPARATOR = "\n"  # The prompt/answer separator of the VLM sequence (data.preprocessors).
 
 
@@ -84,11 +88,12 @@ SEPARATOR = "\n"  # The prompt/answer separator of the VLM sequence (data.prepro
 class Tokenizer:
   """The captioning prompt as model tokens, and generated ids back to text."""
 
-  def __init__(self, path: str | os.PathLike[str]):
-    if not pathlib.Path(path).is_file():
+  def __init__(self, path: paths.PathLike):
+    if not paths.path(path).is_file():
       raise FileNotFoundError(f"SentencePiece model not found: {path}")
-    self.path = str(path)
-    self.sp = spm.SentencePieceProcessor(model_file=self.path)
+    self.path = paths.name(path)
+    self._proto = paths.path(path).read_bytes()
+    self.sp = spm.SentencePieceProcessor(model_proto=self._proto)
     self.size = int(self.sp.get_piece_size())
     self.bos_id, self.eos_id = int(self.sp.bos_id()), int(self.sp.eos_id())
     self.pad_id = max(int(self.sp.pad_id()), 0)
@@ -114,7 +119,7 @@ class Tokenizer:
     return self.sp.decode(decoding.strip(ids, self.eos_id, self.pad_id)).strip()
 
   def sha256(self) -> str:
-    return hashlib.sha256(pathlib.Path(self.path).read_bytes()).hexdigest()
+    return hashlib.sha256(self._proto).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -212,18 +217,18 @@ def decode_config(config: ml_collections.ConfigDict, tokenizer: Tokenizer, model
       valid_vocab_size=tokenizer.size if tokenizer.size < model_vocab else 0)
 
 
-def bind_settings(out_dir: pathlib.Path, settings: Mapping[str, Any]) -> None:
+def bind_settings(out_dir: paths.Path, settings: Mapping[str, Any]) -> None:
   """Records the version's settings, or refuses when the version was made with other ones."""
   path = out_dir / "settings.json"
   settings = json.loads(json.dumps(settings))
   if path.exists():
-    changed = config_lib.diff(json.loads(path.read_text()), settings)
+    changed = config_lib.diff(paths.read_json(path), settings)
     if changed:
       raise ValueError(
           f"{out_dir} was written with other settings ({'; '.join(changed[:8])}); use another "
           "version (config.version) for a new dataset, or restore the settings to resume it")
     return
-  records_lib.write_json(path, settings)
+  paths.write_json(path, settings)
 
 
 class Progress:
@@ -263,13 +268,11 @@ def finalize(units: caption_sets.Units, num_units: int, settings: Mapping[str, A
   first, every, alt = (caption_stats.CaptionStats(), caption_stats.CaptionStats(),
                        caption_stats.CaptionStats())
   captioned = 0
-  rejects_path = units.out_dir / "rejects.jsonl"
-  tmp = rejects_path.with_name(f".{rejects_path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
-  with open(tmp, "wb") as f:  # Streamed: a corpus may hold millions of clips.
-    f.write(records_lib.jsonl_bytes(dataclasses.asdict(r) for r in input_rejects.records))
+  with paths.atomic_writer(units.out_dir / "rejects.jsonl") as f:  # Streamed: millions of clips.
+    f.write(paths.jsonl_bytes(dataclasses.asdict(r) for r in input_rejects.records))
     for i in range(num_units):
       unit_rejects = units.rejects(i)
-      f.write(records_lib.jsonl_bytes(unit_rejects))
+      f.write(paths.jsonl_bytes(unit_rejects))
       clip_reasons.update(r["reason"] for r in unit_rejects)
       for r in units.rows(i):
         captioned += 1
@@ -277,9 +280,6 @@ def finalize(units: caption_sets.Units, num_units: int, settings: Mapping[str, A
         for c in r["captions"]:
           every.add(c)
         alt.add(r["alt_text"])
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, rejects_path)
   reasons = clip_reasons + collections.Counter(input_rejects.counts)
   manifest = {
       **settings,
@@ -297,7 +297,7 @@ def finalize(units: caption_sets.Units, num_units: int, settings: Mapping[str, A
       "runs": sorted(p.name for p in (units.out_dir / "runs").glob("*.json")),
       "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
   }
-  records_lib.write_json(units.out_dir / "manifest.json", manifest)
+  paths.write_json(units.out_dir / "manifest.json", manifest)
   return manifest
 
 
@@ -332,7 +332,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
   if not vocab_path:
     if corpus.format != "demo":
       raise ValueError("vocab_path is required (the VLM's SentencePiece model)")
-    vocab_path = str(pathlib.Path(config.corpus.world_dir) / "spm" / "demo.model")
+    vocab_path = os.path.join(config.corpus.world_dir, "spm", "demo.model")
   tokenizer = Tokenizer(vocab_path)
   source = runtime.checkpoint_source(config.init_from, config.init_step)
   res = config.data.res or source.trained("data", "res")
@@ -356,7 +356,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
       "model": {"vocab_size": model_cfg.llm.vocab_size, "dtype": model_cfg.llm.dtype,
                 "image_size": model_cfg.img.image_size},
       "prompt": config.prompt, "prompt_ids": tokenizer.prompt_ids(config.prompt),
-      "tokenizer": {"path": os.path.abspath(tokenizer.path), "sha256": tokenizer.sha256()},
+      "tokenizer": {"path": tokenizer.path, "sha256": tokenizer.sha256()},
       "decode": dcfg.settings(),
       "frames": {"num_frames": int(num_frames), "fps": float(fps), "res": int(res),
                  "per_frame": fc},
@@ -368,11 +368,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
                  "limit": corpus.limit, "num_clips": corpus_scan.num_clips,
                  "num_units": corpus_scan.num_units, "fingerprint": corpus_scan.fingerprint},
   }
-  out_dir = pathlib.Path(workdir) / config.version
+  out_dir = paths.path(workdir) / config.version
   (out_dir / "runs").mkdir(parents=True, exist_ok=True)
   bind_settings(out_dir, settings)
-  records_lib.write_atomic(out_dir / "input_rejects.jsonl",
-               records_lib.jsonl_bytes(dataclasses.asdict(r) for r in corpus_scan.rejects.records))
+  paths.write_atomic(out_dir / "input_rejects.jsonl",
+                     paths.jsonl_bytes(dataclasses.asdict(r) for r in corpus_scan.rejects.records))
   units = caption_sets.Units(out_dir)
   mine = [u for u in range(corpus_scan.num_units) if u % nproc == pid]
   todo = {u for u in mine if units.meta(u) is None}
@@ -406,21 +406,24 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
   pass2 = rj.Rejects(corpus.source)  # Pass 1 recorded these rows already.
   my_units = ((u, clips) for u, clips in corpus_lib.units_of(corpus.clips(pass2) if todo else (),
                                                    config.unit_size) if u in todo)
-  with concurrent.futures.ThreadPoolExecutor(config.data.decode_workers) as pool:
+  with runtime.SigtermFlag() as stop, \
+      concurrent.futures.ThreadPoolExecutor(config.data.decode_workers) as pool:
     def submit(unit):
       u, clips = unit
       return u, clips, [pool.submit(decode_clip, c, num_frames, fps, int(res)) for c in clips]
 
     pending = None
-    for unit in my_units:
-      nxt = submit(unit)
+    for unit in itertools.chain(my_units, [None]):  # None: caption the last pending unit.
+      nxt = submit(unit) if unit is not None and not stop else None
       if pending is not None:
         bad += _caption_unit(*pending, units=units, captioner=captioner, progress=progress)
         written += 1
       pending = nxt
-    if pending is not None:
-      bad += _caption_unit(*pending, units=units, captioner=captioner, progress=progress)
-      written += 1
+      if stop:  # SIGTERM: the unit in progress is written; stop before the next one.
+        for future in pending[2] if pending is not None else ():
+          future.cancel()
+        break
+    preempted = bool(stop)
 
   # Finish: this run's record; the manifest once every process's units are written.
   stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
@@ -428,11 +431,14 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
             "num_processes": nproc, "devices": len(jax.local_devices()),
             "batch_size": int(config.batch_size), "units_written": written,
             "units_skipped": len(mine) - len(todo), "clips_rejected": bad,
-            **progress.rates(), "total_seconds": time.time() - started}
-  records_lib.write_json(out_dir / "runs" / f"run-{stamp}-p{pid}.json", record)
+            "preempted": preempted, **progress.rates(), "total_seconds": time.time() - started}
+  paths.write_json(out_dir / "runs" / f"run-{stamp}-p{pid}.json", record)
   print(f"autolabel p{pid}/{nproc}: wrote {written} units ({record['clips']} clips, {bad} of "
         f"them rejected) in {record['seconds']:.1f}s: {record['clips_per_s']:.2f} clips/s, "
         f"{record['tokens_per_s']:.1f} tokens/s", flush=True)
+  if preempted:  # No barrier: the other processes stop (or finish) on their own.
+    raise Preempted(f"autolabel p{pid}/{nproc}: stopped by SIGTERM after {written} units; rerun "
+                    "the same command to resume")
   if nproc > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices("autolabel_units_written")
@@ -488,7 +494,11 @@ def _caption_unit(u: int, clips: list[corpus_lib.Clip], futures: list[concurrent
 
 
 def main(args: runtime.Args) -> int:
-  run(args.config, args.workdir)
+  try:
+    run(args.config, args.workdir)
+  except Preempted as e:
+    print(e, flush=True)
+    return runtime.EXIT_PREEMPTED
   return 0
 
 

@@ -7,13 +7,11 @@ imports TensorFlow: the TFRecords are written by `viit_jax.records`.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import pathlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from data import rejects as rj
+from viit_jax import paths
 from viit_jax import records as records_lib
 
 ROW_FIELDS = ("index", "clip_id", "path", "segment", "alt_text", "captions", "mean_logprobs",
@@ -45,21 +43,18 @@ class Units(records_lib.UnitFiles):
                 (dataclasses.asdict(r) for r in rejects), meta)
 
 
-def read_manifest(dataset_dir: str | os.PathLike[str]) -> dict[str, Any]:
+def read_manifest(dataset_dir: paths.PathLike) -> dict[str, Any]:
   """The manifest of a finished version (a clear error when a unit is still missing)."""
-  path = pathlib.Path(dataset_dir) / "manifest.json"
-  if not path.is_file():
+  path = paths.path(dataset_dir) / "manifest.json"
+  if not path.exists():
     raise FileNotFoundError(
         f"{path} does not exist: {dataset_dir} is not a finished auto-labeling output (run "
         "python -m viit_jax.autolabel until every work unit is written)")
-  return json.loads(path.read_text())
+  return paths.read_json(path)
 
 
-def caption_rows(dataset_dir: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-  """The caption rows of a finished version, unit by unit in the manifest's order (streamed)."""
-  root = pathlib.Path(dataset_dir)
+def caption_rows(dataset_dir: paths.PathLike) -> Iterator[dict[str, Any]]:
+  """The caption rows of a finished version, unit by unit in the manifest's order."""
+  root = paths.path(dataset_dir)
   for name in read_manifest(root)["units"]:
-    with open(root / "units" / name, encoding="utf-8") as f:
-      for line in f:
-        if line.strip():
-          yield json.loads(line)
+    yield from paths.read_jsonl(root / "units" / name)

@@ -37,6 +37,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
+from viit_jax import paths
+
 CHECKPOINT_DIR = "checkpoints"
 State = dict[str, Any]  # {"step": int32[], "params": nested dict, "opt": optax state}
 AssignmentMap = Sequence[tuple[str, str | None]]
@@ -45,8 +47,8 @@ _ITEM_HANDLERS = {"meta": ocp.JsonCheckpointHandler, "data": ocp.JsonCheckpointH
 
 
 def checkpoint_dir(workdir: str | os.PathLike) -> str:
-  """`<workdir>/checkpoints` as an absolute path."""
-  return os.path.join(os.path.abspath(os.fspath(workdir)), CHECKPOINT_DIR)
+  """`<workdir>/checkpoints` (absolute when local; a `gs://` workdir stays a URL)."""
+  return os.fspath(paths.path(workdir) / CHECKPOINT_DIR)
 
 
 class Checkpointer:
@@ -188,8 +190,8 @@ def _plan(target: Mapping[str, jax.ShapeDtypeStruct], source_shapes: Mapping[str
 def _source_manager(path: str) -> ocp.CheckpointManager:
   """A read-only manager over `<path>/checkpoints` (or `path` itself if it is one)."""
   directory = checkpoint_dir(path)
-  if not os.path.isdir(directory):
-    directory = os.path.abspath(path)
+  if not paths.path(directory).is_dir():
+    directory = paths.name(path)
   handlers = {"state": ocp.PyTreeCheckpointHandler(), **{k: v() for k, v in _ITEM_HANDLERS.items()}}
   return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
       read_only=True, create=False, save_interval_steps=0),
@@ -237,7 +239,7 @@ def _load_from_workdir(path: str, step: int, target: Mapping[str, jax.ShapeDtype
 def load_npz(path: str) -> dict[str, np.ndarray]:
   """A big_vision `.npz` as {'/'-joined name: array}: drops a leading `params/`, views bf16 voids."""
   out = {}
-  with np.load(path, allow_pickle=False) as f:
+  with paths.path(path).open("rb") as raw, np.load(raw, allow_pickle=False) as f:
     for k in f.files:
       v = f[k]
       if v.dtype.kind == "V" and v.dtype.itemsize == 2:
@@ -279,7 +281,7 @@ def load_params_into(params: Any, source: str, *, assignment_map: AssignmentMap 
   target = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=v.sharding) for k, v in flat.items()}
   if source.endswith(".npz"):
     loaded, report = _load_from_npz(source, target, assignment_map)
-  elif os.path.isdir(source):
+  elif paths.path(source).is_dir():
     loaded, report = _load_from_workdir(source, step, target, assignment_map)
   else:
     raise FileNotFoundError(f"init_from={source!r} is neither a workdir nor a .npz file")

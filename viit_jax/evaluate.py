@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import string
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -52,7 +51,7 @@ from data import tasks as tasks_lib
 from viit_jax import config_lib
 from viit_jax import decoding
 from viit_jax import embed
-from viit_jax import records
+from viit_jax import paths
 from viit_jax import runtime
 from viit_jax.metrics import captioning
 from viit_jax.metrics import classification
@@ -357,7 +356,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> d
   vpath = vocab_path(config, source)
   registry.register_for_eval(config.data, num_frames=num_frames, fps=fps, res=res,
                              vocab_path=vpath)
-  vocab = tasks_lib.vocabulary(vpath)
+  vocab = tasks_lib.vocabulary(paths.local_copy(vpath))
   mesh = decoding.local_mesh(dict(config.mesh))
   batch = int(config.eval.batch_size)
   model_cfg = runtime.model_config(
@@ -409,19 +408,17 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> d
       "checkpoint": {"path": source.path, "step": source.step,
                      "experiment": source.meta.get("experiment"), "variant": variant},
       "frames": {"num_frames": num_frames, "fps": fps, "res": res},
-      "text_len": text_len, "vocab_path": os.path.abspath(vpath),
+      "text_len": text_len, "vocab_path": vpath if paths.is_remote(vpath) else os.path.abspath(vpath),
       "tasks": tasks, "config": config_lib.to_plain(config),
       "seconds": time.time() - started,
   }
-  if jax.process_index() == 0:  # Each file written atomically (temporary name + rename).
-    out = pathlib.Path(workdir)
-    (out / "predictions").mkdir(parents=True, exist_ok=True)
-    records.write_atomic(out / METRICS_JSON, json.dumps(report, indent=1).encode())
-    records.write_atomic(out / METRICS_MD, markdown(report).encode())
+  out = paths.path(workdir)
+  if jax.process_index() == 0:  # Each file written whole (viit_jax.paths).
+    paths.write_atomic(out / METRICS_JSON, json.dumps(report, indent=1).encode())
+    paths.write_text(out / METRICS_MD, markdown(report))
     for name, rows in predictions.items():
-      records.write_atomic(out / "predictions" / f"{name}.jsonl", records.jsonl_bytes(rows))
-  log(f"wrote {os.path.join(workdir, METRICS_JSON)} and {METRICS_MD} "
-      f"({report['seconds']:.1f}s)")
+      paths.write_atomic(out / "predictions" / f"{name}.jsonl", paths.jsonl_bytes(rows))
+  log(f"wrote {out / METRICS_JSON} and {METRICS_MD} ({report['seconds']:.1f}s)")
   return report
 
 

@@ -27,7 +27,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import re
 import sys
 from collections.abc import Mapping
@@ -41,6 +40,7 @@ import scipy.ndimage
 from flax import traverse_util
 
 from viit_jax import checkpoints
+from viit_jax import paths
 from viit_jax.models import dual_encoder as de_lib
 from viit_jax.models import variants
 from viit_jax.models import vit as vit_lib
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--frames", type=int, default=0, help="frames (0 = the variant's)")
   parser.add_argument("--seed", type=int, default=0, help="rng seed for new parameters (PE_t)")
   args = parser.parse_args(argv)
-  if not os.path.isfile(args.src):
+  if not paths.path(args.src).is_file():
     parser.error(f"--src {args.src} is not a file")
   base = variants.get_config(args.variant)
   overrides = _overrides(base, args.res, args.frames)
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     params, unused = import_params(args.src, args.kind, cfg, jax.random.PRNGKey(args.seed))
   except ImportMismatchError as e:
     sys.exit(f"error: {e}")
-  meta = {"kind": "import", "source": os.path.abspath(args.src), "variant": args.variant,
+  meta = {"kind": "import", "source": paths.name(args.src), "variant": args.variant,
           "import_kind": args.kind, "overrides": overrides}
   directory = write_checkpoint(args.workdir, params, meta)
   n = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))

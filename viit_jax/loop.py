@@ -28,7 +28,10 @@ import functools
 import json
 import math
 import os
+import pathlib
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
@@ -40,11 +43,13 @@ import ml_collections
 import numpy as np
 import optax
 from flax import traverse_util
+from jax.experimental import multihost_utils
 from orbax.checkpoint import multihost as ocp_multihost
 
 from viit_jax import checkpoints
 from viit_jax import config_lib
 from viit_jax import optim
+from viit_jax import paths
 from viit_jax import runtime
 from viit_jax import sharding as sharding_lib
 
@@ -105,6 +110,10 @@ class NonFiniteLossError(RuntimeError):
   """The loss or gradient norm became NaN/Inf; the run stopped without saving that state."""
 
 
+class PreemptedError(RuntimeError):
+  """SIGTERM: the state of an agreed step was saved and the run stopped; rerun to resume."""
+
+
 class WorkdirMismatchError(RuntimeError):
   """The workdir holds another experiment's config and `force` was not given."""
 
@@ -119,11 +128,10 @@ def check_workdir(workdir: str, config: ml_collections.ConfigDict, *, force: boo
   The record is `<workdir>/config.json`. An identical config (a restart of the same command) is
   always accepted; a different one only with `force` (the user's `--resume`), and is then recorded.
   """
-  path = os.path.join(workdir, CONFIG_FILE)
+  path = paths.path(workdir) / CONFIG_FILE
   current = config_lib.to_plain(config)
-  if os.path.exists(path):
-    with open(path) as f:
-      previous = json.load(f)
+  if path.exists():
+    previous = paths.read_json(path)
     changes = config_lib.diff(previous, current)
     if changes and not force:
       raise WorkdirMismatchError(
@@ -133,11 +141,7 @@ def check_workdir(workdir: str, config: ml_collections.ConfigDict, *, force: boo
     if not changes:
       return
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      f.write(config_lib.to_json(config))
-    os.replace(tmp, path)
+    paths.write_text(path, config_lib.to_json(config))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -157,24 +161,64 @@ def sync_processes(name: str, timeout_s: int = BARRIER_TIMEOUT_S) -> None:
     ocp_multihost.get_barrier_sync_fn()(key=name, timeout_ms=timeout_s * 1000)
 
 
+class PreemptionNotice:
+  """Whether the job was asked to stop (SIGTERM, a preemption notice) at a step all processes share.
+
+  Several processes: JAX's preemption service. The coordination service learns of a SIGTERM to any
+  process, and `reached_preemption_sync_point(step)` becomes True on every process at the same step
+  (one past the furthest step any of them had reached), so all save the same step. One process: a
+  SIGTERM handler sets a flag that the next step sees. `reached` must be called at every step.
+  """
+
+  def __init__(self):
+    self._multi = jax.process_count() > 1
+    self._sigterm = runtime.SigtermFlag()
+    if not self._multi:  # With several, JAX's own handler must keep SIGTERM.
+      self._sigterm.__enter__()
+
+  def reached(self, step: int) -> bool:
+    if self._multi:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return bool(self._sigterm)
+
+  def close(self) -> None:
+    self._sigterm.__exit__()
+
+
 # ------------------------------------------------------------------------------------------------
 # Metrics.
 
 
 class MetricWriter:
-  """Scalars and texts to TensorBoard event files and `metrics.jsonl` (process 0 only)."""
+  """Scalars and texts to TensorBoard event files and `metrics.jsonl` (process 0 only).
+
+  A local workdir is written in place: `metrics.jsonl` is append-only (a torn last line, from a
+  kill mid-write, is cut before appending). An object-store workdir has no append: both files are
+  written to a local staging directory and uploaded whole after every write (the run's own event
+  file and the whole metrics.jsonl, which a restart first downloads and continues).
+  """
 
   def __init__(self, workdir: str):
     self._active = jax.process_index() == 0
-    self._jsonl = None
-    self._tb = None
     if not self._active:
       return
-    os.makedirs(workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(workdir, METRICS_FILE), "a")
+    self._workdir = workdir
+    self._remote = paths.is_remote(workdir)
+    local = (tempfile.mkdtemp(prefix="viit_metrics_") if self._remote
+             else os.fspath(paths.path(workdir)))
+    self._local = pathlib.Path(local)
+    self._local.mkdir(parents=True, exist_ok=True)
+    jsonl = self._local / METRICS_FILE
+    if self._remote and (paths.path(workdir) / METRICS_FILE).exists():
+      jsonl.write_bytes((paths.path(workdir) / METRICS_FILE).read_bytes())
+    if jsonl.exists():  # Drop a torn last line, so the next record starts on a line of its own.
+      data = jsonl.read_bytes()
+      if data and not data.endswith(b"\n"):
+        jsonl.write_bytes(data[:data.rfind(b"\n") + 1])
+    self._jsonl = open(jsonl, "a")
     import tensorflow as tf  # Deferred: only process 0 writes, and tf is heavy to import.
     self._tf = tf
-    self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tb"))
+    self._tb = tf.summary.create_file_writer(str(self._local / "tb"))
 
   def write(self, step: int, scalars: Mapping[str, float], texts: Mapping[str, str] = ()) -> None:
     if not self._active:
@@ -190,11 +234,21 @@ class MetricWriter:
       for k, v in dict(texts).items():
         self._tf.summary.text(k, v)
     self._tb.flush()
+    if self._remote:
+      self._upload()
+
+  def _upload(self) -> None:
+    """Copies the staged files to the remote workdir (each upload replaces the object whole)."""
+    for f in [self._local / METRICS_FILE, *sorted((self._local / "tb").glob("*"))]:
+      paths.write_atomic(paths.path(self._workdir) / f.relative_to(self._local), f.read_bytes())
 
   def close(self) -> None:
     if self._active:
       self._jsonl.close()
       self._tb.close()
+      if self._remote:
+        self._upload()
+        shutil.rmtree(self._local, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -389,7 +443,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
     WorkdirMismatchError: `workdir` holds another experiment's config and not `force`.
     NonFiniteLossError: NaN/Inf loss or gradient; the state of that step is not saved.
   """
-  workdir = os.path.abspath(workdir)
+  workdir = paths.name(workdir)
   tc = config.train
   total = int(tc.total_steps)
   if tc.batch_size % tc.micro_batches:
@@ -455,8 +509,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
   log(f"compiled train step in {time.time() - t0:.1f}s; {_format_memory(memory)}")
   writer = MetricWriter(workdir)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, MEMORY_FILE), "w") as f:
-      json.dump(memory, f, indent=1)
+    paths.write_json(paths.path(workdir) / MEMORY_FILE, memory)
 
   meta = {"experiment": config.experiment, "variant": config.model.variant,
           "config": config_lib.to_plain(config)}
@@ -494,6 +547,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
   window: list[dict[str, float]] = []
   last_metrics: dict[str, float] = {}
   t_start = time.time()
+  notice = PreemptionNotice()
   try:
     if tc.eval_at_start and start < total:
       run_eval(start)
@@ -510,9 +564,10 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
       pending = (step, metrics)
       steps_window += 1
       final = step == total
-      save_now = final or step % tc.checkpoint_every == 0
-      log_now = final or step % tc.log_every == 0
-      eval_now = final or (tc.eval_every > 0 and step % tc.eval_every == 0)
+      preempted = notice.reached(step)
+      save_now = final or preempted or step % tc.checkpoint_every == 0
+      log_now = final or preempted or step % tc.log_every == 0
+      eval_now = not preempted and (final or (tc.eval_every > 0 and step % tc.eval_every == 0))
       if save_now or log_now or eval_now:
         window.append(check(*pending))
         pending = None
@@ -530,7 +585,10 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
             f"ETA {runtime.format_eta((total - step) / steps_s if steps_s > 0 else math.inf)}")
         window, steps_window, t_window = [], 0, time.time()
       if save_now:
-        ckpt.maybe_save(step, state, data=data_pos(step), meta=meta, force=final)
+        ckpt.maybe_save(step, state, data=data_pos(step), meta=meta, force=final or preempted)
+      if preempted:
+        raise PreemptedError(f"preempted (SIGTERM): saved step {step} of {total} in "
+                             f"{ckpt.directory}; rerun the same command to resume")
       if eval_now:
         t_eval = time.time()
         run_eval(step)
@@ -541,10 +599,12 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
       log(f"nothing to do: the state is at step {start}, train.total_steps is {total}")
   except NonFiniteLossError:
     raise
-  except BaseException:
+  except BaseException:  # PreemptedError included: close() waits for the save to commit.
     ckpt.close()
     writer.close()
     raise
+  finally:
+    notice.close()
   ckpt.close()
   writer.close()
   log(f"done: step {total} in {time.time() - t_start:.1f}s")
@@ -553,10 +613,6 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
 
 # ------------------------------------------------------------------------------------------------
 # The trainers' main().
-
-EXIT_WORKDIR_MISMATCH = 2
-EXIT_NON_FINITE = 3
-
 
 def train(config: ml_collections.ConfigDict, workdir: str,
           build_task: Callable[[ml_collections.ConfigDict, jax.sharding.Mesh], Task], *,
@@ -572,16 +628,19 @@ def train(config: ml_collections.ConfigDict, workdir: str,
 def main(args: runtime.Args,
          build_task: Callable[[ml_collections.ConfigDict, jax.sharding.Mesh], Task], *,
          describe: str = "") -> int:
-  """A trainer's main(): `train`, then the exit code (0; 2 for a workdir of another config; 3 for
-  a NaN/Inf loss, the last good checkpoint kept)."""
+  """A trainer's main(): `train`, then the exit code: 0, or runtime.EXIT_WORKDIR_MISMATCH,
+  EXIT_NON_FINITE (the last good checkpoint kept) or EXIT_PREEMPTED (the agreed step saved)."""
   try:
     result = train(args.config, args.workdir, build_task, force=args.resume,
                    log=runtime.process0_log, describe=describe)
   except NonFiniteLossError as e:
     print(f"ERROR: {e}", file=sys.stderr, flush=True)
-    return EXIT_NON_FINITE
+    return runtime.EXIT_NON_FINITE
   except WorkdirMismatchError as e:
     print(f"ERROR: {e}", file=sys.stderr, flush=True)
-    return EXIT_WORKDIR_MISMATCH
+    return runtime.EXIT_WORKDIR_MISMATCH
+  except PreemptedError as e:
+    print(f"process {jax.process_index()}: {e}", file=sys.stderr, flush=True)
+    return runtime.EXIT_PREEMPTED
   runtime.process0_log(f"final metrics: {json.dumps(result.metrics)}")
   return 0

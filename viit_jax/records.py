@@ -1,4 +1,5 @@
-"""Bulk-job output files: atomic writes, JSON lines, and TFRecords of tf.train.Example.
+"""Bulk-job output files: work units and TFRecords of tf.train.Example (whole-file writes go
+through viit_jax.paths, on local disks and object stores alike).
 
 The one place for what instruction synthesis and auto-labeling write. TFRecords are written without
 TensorFlow (importing it costs 5-10 s per start, paid again on every restart after a kill); the
@@ -13,34 +14,13 @@ The tests read the files back with tf.data and tf.io.parse_single_example.
 """
 from __future__ import annotations
 
-import json
-import os
-import pathlib
-import socket
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import google_crc32c
 
-
-def write_atomic(path: pathlib.Path, data: bytes) -> None:
-  """Writes `data` to a temporary file next to `path`, fsyncs, and renames it into place."""
-  tmp = path.with_name(f".{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
-  with open(tmp, "wb") as f:
-    f.write(data)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
-def write_json(path: pathlib.Path, obj: Any) -> None:
-  write_atomic(path, (json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-                      ).encode())
-
-
-def jsonl_bytes(rows: Iterable[Mapping[str, Any]]) -> bytes:
-  return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode()
+from viit_jax import paths
 
 
 def _varint(n: int) -> bytes:
@@ -102,29 +82,29 @@ class UnitFiles:
   its `meta.json`, written last: a unit with a meta file is finished, so a restart skips it.
   """
 
-  def __init__(self, out_dir: str | os.PathLike[str]):
-    self.out_dir = pathlib.Path(out_dir)
+  def __init__(self, out_dir: paths.PathLike):
+    self.out_dir = paths.path(out_dir)
     self.units_dir = self.out_dir / "units"
     self.units_dir.mkdir(parents=True, exist_ok=True)
 
-  def path(self, index: int, suffix: str) -> pathlib.Path:
+  def path(self, index: int, suffix: str) -> paths.Path:
     return self.units_dir / f"unit-{index:05d}.{suffix}"
 
   def meta(self, index: int) -> dict[str, Any] | None:
     """The unit's meta record, or None while the unit is unfinished."""
     p = self.path(index, "meta.json")
-    return json.loads(p.read_text()) if p.exists() else None
+    return paths.read_json(p) if p.exists() else None
 
   def commit(self, index: int, tfrecord: bytes, rows: Iterable[Mapping[str, Any]],
              rejects: Iterable[Mapping[str, Any]], meta: Mapping[str, Any]) -> None:
     """Writes one unit: data files first, the meta file last (the unit's commit)."""
-    write_atomic(self.path(index, "tfrecord"), tfrecord)
-    write_atomic(self.path(index, "jsonl"), jsonl_bytes(rows))
-    write_atomic(self.path(index, "rejects.jsonl"), jsonl_bytes(rejects))
-    write_json(self.path(index, "meta.json"), dict(meta))
+    paths.write_atomic(self.path(index, "tfrecord"), tfrecord)
+    paths.write_atomic(self.path(index, "jsonl"), paths.jsonl_bytes(rows))
+    paths.write_atomic(self.path(index, "rejects.jsonl"), paths.jsonl_bytes(rejects))
+    paths.write_json(self.path(index, "meta.json"), dict(meta))
 
   def rows(self, index: int) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in self.path(index, "jsonl").read_text().splitlines() if x]
+    return paths.read_jsonl(self.path(index, "jsonl"))
 
   def rejects(self, index: int) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in self.path(index, "rejects.jsonl").read_text().splitlines() if x]
+    return paths.read_jsonl(self.path(index, "rejects.jsonl"))

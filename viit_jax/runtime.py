@@ -22,7 +22,9 @@ import dataclasses
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
@@ -36,6 +38,7 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from viit_jax import checkpoints
+from viit_jax import paths
 from viit_jax import sharding as sharding_lib
 from viit_jax.models import dual_encoder as de_lib
 from viit_jax.models import variants
@@ -43,6 +46,11 @@ from viit_jax.models import vlm as vlm_lib
 
 FLAGS = flags.FLAGS
 COMPILE_CACHE_ENV = "VIIT_COMPILE_CACHE"
+
+# Exit codes every entry point shares (the launchers restart on EXIT_PREEMPTED).
+EXIT_WORKDIR_MISMATCH = 2  # The workdir holds another experiment's config (no --resume).
+EXIT_NON_FINITE = 3  # NaN/Inf loss; the last good checkpoint is kept.
+EXIT_PREEMPTED = 42  # SIGTERM: the job saved (or finished its unit) and stopped; rerun to resume.
 
 
 # ------------------------------------------------------------------------------------------------
@@ -101,6 +109,36 @@ def configure_runtime() -> None:
       lambda record: "uncached FunctionDataset" not in record.getMessage())
 
 
+class SigtermFlag:
+  """Becomes true when the process gets SIGTERM (a preemption notice, or a launcher stopping it).
+
+  Bulk jobs check it between work units: they finish the unit in progress, write it, and stop
+  with EXIT_PREEMPTED; a rerun resumes. Use as a context manager: the previous handler comes back
+  on exit. Installs nothing outside the main thread (signals are delivered there only).
+  """
+
+  def __init__(self):
+    self._set = False
+    self._previous: Any = None
+
+  def __enter__(self) -> "SigtermFlag":
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+    return self
+
+  def __exit__(self, *exc: Any) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None
+
+  def _on_sigterm(self, signum: int, frame: Any) -> None:
+    del signum, frame
+    self._set = True
+
+  def __bool__(self) -> bool:
+    return self._set
+
+
 def process0_log(*args: Any, **kwargs: Any) -> None:
   """print() on process 0, nothing elsewhere (progress lines are written once per job)."""
   if jax.process_index() == 0:
@@ -143,11 +181,11 @@ def checkpoint_source(init_from: str, init_step: int) -> CheckpointSource:
   if not init_from:
     raise ValueError("a checkpoint is required: a trainer workdir or a .npz of public weights")
   if init_from.endswith(".npz"):
-    if not os.path.isfile(init_from):
+    if not paths.path(init_from).is_file():
       raise FileNotFoundError(f"checkpoint {init_from!r} does not exist")
-    return CheckpointSource(os.path.abspath(init_from), None, {})
+    return CheckpointSource(paths.name(init_from), None, {})
   directory = checkpoints.checkpoint_dir(init_from)
-  if not os.path.isdir(directory):
+  if not paths.path(directory).is_dir():
     raise FileNotFoundError(f"checkpoint {init_from!r}: no checkpoint directory {directory}")
   manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True),
                                   item_handlers={"meta": ocp.JsonCheckpointHandler()})
@@ -163,7 +201,7 @@ def checkpoint_source(init_from: str, init_step: int) -> CheckpointSource:
                 or {})
   finally:
     manager.close()
-  return CheckpointSource(os.path.abspath(init_from), int(step), meta)
+  return CheckpointSource(paths.name(init_from), int(step), meta)
 
 
 def model_config(model: ml_collections.ConfigDict, want: type, *, num_frames: int, res: int,

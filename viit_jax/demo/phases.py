@@ -323,6 +323,7 @@ def child_env(config: ml_collections.ConfigDict, base: Mapping[str, str]) -> dic
   env["PYTHONUNBUFFERED"] = "1"
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   env.setdefault("CUDA_VISIBLE_DEVICES", "")
+  env.setdefault("JAX_PLATFORMS", "cpu")  # The demo runs on CPU (libtpu, if installed, is not asked).
   repo = REPO
   env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo), env.get("PYTHONPATH", "")) if p)
   if config.compile_cache:
