@@ -47,7 +47,6 @@ import dataclasses
 import datetime
 import hashlib
 import itertools
-import json
 import math
 import os
 import socket
@@ -65,9 +64,9 @@ from data import corpus as corpus_lib
 from data import rejects as rj
 from data import video
 from viit_jax import caption_sets
-from viit_jax import config_lib
 from viit_jax import decoding
 from viit_jax import paths
+from viit_jax import records as records_lib
 from viit_jax import runtime
 from viit_jax.metrics import caption_stats
 from viit_jax.models import vlm as vlm_lib
@@ -217,20 +216,6 @@ def decode_config(config: ml_collections.ConfigDict, tokenizer: Tokenizer, model
       valid_vocab_size=tokenizer.size if tokenizer.size < model_vocab else 0)
 
 
-def bind_settings(out_dir: paths.Path, settings: Mapping[str, Any]) -> None:
-  """Records the version's settings, or refuses when the version was made with other ones."""
-  path = out_dir / "settings.json"
-  settings = json.loads(json.dumps(settings))
-  if path.exists():
-    changed = config_lib.diff(paths.read_json(path), settings)
-    if changed:
-      raise ValueError(
-          f"{out_dir} was written with other settings ({'; '.join(changed[:8])}); use another "
-          "version (config.version) for a new dataset, or restore the settings to resume it")
-    return
-  paths.write_json(path, settings)
-
-
 class Progress:
   """The progress line: clips done, clips/s, generated tokens/s, ETA (this process)."""
 
@@ -370,7 +355,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
   }
   out_dir = paths.path(workdir) / config.version
   (out_dir / "runs").mkdir(parents=True, exist_ok=True)
-  bind_settings(out_dir, settings)
+  records_lib.bind_settings(out_dir, settings)
   paths.write_atomic(out_dir / "input_rejects.jsonl",
                      paths.jsonl_bytes(dataclasses.asdict(r) for r in corpus_scan.rejects.records))
   units = caption_sets.Units(out_dir)

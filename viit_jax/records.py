@@ -14,12 +14,14 @@ The tests read the files back with tf.data and tf.io.parse_single_example.
 """
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import google_crc32c
 
+from viit_jax import config_lib
 from viit_jax import paths
 
 
@@ -73,6 +75,21 @@ def tfrecord_bytes(records: Iterable[bytes]) -> bytes:
     length = struct.pack("<Q", len(r))
     out += length + _masked_crc(length) + r + _masked_crc(r)
   return bytes(out)
+
+
+def bind_settings(out_dir: paths.PathLike, settings: Mapping[str, Any]) -> None:
+  """Writes `<out_dir>/settings.json` on a version's first run; later runs (resumes, other
+  processes) must bring the same settings, else a ValueError names what changed."""
+  path = paths.path(out_dir) / "settings.json"
+  settings = json.loads(json.dumps(settings))  # As the file holds them (tuples -> lists).
+  if path.exists():
+    changed = config_lib.diff(paths.read_json(path), settings)
+    if changed:
+      raise ValueError(
+          f"{out_dir} was written with other settings ({'; '.join(changed[:8])}); use another "
+          "version (config.version) for a new dataset, or restore the settings to resume it")
+    return
+  paths.write_json(path, settings)
 
 
 class UnitFiles:

@@ -22,24 +22,21 @@ platform's grace period (30 s on GKE by default).
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import datetime
 import os
 import pathlib
-import signal
 import socket
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from absl import logging
 import ml_collections
 
 from data import rejects as rejects_lib
-from viit_jax import config_lib
 from viit_jax import paths
+from viit_jax import records as records_lib
 from viit_jax import runtime
 from viit_jax.synthesis import backends
 from viit_jax.synthesis import dataset
@@ -57,32 +54,6 @@ class UnitResult:
 
 class Preempted(Exception):
   """SIGTERM stopped the job between units: the finished ones are written, the manifest is not."""
-
-
-@dataclasses.dataclass
-class StopRequest:
-  """Set by the SIGTERM handler, read by the unit loop (a plain attribute: safe in a handler)."""
-  requested: bool = False
-
-
-@contextlib.contextmanager
-def stop_on_sigterm() -> Iterator[StopRequest]:
-  """A StopRequest that SIGTERM sets while the block runs; the previous handler is restored
-  after. Off the main thread (where Python cannot install handlers) nothing sets it."""
-  stop = StopRequest()
-  if threading.current_thread() is not threading.main_thread():
-    yield stop
-    return
-
-  def handler(signum: int, frame: Any) -> None:
-    del signum, frame
-    stop.requested = True
-
-  previous = signal.signal(signal.SIGTERM, handler)
-  try:
-    yield stop
-  finally:
-    signal.signal(signal.SIGTERM, previous)
 
 
 def narratives_path(config: ml_collections.ConfigDict) -> paths.Path:
@@ -141,20 +112,6 @@ def settings_of(config: ml_collections.ConfigDict, backend: backends.Backend,
       "num_narratives": len(narratives),
       "video_root": video_root,
   }
-
-
-def bind_settings(out_dir: paths.Path, settings: dict[str, Any]) -> None:
-  """Writes settings.json on the version's first run; later runs must bring the same settings."""
-  path = out_dir / "settings.json"
-  if path.exists():
-    old = paths.read_json(path)
-    changed = config_lib.diff(old, settings)
-    if changed:
-      raise ValueError(
-          f"{out_dir} was built with other settings ({'; '.join(changed)}); set config.version to "
-          "a new name for a new dataset, or restore the settings to resume this one")
-    return
-  paths.write_json(path, settings)
 
 
 def process_unit(index: int, unit: Sequence[narratives_lib.Narrative],
@@ -251,11 +208,11 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> dict[str,
   Returns the manifest once every unit is written, None while other shards' units are missing.
   Raises Preempted when SIGTERM stopped the job between units (see the module docstring).
   """
-  with stop_on_sigterm() as stop:
+  with runtime.SigtermFlag() as stop:
     return _run(config, paths.path(workdir), stop)
 
 
-def _run(config: ml_collections.ConfigDict, workdir: paths.Path, stop: StopRequest
+def _run(config: ml_collections.ConfigDict, workdir: paths.Path, stop: runtime.SigtermFlag
          ) -> dict[str, Any] | None:
   # Setup: input, back-end, the version's settings.
   started = time.time()
@@ -277,7 +234,7 @@ def _run(config: ml_collections.ConfigDict, workdir: paths.Path, stop: StopReque
   backend = backends.make(config, paths.name(workdir / "cache" / "replies.jsonl"))
   try:
     settings = settings_of(config, backend, narratives, paths.name(src.parent))
-    bind_settings(out_dir, settings)
+    records_lib.bind_settings(out_dir, settings)
     limits = limits_from(config)
     units = dataset.Units(out_dir)
     chunks = [narratives[i:i + config.unit_size]
@@ -291,7 +248,7 @@ def _run(config: ml_collections.ConfigDict, workdir: paths.Path, stop: StopReque
     loop_start = time.time()
     done = skipped = prompts_done = 0
     for i in mine:
-      if stop.requested:
+      if stop:
         break
       meta = units.meta(i)
       expected = [n.clip_id for n in chunks[i]]
@@ -310,7 +267,7 @@ def _run(config: ml_collections.ConfigDict, workdir: paths.Path, stop: StopReque
                    len(result.records), len(result.rejects), result.meta["backend_errors"],
                    result.meta["cached"], time.time() - t0)
     loop_s = time.time() - loop_start
-    preempted = stop.requested
+    preempted = bool(stop)
 
     # Finish: this run's record, and the manifest if every unit (of every shard) is written.
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
