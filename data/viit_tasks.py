@@ -19,12 +19,12 @@ register_real_tasks).
 """
 from __future__ import annotations
 
-import json
 import pathlib
 from collections.abc import Iterator, Mapping
 
 from data import preprocessors as pp
 from data import tasks as tasks_lib
+from viit_jax import paths
 
 KINDS = ("temporal", "causal", "shortqa")
 # How each kind's question becomes the prompt (prefix): reasoning questions as they are, short QA
@@ -36,12 +36,12 @@ PROMPTS = {"temporal": "{question}", "causal": "{question}",
 DEFAULT_RATES = {"temporal": 0.5, "causal": 0.5, "captions": 1.0, "shortqa": 1.0}
 
 
-def find_version(dataset_dir: str | pathlib.Path) -> pathlib.Path:
-  """The finished dataset version in `dataset_dir`: the directory itself when it holds a
-  manifest.json, else its only subdirectory that does (a synthesize --workdir with one version).
-  """
-  root = pathlib.Path(dataset_dir)
-  if (root / "manifest.json").is_file():
+def find_version(dataset_dir: paths.PathLike) -> paths.Path:
+  """The finished dataset version in `dataset_dir` (local or gs://): the directory itself when it
+  holds a manifest.json, else its only subdirectory that does (a synthesize --workdir with one
+  version)."""
+  root = paths.path(dataset_dir)
+  if (root / "manifest.json").exists():
     return root
   versions = sorted(p.parent for p in root.glob("*/manifest.json"))
   if len(versions) == 1:
@@ -54,16 +54,14 @@ def find_version(dataset_dir: str | pathlib.Path) -> pathlib.Path:
                    "the version directory itself")
 
 
-def read_records(version_dir: pathlib.Path, kind: str) -> Iterator[dict[str, str]]:
+def read_records(version_dir: paths.Path, kind: str) -> Iterator[dict[str, str]]:
   """The accepted pairs of one kind, in unit order (the JSONL twin of each unit's TFRecord)."""
   for path in sorted((version_dir / "units").glob("unit-*.jsonl")):
     if path.name.endswith(".rejects.jsonl"):
       continue
-    with path.open(encoding="utf-8") as f:
-      for line in f:
-        row = json.loads(line)
-        if row["kind"] == kind:
-          yield row
+    for row in paths.read_jsonl(path):
+      if row["kind"] == kind:
+        yield row
 
 
 def register_viit_tasks(dataset_dir: str | pathlib.Path, *, vocab_path: str | pathlib.Path,
@@ -87,7 +85,7 @@ def register_viit_tasks(dataset_dir: str | pathlib.Path, *, vocab_path: str | pa
     decode_workers, shuffle_buffer_size, cache_decoded: as data.tasks.register_demo_tasks.
   """
   version = find_version(dataset_dir)
-  manifest = json.loads((version / "manifest.json").read_text())
+  manifest = paths.read_json(version / "manifest.json")
   demo = bool(str(world_dir))
   prefix = name_prefix or ("demo_viit_" if demo else "viit_")
   caption_task = smit_task or ("demo_smit_caption" if demo else "smit_caption")

@@ -201,3 +201,25 @@ def test_paths_write_whole_files_on_both_stores(gcs_bucket, tmp_path):
     copy = paths.local_copy(f"{root}/a/b.json")
     assert json.loads(pathlib.Path(copy).read_text()) == {"x": 1}
   assert paths.name(f"{gcs_bucket}/x") == f"{gcs_bucket}/x"  # Never made local.
+
+
+def test_phase2_reads_instruction_data_from_a_bucket(demo_world, gcs_bucket, tmp_path):
+  """The VIIT tasks register over a synthesized version in a bucket, with the local run's pairs."""
+  from configs import synthesize_demo  # pylint: disable=import-outside-toplevel
+  from data import tasks  # pylint: disable=import-outside-toplevel
+  from data import viit_tasks  # pylint: disable=import-outside-toplevel
+  from viit_jax import synthesize  # pylint: disable=import-outside-toplevel
+  config = synthesize_demo.get_config(f"world_dir={demo_world}")
+  remote = f"{gcs_bucket}/{tmp_path.name}/viit"
+  assert synthesize.run(config, remote) is not None
+  assert synthesize.run(config, tmp_path / "viit") is not None
+  version, local_version = viit_tasks.find_version(remote), viit_tasks.find_version(tmp_path / "viit")
+  assert os.fspath(version) == f"{remote}/{config.version}"
+  for kind in viit_tasks.KINDS:
+    pairs = list(viit_tasks.read_records(version, kind))
+    assert pairs and pairs == list(viit_tasks.read_records(local_version, kind))
+  tasks.register_demo_tasks(demo_world, num_frames=2, fps=2.0, res=16)  # The mixture's captions.
+  names = viit_tasks.register_viit_tasks(remote, vocab_path=demo_world / "spm" / "demo.model",
+                                         num_frames=2, fps=2.0, res=16, world_dir=demo_world,
+                                         name_prefix="gcs_viit_")
+  assert names[-1] == "gcs_viit_mix"

@@ -44,6 +44,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
         out: Callable[[str], None] = lambda s: print(s, flush=True)) -> list[dict[str, Any]]:
   """Runs (or resumes) the pipeline; returns one timing row per phase run or skipped."""
   from viit_jax import config_lib  # pylint: disable=g-import-not-at-top
+  if "://" in os.fspath(workdir):
+    raise ValueError(f"--workdir={workdir}: the demo pipeline runs in a local directory (it "
+                     "renders the demo world there); each entry point takes a gs:// workdir itself")
   w = pathlib.Path(workdir).resolve()
   w.mkdir(parents=True, exist_ok=True)
   phases = ph.plan(config, w)
