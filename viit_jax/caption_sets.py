@@ -44,13 +44,8 @@ class Units(records_lib.UnitFiles):
 
 
 def read_manifest(dataset_dir: paths.PathLike) -> dict[str, Any]:
-  """The manifest of a finished version (a clear error when a unit is still missing)."""
-  path = paths.path(dataset_dir) / "manifest.json"
-  if not path.exists():
-    raise FileNotFoundError(
-        f"{path} does not exist: {dataset_dir} is not a finished auto-labeling output (run "
-        "python -m viit_jax.autolabel until every work unit is written)")
-  return paths.read_json(path)
+  """The manifest of a finished version (local or gs://)."""
+  return records_lib.read_manifest(dataset_dir, "autolabel")
 
 
 def caption_rows(dataset_dir: paths.PathLike) -> Iterator[dict[str, Any]]:

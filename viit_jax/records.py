@@ -92,6 +92,17 @@ def bind_settings(out_dir: paths.PathLike, settings: Mapping[str, Any]) -> None:
   paths.write_json(path, settings)
 
 
+def read_manifest(dataset_dir: paths.PathLike, entry: str) -> dict[str, Any]:
+  """The manifest of a finished version of bulk job `entry` (autolabel, synthesize); a clear
+  error while a work unit is still missing (the manifest is written after the last one)."""
+  path = paths.path(dataset_dir) / "manifest.json"
+  if not path.exists():
+    raise FileNotFoundError(
+        f"{path} does not exist: {dataset_dir} is not a finished {entry} output (run python -m "
+        f"viit_jax.{entry} with the same config until every work unit is written)")
+  return paths.read_json(path)
+
+
 class UnitFiles:
   """The work units of a bulk job's output version: `<out_dir>/units/unit-NNNNN.<suffix>`.
 

@@ -68,14 +68,8 @@ class Units(records_lib.UnitFiles):
 
 
 def read_manifest(dataset_dir: paths.PathLike) -> dict[str, Any]:
-  """The manifest of a finished version (local or gs://); a clear error when it is not complete."""
-  path = paths.path(dataset_dir) / "manifest.json"
-  if not path.exists():
-    raise FileNotFoundError(
-        f"{path} does not exist: {dataset_dir} is not a finished synthesis output (run "
-        "python -m viit_jax.synthesize to completion; a version gets its manifest when every "
-        "work unit is written)")
-  return paths.read_json(path)
+  """The manifest of a finished version (local or gs://)."""
+  return records_lib.read_manifest(dataset_dir, "synthesize")
 
 
 def register_viit_tasks(dataset_dir: paths.PathLike, **kwargs: Any) -> list[str]:
