@@ -23,6 +23,7 @@ from typing import Any
 MALFORMED_ROW = "malformed_row"  # wrong number of fields, bad JSON line, missing key, unparseable value
 INVALID_UTF8 = "invalid_utf8"  # a text field that is not valid UTF-8
 MISSING_FILE = "missing_file"  # a row names a media file that does not exist
+PATH_OUTSIDE_ROOT = "path_outside_root"  # a row names a file outside its data root (absolute, ..)
 UNKNOWN_VIDEO = "unknown_video"  # a row refers to a video id the data set does not define
 EMPTY_FILE = "empty_file"  # zero-byte media file
 CORRUPT = "corrupt"  # media file that cannot be opened or decoded

@@ -230,3 +230,38 @@ def test_rejects_jsonl_and_dedup(tmp_path):
                    {"source": "video", "item": "/x.mp4", "reason": "corrupt",
                     "detail": "cannot open"}]
   assert r.counts == {rj.MALFORMED_ROW: 1, rj.CORRUPT: 1} and r.total == 2
+
+
+def test_rows_naming_files_outside_the_root_are_rejected(demo_world, tmp_path):
+  """`../x.mp4` and an absolute path in a WebVid row, an S-MiT row and a VidLN line: each rejected
+  as path_outside_root and never yielded (auto-labeling's corpus scan captions none of them)."""
+  from configs import autolabel_demo  # pylint: disable=import-outside-toplevel
+  from data import corpus as corpus_lib  # pylint: disable=import-outside-toplevel
+  clip = next((demo_world / "webvid").rglob("*.mp4")).read_bytes()
+  outside = tmp_path / "outside.mp4"  # A real file: only its place is wrong.
+  outside.write_bytes(clip)
+  root = tmp_path / "webvid"
+  (root / "videos").mkdir(parents=True)
+  (root / "videos" / "ok.mp4").write_bytes(clip)
+  (root / "pool.csv").write_text(
+      "videoid,contentUrl,duration,page_dir,name\n"
+      "ok,videos/ok.mp4,PT4S,p,a clip\n"
+      "up,../outside.mp4,PT4S,p,climbs out\n"
+      f"abs,{outside},PT4S,p,absolute\n"
+      "dots,videos/../../outside.mp4,PT4S,p,climbs out too\n")
+  bad = Rejects("webvid")
+  clips = list(readers.read_webvid(root, "pool.csv", rejects=bad, path_template="{contentUrl}"))
+  assert [c.videoid for c in clips] == ["ok"]
+  assert bad.counts == {rj.PATH_OUTSIDE_ROOT: 3}
+  smit = tmp_path / "smit"
+  smit.mkdir()
+  (smit / "train.csv").write_text(f"video_id,video_path,caption\na,../outside.mp4,x\nb,{outside},y\n")
+  bad = Rejects("smit")
+  assert not list(readers.read_smit(smit, "train", rejects=bad, check_files=False))
+  assert bad.counts == {rj.PATH_OUTSIDE_ROOT: 2}
+  config = autolabel_demo.get_config(
+      f"corpus.format=webvid,corpus.root={root},corpus.file=pool.csv,"
+      "corpus.path_template={contentUrl}")
+  corpus = corpus_lib.corpus_from_config(config.corpus)
+  scan = corpus_lib.scan(corpus, unit_size=4)
+  assert scan.num_clips == 1 and scan.rejects.counts == {rj.PATH_OUTSIDE_ROOT: 3}

@@ -81,7 +81,7 @@ def read_coco_captions(root: PathLike, split: str, *, rejects: Rejects,
       rejects.add(source, f"image {image_id}", rj.MALFORMED_ROW, "image has no valid caption")
       continue
     media = root / image_dir.format(split=split) / meta["file_name"]
-    if not file_ok(media, source, f"image {image_id}", rejects, check_files):
+    if not file_ok(root, media, source, f"image {image_id}", rejects, check_files):
       continue
     yield CaptionedImage(image_id=image_id, path=media, captions=tuple(captions[image_id]),
                          width=meta["width"], height=meta["height"])

@@ -60,7 +60,7 @@ def read_kinetics(root: PathLike, split: str, *, rejects: Rejects, check_files: 
       rejects.add(source, item, rj.MALFORMED_ROW, str(e))
       continue
     media = kinetics_path(root, split, label, youtube_id, start, end)
-    if not file_ok(media, source, item, rejects, check_files):
+    if not file_ok(root, media, source, item, rejects, check_files):
       continue
     yield KineticsClip(label=label, youtube_id=youtube_id, time_start=start, time_end=end,
                        split=row["split"].strip() or split, path=media)

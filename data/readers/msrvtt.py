@@ -96,7 +96,7 @@ def read_msrvtt(root: PathLike, split: str, *, rejects: Rejects, video_dir: str 
       rejects.add(source, f"video {vid}", rj.MALFORMED_ROW, "video has no valid caption")
       continue
     media = root / video_dir / f"{vid}.mp4"
-    if not file_ok(media, source, f"video {vid}", rejects, check_files):
+    if not file_ok(root, media, source, f"video {vid}", rejects, check_files):
       continue
     yield MsrvttVideo(video_id=vid, split=split, path=media, captions=tuple(captions[vid]),
                       category=meta["category"], url=meta["url"], start_s=meta["start_s"],
@@ -118,7 +118,7 @@ def read_msrvtt_1ka(root: PathLike, *, rejects: Rejects, csv_name: str = "MSRVTT
       rejects.add(source, f"line {line}", rj.MALFORMED_ROW, str(e))
       continue
     media = root / video_dir / f"{vid}.mp4"
-    if not file_ok(media, source, f"line {line}", rejects, check_files):
+    if not file_ok(root, media, source, f"line {line}", rejects, check_files):
       continue
     yield MsrvttPair(key=row["key"], vid_key=row["vid_key"], video_id=vid, sentence=sentence,
                      path=media)

@@ -83,7 +83,7 @@ def read_nextqa(root: PathLike, split: str, *, rejects: Rejects,
       rejects.add(source, item, rj.UNKNOWN_VIDEO, f"video {video!r} not in {map_file}")
       continue
     media = root / video_dir / f"{vid_map[video]}.mp4"
-    if not file_ok(media, source, item, rejects, check_files):
+    if not file_ok(root, media, source, item, rejects, check_files):
       continue
     more = extra.get(video, {}).get(str(qid), [])
     more = [more] if isinstance(more, str) else list(more)

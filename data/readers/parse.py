@@ -129,8 +129,16 @@ def strings_ok(obj: Any) -> bool:
   return True
 
 
-def file_ok(path: pathlib.Path, source: str, item: str, rejects: Rejects, check_files: bool
-            ) -> bool:
+def file_ok(root: pathlib.Path, path: pathlib.Path, source: str, item: str, rejects: Rejects,
+            check_files: bool) -> bool:
+  """Whether a row's media file may be used: it must lie inside the data root (a row naming an
+  absolute path or climbing out with '..' is rejected as path_outside_root; checked on the names,
+  so folders symlinked into the root still work) and, with `check_files`, exist."""
+  root_name = os.path.normpath(os.path.abspath(root))
+  if os.path.commonpath([root_name, os.path.normpath(os.path.abspath(path))]) != root_name:
+    rejects.add(source, item, rj.PATH_OUTSIDE_ROOT, f"media file outside the data root {root}: "
+                f"{path}")
+    return False
   if check_files and not path.is_file():
     rejects.add(source, item, rj.MISSING_FILE, f"media file not found: {path}")
     return False

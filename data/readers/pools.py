@@ -82,7 +82,7 @@ def read_webvid(root: PathLike, csv_name: str, *, rejects: Rejects,
     except (ValueError, KeyError) as e:
       rejects.add(source, item, rj.MALFORMED_ROW, f"{type(e).__name__}: {e}")
       continue
-    if not file_ok(media, source, item, rejects, check_files):
+    if not file_ok(root, media, source, item, rejects, check_files):
       continue
     yield WebvidClip(videoid=videoid, content_url=row["contentUrl"], duration_s=duration,
                      page_dir=row["page_dir"], name=name, path=media)
@@ -125,7 +125,7 @@ def read_internvid(root: PathLike, jsonl_name: str, *, rejects: Rejects,
     except (ValueError, TypeError, KeyError) as e:
       rejects.add(source, item, rj.MALFORMED_ROW, f"{type(e).__name__}: {e}")
       continue
-    if not file_ok(media, source, item, rejects, check_files):
+    if not file_ok(root, media, source, item, rejects, check_files):
       continue
     yield InternvidClip(youtube_id=youtube_id, start_s=start, end_s=end, caption=caption,
                         aesthetic_score=aesthetic, umt_score=umt, path=media,

@@ -45,6 +45,6 @@ def read_smit(root: PathLike, split: str, *, rejects: Rejects, check_files: bool
     except ValueError as e:
       rejects.add(source, item, rj.MALFORMED_ROW, str(e))
       continue
-    if not file_ok(media, source, item, rejects, check_files):
+    if not file_ok(root, media, source, item, rejects, check_files):
       continue
     yield SmitClip(video_id=video_id, path=media, caption=caption)

@@ -89,6 +89,6 @@ def read_vidln(root: PathLike, split: str, *, rejects: Rejects, path_template: s
     except (KeyError, TypeError, ValueError) as e:
       rejects.add(source, item, rj.MALFORMED_ROW, f"{type(e).__name__}: {e}")
       continue
-    if not file_ok(media, source, item, rejects, check_files):
+    if not file_ok(root, media, source, item, rejects, check_files):
       continue
     yield record
