@@ -342,6 +342,16 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
   assert np.all(np.isfinite(np.asarray(state["params"]["w"]))) and data["step"] == 6
 
 
+def test_nan_parameters_from_the_update_are_never_saved(tmp_path):
+  """Finite loss and gradients, but an update (lr NaN) that makes the parameters NaN at a save
+  step: the guard sees the updated parameters' norm and stops before that step is saved."""
+  config = _toy_config(optim__lr="nan", train__checkpoint_every=1)
+  mesh = sharding.make_mesh(dict(config.mesh), devices=jax.devices()[:1])
+  with pytest.raises(loop.NonFiniteLossError, match=r"param_norm=nan at step 1;"):
+    loop.run(_toy_task(), config, str(tmp_path), mesh=mesh, log=lambda s: None)
+  assert checkpoints.Checkpointer(tmp_path, save_every=1, keep=3).all_steps() == []
+
+
 def test_workdir_with_another_config_is_refused_unless_resume(tmp_path):
   mesh = sharding.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, devices=jax.devices()[:1])
   first = _toy_config(train__total_steps=2)

@@ -104,7 +104,8 @@ class RunResult:
 
 
 class NonFiniteLossError(RuntimeError):
-  """The loss or gradient norm became NaN/Inf; the run stopped without saving that state."""
+  """The loss, the gradient norm or the updated parameters became NaN/Inf; the run stopped
+  without saving that state."""
 
 
 class PreemptedError(RuntimeError):
@@ -372,7 +373,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
 
   Raises:
     WorkdirMismatchError: `workdir` holds another experiment's config and not `force`.
-    NonFiniteLossError: NaN/Inf loss or gradient; the state of that step is not saved.
+    NonFiniteLossError: NaN/Inf loss, gradient or updated parameters; that step is not saved.
   """
   workdir = paths.name(workdir)
   tc = config.train
@@ -462,7 +463,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
 
   def check(step, metrics):
     host = _host_metrics(metrics)
-    bad = {k: host[k] for k in ("loss", "grad_norm") if not math.isfinite(host[k])}
+    bad = {k: host[k] for k in ("loss", "grad_norm", "param_norm") if not math.isfinite(host[k])}
     if bad:
       ckpt.wait()
       last = ckpt.latest_step()

@@ -49,7 +49,7 @@ COMPILE_CACHE_ENV = "VIIT_COMPILE_CACHE"
 
 # Exit codes every entry point shares (the launchers restart on EXIT_PREEMPTED).
 EXIT_WORKDIR_MISMATCH = 2  # The workdir holds another experiment's config (no --resume).
-EXIT_NON_FINITE = 3  # NaN/Inf loss; the last good checkpoint is kept.
+EXIT_NON_FINITE = 3  # NaN/Inf loss, gradient or parameters; the last good checkpoint kept.
 EXIT_PREEMPTED = 42  # SIGTERM: the job saved (or finished its unit) and stopped; rerun to resume.
 
 
