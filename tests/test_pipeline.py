@@ -49,6 +49,16 @@ def _md_rows(md: str, first_cell: str) -> list[str]:
   raise AssertionError(f"no table row {first_cell!r} in report.md")
 
 
+def test_report_reads_metrics_with_a_torn_tail(tmp_path):
+  """A metrics.jsonl cut mid-line by a kill: the report keeps every whole record (the last of a
+  repeated step) and drops the torn tail."""
+  path = tmp_path / "metrics.jsonl"
+  path.write_text('{"step": 1, "train/loss": 3.0}\n{"step": 2, "train/loss": 2.5}\n'
+                  '{"step": 2, "train/loss": 2.0}\n{"step": 3, "train/lo')
+  assert report.read_jsonl_metrics(path) == [{"step": 1, "train/loss": 3.0},
+                                             {"step": 2, "train/loss": 2.0}]
+
+
 def test_config_presets_and_errors():
   demo = demo_pipeline.get_config("seed=3")
   test = demo_pipeline.get_config("quick=true,phase1.steps=7")

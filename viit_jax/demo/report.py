@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from viit_jax import paths
 from viit_jax.demo import analysis
 from viit_jax.demo import phases as ph
 
@@ -168,14 +169,13 @@ def _plt():
 
 
 def read_jsonl_metrics(path: pathlib.Path) -> list[dict[str, Any]]:
-  """The trainer's metrics.jsonl records; a resumed run's repeated steps keep the last record."""
+  """The trainer's metrics.jsonl records; a resumed run's repeated steps keep the last record, and
+  a torn last line (a kill mid-write) is dropped."""
   if not path.is_file():
     return []
   by_step: dict[tuple[int, bool], dict[str, Any]] = {}
-  for line in path.read_text().splitlines():
-    if line.strip():
-      rec = json.loads(line)
-      by_step[(int(rec["step"]), any(k.startswith("eval/") for k in rec))] = rec
+  for rec in paths.read_jsonl(path):
+    by_step[(int(rec["step"]), any(k.startswith("eval/") for k in rec))] = rec
   return [by_step[k] for k in sorted(by_step)]
 
 
