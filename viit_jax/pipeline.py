@@ -26,6 +26,7 @@ from typing import Any
 
 import ml_collections
 
+from viit_jax import paths
 from viit_jax.demo import phases as ph
 
 def timing_table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -53,7 +54,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
   names = [p.name for p in phases]
   if stop_after and stop_after not in names:
     raise ValueError(f"--stop_after={stop_after!r} is not a phase (phases: {names})")
-  (w / ph.CONFIG_FILE).write_text(config_lib.to_json(config))
+  paths.write_text(w / ph.CONFIG_FILE, config_lib.to_json(config))
   env = ph.child_env(config, os.environ if env is None else env)
   started = time.time()
   out(f"[pipeline] {len(phases)} phases -> {w} (seed {config.seed}, preset {config.preset}); "
@@ -86,7 +87,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
              "all_phases_wall_s": round(sum(r["wall_s"] for r in rows), 2),
              "all_phases_cpu_s": round(sum(r["cpu_s"] for r in rows), 2),
              "cpu_count": os.cpu_count()}
-  (w / ph.TIMINGS_FILE).write_text(json.dumps(summary, indent=1))
+  paths.write_text(w / ph.TIMINGS_FILE, json.dumps(summary, indent=1))
   out("[pipeline] phase timings (wall = elapsed; CPU = user + system seconds of the phase's "
       "processes):")
   for line in timing_table(rows).splitlines():

@@ -365,7 +365,7 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
             "numbers": {"vlm": n.vlm, "dual_encoder": n.de}, "caption_accuracy": acc,
             "fact_oracle_recall": oracle, "query_oracle_recall": query_oracle,
             "metrics_files": n.files}
-  (w / CLAIMS_FILE).write_text(json.dumps(record, indent=1))
+  paths.write_text(w / CLAIMS_FILE, json.dumps(record, indent=1))
   losses, recall = plot_losses(w, out), plot_recall(n, out)
   exs = examples(pool, out)
   timing = _timing_rows(w)
@@ -403,7 +403,7 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
                        ["ground truth (world script; no model sees it)", e.ground_truth]]), ""]
   md += ["## Phase timings", "", *_md_table(["phase", "wall", "CPU", "what"], timing), "",
          "## Sources", "", *[f"- {k}: `{v}`" for k, v in n.files.items()], ""]
-  (w / "report.md").write_text("\n".join(md))
+  paths.write_text(w / "report.md", "\n".join(md))
 
   def img(p: pathlib.Path, alt: str) -> str:
     data = base64.b64encode(p.read_bytes()).decode()
@@ -444,7 +444,8 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
            "table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;"
            "padding:3px 8px;text-align:left;font-size:14px}img{max-width:100%;display:block;"
            "margin:.5em 0}")
-  (w / "report.html").write_text(
+  paths.write_text(
+      w / "report.html",
       f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
       f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
   for c in cl:
