@@ -352,6 +352,27 @@ def test_nan_parameters_from_the_update_are_never_saved(tmp_path):
   assert checkpoints.Checkpointer(tmp_path, save_every=1, keep=3).all_steps() == []
 
 
+def test_resume_skips_a_corrupt_latest_checkpoint(tmp_path):
+  """The newest checkpoint's array files are cut to zero bytes (a torn save): the rerun resumes
+  from the step before, says which step it skipped, and ends where an uninterrupted run ends."""
+  config = _toy_config()
+  mesh = sharding.make_mesh(dict(config.mesh), devices=jax.devices()[:1])
+  ref = loop.run(_toy_task(), config, str(tmp_path / "ref"), mesh=mesh, log=lambda s: None)
+  short = _toy_config(train__total_steps=6)
+  loop.run(_toy_task(), short, str(tmp_path / "run"), mesh=mesh, log=lambda s: None)
+  files = [f for f in (tmp_path / "run" / "checkpoints" / "6" / "state").rglob("*") if f.is_file()]
+  assert files
+  for f in files:
+    f.write_bytes(b"")
+  logs: list[str] = []
+  result = loop.run(_toy_task(), config, str(tmp_path / "run"), mesh=mesh, log=logs.append,
+                    force=True)
+  assert "resumed from own checkpoint step 4" in result.source and "step 6" in result.source
+  assert any("skipped unreadable step 6" in line for line in logs), logs
+  np.testing.assert_array_equal(np.asarray(result.state["params"]["w"]),
+                                np.asarray(ref.state["params"]["w"]))
+
+
 def test_workdir_with_another_config_is_refused_unless_resume(tmp_path):
   mesh = sharding.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, devices=jax.devices()[:1])
   first = _toy_config(train__total_steps=2)

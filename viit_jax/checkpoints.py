@@ -11,7 +11,8 @@ Writes are atomic (orbax writes a temporary directory and renames it on commit) 
 (training continues while arrays are written); at most `keep` checkpoints are kept.
 
 `restore_or_init` picks the state in this order:
-1. the workdir's own latest checkpoint (a resumed or restarted run: full state, data position);
+1. the workdir's own newest readable checkpoint (a resumed or restarted run: full state, data
+   position); a torn or corrupt newer one is skipped and named in the description;
 2. else `init_from`: another workdir (its latest checkpoint, or `init_step`) or a `.npz` of public
    weights; only parameters are taken, renamed by a t5x-style assignment map (a list of
    `(regex, replacement)`; the first rule whose regex full-matches a *target* parameter name gives the
@@ -315,10 +316,21 @@ def restore_or_init(
   Returns:
     (state, data position (empty dict if not resumed), a one-line description of the source).
   """
-  latest = checkpointer.latest_step()
-  if latest is not None:
-    state, data = checkpointer.restore(latest, abstract_state)
-    return state, data, f"resumed from own checkpoint step {latest} ({checkpointer.directory})"
+  steps = checkpointer.all_steps()
+  skipped: list[str] = []
+  for step in reversed(steps):  # The newest readable one; a torn or corrupt one is skipped.
+    try:
+      state, data = checkpointer.restore(step, abstract_state)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+      skipped.append(f"step {step} ({type(e).__name__}: {str(e)[:200]})")
+      logging.warning("checkpoint step %d of %s is unreadable, trying an older one: %s", step,
+                      checkpointer.directory, e)
+      continue
+    note = f"; skipped unreadable {', '.join(skipped)}" if skipped else ""
+    return state, data, f"resumed from own checkpoint step {step} ({checkpointer.directory}){note}"
+  if steps:
+    raise RuntimeError(f"no readable checkpoint in {checkpointer.directory}: {'; '.join(skipped)}"
+                       "; move the directory away to start afresh")
   if not init_from:
     return make_state(init_params()), {}, "fresh initialisation"
   params, report = load_params_into(abstract_state["params"], init_from,
