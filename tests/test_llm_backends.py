@@ -123,7 +123,9 @@ class FakeLLM:
       n = self.attempts[key]
     status, headers, out = 200, {}, None
     if self.api_key is not None and h.headers.get("Authorization") != f"Bearer {self.api_key}":
-      status, out = 401, b'{"error": "bad key"}'
+      # Echoes the credentials it got, as some servers do in their error bodies.
+      status, out = 401, json.dumps({"error": "bad key",
+                                     "received": h.headers.get("Authorization")}).encode()
     elif mode == "slow" or (mode == "slow_once" and n == 1):
       time.sleep(self.slow_s)
     elif mode == "r429" and n == 1:
@@ -287,11 +289,18 @@ def test_rate_limit_and_api_key(tmp_path, fake_llm, monkeypatch):
   assert starts[-1] - starts[0] >= 7 * 0.1 - 0.05   # 10 requests/s, burst 1: >= 0.1 s apart
   # A wrong key is a non-retried 401, counted as a reject (fresh workdir: the key is not part
   # of the cache key, so the first workdir would answer everything from its cache).
-  monkeypatch.setenv("VIIT_TEST_KEY", "wrong")
+  wrong = "sk-wrong-4f9c2e7b1d"
+  monkeypatch.setenv("VIIT_TEST_KEY", wrong)
   n = len(server.log)
   manifest = synthesize.run(_config(nar, server, extra), tmp_path / "out2")
   assert manifest["rejects_per_reason"] == {"backend_http_401": 8}
   assert len(server.log) - n == 8
+  # The server echoed the key in its 401 bodies: it reaches no file of either run directory.
+  files = [f for d in ("out", "out2") for f in (tmp_path / d).rglob("*") if f.is_file()]
+  assert files and not [f for f in files if wrong.encode() in f.read_bytes()
+                        or b"sekret" in f.read_bytes()]
+  rejects = (tmp_path / "out2" / "v1" / "rejects.jsonl").read_text()
+  assert "Bearer [redacted]" in rejects
 
 
 def test_identical_requests_in_a_batch_are_sent_once(tmp_path, fake_llm):

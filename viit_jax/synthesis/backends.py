@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -38,6 +39,8 @@ import ml_collections
 from viit_jax.synthesis import cache as cache_lib
 from viit_jax.synthesis import rules
 from viit_jax.synthesis import templates
+
+_BEARER = re.compile(r"Bearer\s+[^\s\"',}]+")  # A bearer token inside a server's text.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,6 +276,13 @@ class OpenAIBackend:
       self._stats.add(f"retries/{result.error}")
       time.sleep(self._backoff_s(attempt - 1, result.retry_after_s))
 
+  def _redact(self, text: str) -> str:
+    """A server's text without the API key (servers echo credentials in error bodies): the key
+    and any bearer token are replaced before the text reaches a rejects file or a log."""
+    if self._api_key:
+      text = text.replace(self._api_key, "[redacted]")
+    return _BEARER.sub("Bearer [redacted]", text)
+
   def _send(self, body: bytes) -> _Attempt:
     headers = {"Content-Type": "application/json"}
     if self._api_key:
@@ -282,7 +292,7 @@ class OpenAIBackend:
       with urllib.request.urlopen(request, timeout=self._cfg.timeout_s) as resp:
         raw = resp.read()
     except urllib.error.HTTPError as e:
-      detail = e.read()[:2000].decode("utf-8", "replace") if e.fp else ""
+      detail = self._redact(e.read()[:2000].decode("utf-8", "replace") if e.fp else "")
       retryable = e.code == 429 or e.code >= 500
       return _Attempt(None, f"http_{e.code}", retryable, detail,
                       _retry_after_s(e.headers.get("Retry-After")) if e.headers else None)
@@ -300,7 +310,7 @@ class OpenAIBackend:
     except (json.JSONDecodeError, KeyError, IndexError, TypeError) as e:
       # Not retried: a server that returns broken JSON usually does so again.
       return _Attempt(None, "malformed_response", False,
-                      f"{type(e).__name__}: {e}; body: {text[:2000]}", None)
+                      self._redact(f"{type(e).__name__}: {e}; body: {text[:2000]}"), None)
     if not isinstance(content, str):
       return _Attempt(None, "malformed_response", False, f"content is {type(content).__name__}",
                       None)
