@@ -34,6 +34,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_shards = 1  # Several processes may share a version: process k does units i % n == k.
   c.shard_index = 0
   c.retry_backend_errors = True  # On restart, redo units whose prompts failed at the back-end.
+  # Share of a unit's prompts that may fail at the back-end; above it the job stops (exit 4, the
+  # unit and the manifest unwritten): the server is down or refuses the requests.
+  c.max_backend_error_rate = 0.9
 
   c.backend = "rules"  # rules | openai | local
 

@@ -292,7 +292,10 @@ def test_rate_limit_and_api_key(tmp_path, fake_llm, monkeypatch):
   wrong = "sk-wrong-4f9c2e7b1d"
   monkeypatch.setenv("VIIT_TEST_KEY", wrong)
   n = len(server.log)
-  manifest = synthesize.run(_config(nar, server, extra), tmp_path / "out2")
+  # A wrong key fails every prompt: by default that stops the job (the circuit breaker, tested
+  # below); here the rejects themselves are under test, so no rate of errors stops it.
+  manifest = synthesize.run(_config(nar, server, extra + ",max_backend_error_rate=1.0"),
+                            tmp_path / "out2")
   assert manifest["rejects_per_reason"] == {"backend_http_401": 8}
   assert len(server.log) - n == 8
   # The server echoed the key in its 401 bodies: it reaches no file of either run directory.
@@ -373,7 +376,8 @@ def test_local_gemma_backend_end_to_end(tmp_path):
   nar = write_vidln(tmp_path / "vidln" / "train.jsonl", clips)
   arg = (f"narratives={nar},check_video_files=false,backend=local,local.variant=test,"
          f"local.checkpoint={tmp_path / 'lm.npz'},local.vocab={tmp_path / 'sp.model'},"
-         "local.max_decode_len=12,local.max_prompt_len=768,local.batch_size=8")
+         "local.max_decode_len=12,local.max_prompt_len=768,local.batch_size=8,"
+         "max_backend_error_rate=1.0")  # Whole units of prompt_too_long are this test's subject.
   manifest = synthesize.run(synthesize_openai.get_config(arg), tmp_path / "out")
   assert manifest["backend"] == "local" and manifest["model_name"].startswith("gemma:test:")
   rejects = [json.loads(x) for x in (tmp_path / "out/v1/rejects.jsonl").read_text().splitlines()]
@@ -613,3 +617,24 @@ def test_sigkill_on_gcs_loses_only_the_unit_in_progress(tmp_path, fake_llm, gcs_
   assert paths.read_json(f"{workdir}/v1/manifest.json")["num_examples"] == 24
   second = [e for e in server.log if e["t0"] >= rerun_start]
   assert not {e["key"] for e in second} & unit0 and len(second) == 24 - 6
+
+
+def test_a_server_that_is_down_stops_synthesis_without_a_manifest(tmp_path):
+  """The base URL names a closed port: every prompt fails with a connection error after its
+  retries, the first unit trips the circuit breaker, and the CLI exits with EXIT_BACKEND_FAILED,
+  naming the reason, with no unit and no manifest written."""
+  from launch import local  # pylint: disable=import-outside-toplevel
+  nar = write_vidln(tmp_path / "vidln" / "train.jsonl", _mode_clips(["ok"] * 4))
+  arg = (f"narratives={nar},check_video_files=false,"
+         f"openai.base_url=http://127.0.0.1:{local.free_port()}/v1,openai.model=fake-llm,"
+         "openai.timeout_s=0.5,openai.max_retries=2,openai.backoff_base_s=0.01,"
+         "openai.backoff_max_s=0.02,unit_size=2")
+  out = tmp_path / "out"
+  run = subprocess.run([sys.executable, "-m", "viit_jax.synthesize",
+                        f"--config=configs/synthesize_openai.py:{arg}", f"--workdir={out}"],
+                       cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
+                       text=True, timeout=120)
+  assert run.returncode == runtime.EXIT_BACKEND_FAILED, run.stderr[-3000:]
+  assert "backend_connection_error" in run.stderr and "max_backend_error_rate" in run.stderr
+  assert not (out / "v1" / "manifest.json").exists()
+  assert not list((out / "v1" / "units").glob("*.meta.json"))

@@ -52,6 +52,10 @@ class UnitResult:
   meta: dict[str, Any]
 
 
+class BackendFailed(RuntimeError):
+  """A work unit failed at the back-end beyond config.max_backend_error_rate (circuit breaker)."""
+
+
 class Preempted(Exception):
   """SIGTERM stopped the job between units: the finished ones are written, the manifest is not."""
 
@@ -258,6 +262,14 @@ def _run(config: ml_collections.ConfigDict, workdir: paths.Path, stop: runtime.S
         continue
       t0 = time.time()
       result = process_unit(i, chunks[i], config, backend, limits)
+      errors, num = result.meta["backend_errors"], result.meta["num_prompts"]
+      if num and errors / num > config.max_backend_error_rate:
+        failed = {k: v for k, v in result.meta["rejects"].items() if k.startswith("backend_")}
+        raise BackendFailed(
+            f"synthesize: {errors} of {num} prompts of unit {i} failed at the back-end "
+            f"({failed}), more than max_backend_error_rate={config.max_backend_error_rate}; the "
+            f"unit and the manifest are not written. Check the server ({backend.name}: "
+            f"{backend.model_name}) and rerun the same command.")
       units.write(i, result.records, result.rejects, result.meta)
       backend.sync()  # A remote reply cache publishes this unit's replies.
       done += 1
@@ -305,6 +317,9 @@ def main(args: runtime.Args) -> int:
   except Preempted as e:
     logging.warning("%s", e)
     return runtime.EXIT_PREEMPTED
+  except BackendFailed as e:
+    logging.error("%s", e)
+    return runtime.EXIT_BACKEND_FAILED
   return 0
 
 
