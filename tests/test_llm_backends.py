@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import typing
 
 import pytest
 
@@ -402,18 +403,32 @@ def test_local_gemma_backend_end_to_end(tmp_path):
   assert short["rejects_per_reason"] == {"backend_prompt_too_long": 9}
 
 
-def test_sigkill_halfway_then_resume(tmp_path, fake_llm):
-  """SIGKILL the job mid-unit; the rerun completes it, sending no answered prompt again."""
+class _Job(typing.NamedTuple):
+  server: "FakeLLM"
+  arg: str  # The config argument (configs/synthesize_openai.py).
+  cmd: list[str]
+  env: dict[str, str]
+  clip_ids: list[str]
+
+
+def _sixteen_clip_job(tmp_path, fake_llm, workdir) -> _Job:
+  """16 clips in 8 units of 6 prompts, the server answering 50 ms after each request, 4 requests
+  in flight: a synthesis job slow enough to interrupt mid-unit."""
   clips = {f"v{i:02d}": [("the red circle", f"The red circle moves left, then stops {i} times."),
                          ("the blue square", "The blue square spins.")] for i in range(16)}
   nar = write_vidln(tmp_path / "vidln" / "train.jsonl", clips)
   server = fake_llm(delay_s=0.05)
-  workdir = tmp_path / "out"
   arg = (f"narratives={nar},check_video_files=false,openai.base_url={server.base_url},"
-         "openai.model=fake-llm,openai.concurrency=4,unit_size=2")   # 8 units of 6 prompts
+         "openai.model=fake-llm,openai.concurrency=4,unit_size=2")
   cmd = [sys.executable, "-m", "viit_jax.synthesize",
          f"--config=configs/synthesize_openai.py:{arg}", f"--workdir={workdir}"]
-  env = dict(os.environ, PYTHONPATH=str(REPO))
+  return _Job(server, arg, cmd, dict(os.environ, PYTHONPATH=str(REPO)), list(clips))
+
+
+def test_sigkill_halfway_then_resume(tmp_path, fake_llm):
+  """SIGKILL the job mid-unit; the rerun completes it, sending no answered prompt again."""
+  workdir = tmp_path / "out"
+  server, arg, cmd, env, clips = _sixteen_clip_job(tmp_path, fake_llm, workdir)
   proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT)
   # Kill once 14 replies are cached: units 0-1 (12 prompts) are done, unit 2 is half way (its
@@ -526,17 +541,9 @@ def test_sigterm_finishes_the_unit_exits_42_and_resumes_on_gcs(tmp_path, fake_ll
   """SIGTERM mid-unit on a gs:// workdir: the unit in progress is finished and written, then the
   job exits 42 without a manifest; the rerun completes with an uninterrupted run's examples and
   sends no prompt of the finished units again."""
-  clips = {f"v{i:02d}": [("the red circle", f"The red circle moves left, then stops {i} times."),
-                         ("the blue square", "The blue square spins.")] for i in range(16)}
-  nar = write_vidln(tmp_path / "vidln" / "train.jsonl", clips)
-  server = fake_llm(delay_s=0.05)
   workdir = f"{gcs_bucket}/{tmp_path.name}/out"
   version = paths.path(workdir) / "v1"
-  arg = (f"narratives={nar},check_video_files=false,openai.base_url={server.base_url},"
-         "openai.model=fake-llm,openai.concurrency=4,unit_size=2")   # 8 units of 6 prompts
-  cmd = [sys.executable, "-m", "viit_jax.synthesize",
-         f"--config=configs/synthesize_openai.py:{arg}", f"--workdir={workdir}"]
-  env = dict(os.environ, PYTHONPATH=str(REPO))
+  server, arg, cmd, env, clips = _sixteen_clip_job(tmp_path, fake_llm, workdir)
   proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT)
   # SIGTERM once unit 1 is under way: unit 0's 6 prompts and 3 of unit 1's have reached the server
