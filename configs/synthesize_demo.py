@@ -54,8 +54,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.openai.model = ""  # The served model's name (required for backend=openai).
   c.openai.api_key_env = ""  # Name of the env var holding the key; '' = send no key.
   c.openai.concurrency = 8  # Requests in flight.
-  c.openai.timeout_s = 60.0  # Per request (socket timeout).
-  c.openai.max_retries = 5  # On 429, 5xx, timeouts, connection errors.
+  c.openai.timeout_s = 60.0  # Per socket read (connect, first byte of the reply, each read).
+  # Per request attempt, all of it (connect, headers, body): a server that drips bytes never trips
+  # the per-read timeout; past this the attempt fails as deadline_exceeded (retried).
+  c.openai.request_deadline_s = 120.0
+  c.openai.max_retries = 5  # On 429, 5xx, timeouts, deadlines, connection errors.
   c.openai.backoff_base_s = 1.0  # Backoff before retry k: base * 2^k, jittered in [x/2, x].
   c.openai.backoff_max_s = 60.0
   c.openai.retry_after_max_s = 300.0  # Cap on a server's Retry-After.

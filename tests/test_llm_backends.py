@@ -2,7 +2,8 @@
 and local (a tiny random Gemma sampling through viit_jax.decoding).
 
 The server answers each request according to a `(mode=...)` marker in the clip's narrative: well,
-slowly (client timeout), 429 then success, 5xx, malformed JSON, an unusable reply. Its request log
+slowly (client timeout), 429 then success, 5xx, malformed JSON, an unusable reply, a byte at a time
+(the request deadline). Its request log
 (payload hash, attempt, status, times) is what the tests check, together with the dataset's
 manifest and rejects. The last tests SIGKILL a synthesize subprocess halfway and rerun it, keep
 the reply cache on a gs:// bucket (a GCS emulator), and SIGTERM a run on a gs:// workdir.
@@ -42,6 +43,7 @@ REPLIES = {
 }
 
 LOG_WAIT_S = 30.0  # Longest wait for the fake server's late request-log lines.
+DRIP_BODY_BYTES = 100_000  # A dripping reply's announced length: hours at one byte per drip_s.
 
 
 class FakeLLM:
@@ -49,13 +51,18 @@ class FakeLLM:
 
   Modes (from "(mode=X)" in the prompt's last user message): ok, slow (never answers within the
   client's timeout), slow_once, r429 (429 with Retry-After first, then ok), e500 (always 500),
-  e503_once, malformed (200 with broken JSON), badreply (200, but no "Question:" line).
+  e503_once, malformed (200 with broken JSON), badreply (200, but no "Question:" line), drip (the
+  status and headers at once, then a DRIP_BODY_BYTES body one byte every `drip_s` seconds),
+  drip_headers (the status line, then header bytes one every `drip_s` seconds). A dripping reply
+  never ends: each read is quick, so only the client's total deadline stops it.
   """
 
   def __init__(self, slow_s: float = 1.5, retry_after_s: float = 0.3, delay_s: float = 0.0,
-               api_key: str | None = None):
+               api_key: str | None = None, drip_s: float = 0.2):
     self.slow_s, self.retry_after_s, self.delay_s = slow_s, retry_after_s, delay_s
     self.api_key = api_key
+    self.drip_s = drip_s
+    self.closing = threading.Event()  # Set on close(): dripping handlers stop.
     self.log: list[dict] = []
     self.active = 0
     self.last_start = 0.0
@@ -83,6 +90,7 @@ class FakeLLM:
     self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
   def close(self):
+    self.closing.set()
     self.server.shutdown()
     self.server.server_close()
 
@@ -122,6 +130,12 @@ class FakeLLM:
     with self.lock:
       self.attempts[key] += 1
       n = self.attempts[key]
+    if mode in ("drip", "drip_headers"):
+      with self.lock:   # Logged at once: the reply never ends.
+        self.log.append({"key": key, "mode": mode, "kind": kind, "n": n, "status": 200, "t0": t0,
+                         "t1": t0, "sent": False})
+      self._drip(h, body=mode == "drip")
+      return
     status, headers, out = 200, {}, None
     if self.api_key is not None and h.headers.get("Authorization") != f"Bearer {self.api_key}":
       # Echoes the credentials it got, as some servers do in their error bodies.
@@ -157,6 +171,28 @@ class FakeLLM:
       h.wfile.flush()
     except (BrokenPipeError, ConnectionResetError):
       entry["sent"] = False
+
+
+  def _drip(self, h: http.server.BaseHTTPRequestHandler, body: bool) -> None:
+    """Sends a reply that never ends, one byte every `drip_s` seconds: after whole headers
+    (`body`), or after the status line, inside a header; until the client hangs up."""
+    try:
+      if body:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(DRIP_BODY_BYTES))
+        h.end_headers()
+        byte = b" "   # JSON whitespace
+      else:
+        h.wfile.write(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+        byte = b"a"
+      h.wfile.flush()
+      while not self.closing.is_set():
+        h.wfile.write(byte)
+        h.wfile.flush()
+        self.closing.wait(self.drip_s)
+    except (BrokenPipeError, ConnectionResetError):
+      pass   # The client gave up (its deadline shut the connection down).
 
 
 @pytest.fixture
@@ -628,20 +664,176 @@ def test_sigkill_on_gcs_loses_only_the_unit_in_progress(tmp_path, fake_llm, gcs_
 
 def test_a_server_that_is_down_stops_synthesis_without_a_manifest(tmp_path):
   """The base URL names a closed port: every prompt fails with a connection error after its
-  retries, the first unit trips the circuit breaker, and the CLI exits with EXIT_BACKEND_FAILED,
-  naming the reason, with no unit and no manifest written."""
+  retries (logged, with back-off delays that grow), the first unit trips the circuit breaker, and
+  the CLI exits with EXIT_BACKEND_FAILED, naming the reason, with no unit and no manifest
+  written."""
   from launch import local  # pylint: disable=import-outside-toplevel
   nar = write_vidln(tmp_path / "vidln" / "train.jsonl", _mode_clips(["ok"] * 4))
   arg = (f"narratives={nar},check_video_files=false,"
          f"openai.base_url=http://127.0.0.1:{local.free_port()}/v1,openai.model=fake-llm,"
-         "openai.timeout_s=0.5,openai.max_retries=2,openai.backoff_base_s=0.01,"
-         "openai.backoff_max_s=0.02,unit_size=2")
+         "openai.timeout_s=0.5,openai.max_retries=3,openai.backoff_base_s=0.01,"
+         "openai.backoff_max_s=1.0,unit_size=2")
   out = tmp_path / "out"
   run = subprocess.run([sys.executable, "-m", "viit_jax.synthesize",
-                        f"--config=configs/synthesize_openai.py:{arg}", f"--workdir={out}"],
+                        f"--config=configs/synthesize_openai.py:{arg}", f"--workdir={out}",
+                        "--verbosity=0"],
                        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
                        text=True, timeout=120)
   assert run.returncode == runtime.EXIT_BACKEND_FAILED, run.stderr[-3000:]
   assert "backend_connection_error" in run.stderr and "max_backend_error_rate" in run.stderr
   assert not (out / "v1" / "manifest.json").exists()
   assert not list((out / "v1" / "units").glob("*.meta.json"))
+  log = _retry_log(run.stderr)   # the 6 prompts of unit 0, 3 retries each
+  assert len(log) == 6, run.stderr[-3000:]
+  for retried in log.values():
+    assert {reason for reason, _ in retried} == {"connection_error"}
+    _check_backoffs([d for _, d in retried], 0.01, 1.0, 3)
+
+
+_RETRY_LOG = re.compile(r"openai: (\S+) attempt (\d+) failed \((\w+)\); retry (\d+) of (\d+) "
+                        r"after backoff_s=([0-9.]+)")
+
+
+def _retry_log(stderr: str) -> dict[str, list[tuple[str, float]]]:
+  """{prompt_id: [(reason, backoff seconds) per retry, in order]} from the back-end's log lines."""
+  out: dict[str, list[tuple[str, float]]] = collections.defaultdict(list)
+  for m in _RETRY_LOG.finditer(stderr):
+    prompt_id, attempt, reason, retry, _, delay = m.groups()
+    assert int(attempt) == int(retry) == len(out[prompt_id]) + 1, m.group(0)
+    out[prompt_id].append((reason, float(delay)))
+  return dict(out)
+
+
+def _check_backoffs(delays: typing.Sequence[float], base: float, cap: float, n: int,
+                    tol: float = 1e-4) -> None:
+  """The `n` sleeps before retries 1..n grow as configured.
+
+  Retry k+1 (k from 0) sleeps a delay jittered in [c_k/2, c_k], c_k = min(cap, base * 2^k), so
+  a single step may shrink, but two steps apart, while uncapped, the delay grows strictly:
+  d_{k+2} >= c_{k+2}/2 = 2 c_k > c_k >= d_k. `tol` covers delays read from %.4f log lines.
+  """
+  assert len(delays) == n, delays
+  for k, d in enumerate(delays):
+    c = min(cap, base * 2 ** k)
+    assert c / 2 - tol <= d <= c + tol, (k, d, c, delays)
+  pairs = [k for k in range(n - 2) if base * 2 ** (k + 2) <= cap]
+  assert pairs, "settings leave no uncapped pair of retries two apart to compare"
+  for k in pairs:
+    assert delays[k + 2] > delays[k] + base * 2 ** k / 2, (k, delays)
+
+
+def _mode_prompts(modes: list[str]) -> list[templates.Prompt]:
+  """One temporal prompt per mode, its narrative carrying the fake server's mode marker."""
+  return [templates.build_prompt(narratives_lib.Narrative(
+      f"v{i}", f"v{i}", f"videos/v{i}.mp4", "a", (narratives_lib.ActorNarrative(
+          0, "the red circle", f"The red circle moves left {i} times (mode={mode})."),)),
+      "temporal", seed=0) for i, mode in enumerate(modes)]
+
+
+def test_request_deadline_ends_a_dripping_reply_and_backoffs_grow(tmp_path, fake_llm):
+  """A reply dripped a byte every 0.2 s (in the body, or in the headers) never trips the 1 s
+  per-read timeout; the 0.6 s deadline per attempt ends each attempt, the prompt fails as
+  deadline_exceeded after its retries, counted in the stats, with back-off delays that grow."""
+  server = fake_llm(drip_s=0.2)
+  deadline_s, retries, base, cap = 0.6, 3, 0.05, 10.0
+  cfg = synthesize_openai.get_config(
+      f"openai.base_url={server.base_url},openai.model=fake-llm,openai.timeout_s=1.0,"
+      f"openai.request_deadline_s={deadline_s},openai.max_retries={retries},"
+      f"openai.backoff_base_s={base},openai.backoff_max_s={cap},openai.concurrency=2").openai
+  backend = backends.OpenAIBackend(cfg, cache_lib.ReplyCache(tmp_path / "cache.jsonl"))
+  prompts = _mode_prompts(["drip", "drip_headers"])
+  t0 = time.monotonic()
+  done = backend.complete(prompts)
+  elapsed = time.monotonic() - t0
+  backend.close()
+
+  assert [c.prompt_id for c in done] == [p.prompt_id for p in prompts]
+  for c in done:
+    assert c.error == "deadline_exceeded" and c.text is None, c
+    assert c.attempts == retries + 1 and f"request_deadline_s={deadline_s}" in c.detail
+    _check_backoffs(c.backoffs_s, base, cap, retries)
+  # Each attempt lasts at least the deadline (the server never finishes) and at most the deadline
+  # plus scheduling slack: nowhere near the DRIP_BODY_BYTES * 0.2 s a whole reply would take.
+  longest = max(sum(c.backoffs_s) for c in done)
+  assert (retries + 1) * deadline_s + longest <= elapsed < (retries + 1) * deadline_s + longest + 10
+  stats = backend.stats()
+  assert stats["requests"] == 8 and stats["errors/deadline_exceeded"] == 2
+  assert stats["retries/deadline_exceeded"] == 6 and "errors/timeout" not in stats
+  assert stats["backoff_ms"] == sum(round(d * 1000) for c in done for d in c.backoffs_s)
+  # The server saw every attempt of both prompts; nothing reached the reply cache.
+  deadline = time.time() + LOG_WAIT_S
+  while time.time() < deadline and len(server.log) < 8:
+    time.sleep(0.05)
+  assert collections.Counter(e["mode"] for e in server.log) == {"drip": 4, "drip_headers": 4}
+  assert not (tmp_path / "cache.jsonl").exists() or not (tmp_path / "cache.jsonl").read_text()
+
+
+def test_backoffs_grow_against_a_closed_port(tmp_path):
+  """Connection refused at once, so the run is all back-off: the delays before retries 1..5 lie
+  in [c/2, c] for c = base * 2^k, grow two retries apart, and are capped at backoff_max_s."""
+  from launch import local  # pylint: disable=import-outside-toplevel
+  url = f"http://127.0.0.1:{local.free_port()}/v1"
+  for cap, name in ((10.0, "uncapped"), (0.04, "capped")):
+    cfg = synthesize_openai.get_config(
+        f"openai.base_url={url},openai.model=fake-llm,openai.max_retries=5,"
+        f"openai.backoff_base_s=0.01,openai.backoff_max_s={cap}").openai
+    backend = backends.OpenAIBackend(cfg, cache_lib.ReplyCache(tmp_path / name / "cache.jsonl"))
+    t0 = time.monotonic()
+    (c,) = backend.complete(_mode_prompts(["ok"]))
+    elapsed = time.monotonic() - t0
+    backend.close()
+    assert c.error == "connection_error" and c.attempts == 6, c
+    assert elapsed >= sum(c.backoffs_s)   # the recorded delays were slept
+    stats = backend.stats()
+    assert stats["retries/connection_error"] == 5 and stats["errors/connection_error"] == 1
+    assert stats["backoff_ms"] == sum(round(d * 1000) for d in c.backoffs_s)
+    if name == "uncapped":
+      _check_backoffs(c.backoffs_s, 0.01, cap, 5)
+    else:   # retries 3..5 (k >= 2) sit at the cap: jittered in [cap/2, cap], never above
+      assert len(c.backoffs_s) == 5
+      assert 0.005 <= c.backoffs_s[0] <= 0.01 and 0.01 <= c.backoffs_s[1] <= 0.02
+      assert all(cap / 2 <= d <= cap for d in c.backoffs_s[2:]), c.backoffs_s
+
+
+def test_a_dripping_server_stops_synthesis_within_its_deadlines(tmp_path, fake_llm):
+  """A server that sends its headers, then a byte every 0.2 s: each attempt ends at the request
+  deadline, every prompt fails as deadline_exceeded after its retries (logged with back-off
+  delays that grow), the first unit trips the circuit breaker, and the CLI exits with
+  EXIT_BACKEND_FAILED in bounded time, with no unit and no manifest written."""
+  server = fake_llm(drip_s=0.2)
+  nar = write_vidln(tmp_path / "vidln" / "train.jsonl", _mode_clips(["drip"] * 4))
+  deadline_s, retries, base, cap = 0.5, 3, 0.05, 1.0
+  arg = (f"narratives={nar},check_video_files=false,openai.base_url={server.base_url},"
+         f"openai.model=fake-llm,openai.timeout_s=1.0,openai.request_deadline_s={deadline_s},"
+         f"openai.max_retries={retries},openai.backoff_base_s={base},openai.backoff_max_s={cap},"
+         "unit_size=2")
+  out = tmp_path / "out"
+  run = subprocess.run([sys.executable, "-m", "viit_jax.synthesize",
+                        f"--config=configs/synthesize_openai.py:{arg}", f"--workdir={out}",
+                        "--verbosity=0"],
+                       cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
+                       text=True, timeout=180)
+  ended = time.time()
+  assert run.returncode == runtime.EXIT_BACKEND_FAILED, run.stderr[-3000:]
+  wait = time.time() + LOG_WAIT_S   # a starved server thread may log an attempt late
+  while time.time() < wait and len(server.log) < 6 * (retries + 1):
+    time.sleep(0.05)
+  assert "backend_deadline_exceeded" in run.stderr and "max_backend_error_rate" in run.stderr
+  assert not (out / "v1" / "manifest.json").exists()
+  assert not list((out / "v1" / "units").glob("*"))
+
+  # Bounded: from the first request on, a prompt takes (retries + 1) deadlines plus its back-offs
+  # (all 6 prompts of unit 0 in parallel); 10 s covers thread scheduling and the process's exit.
+  # A whole dripped reply would take DRIP_BODY_BYTES * 0.2 s.
+  bound = (retries + 1) * deadline_s + sum(min(cap, base * 2 ** k) for k in range(retries))
+  first = min(e["t0"] for e in server.log)
+  assert ended - first < bound + 10, (ended - first, bound)
+
+  # Every prompt of unit 0 (2 clips x 3 kinds) retried 3 times, each after a longer back-off.
+  log = _retry_log(run.stderr)
+  assert sorted(log) == sorted(f"{c}/{k}" for c in list(_mode_clips(["drip"] * 4))[:2]
+                               for k in templates.KINDS), run.stderr[-3000:]
+  for retried in log.values():
+    assert {reason for reason, _ in retried} == {"deadline_exceeded"}
+    _check_backoffs([d for _, d in retried], base, cap, retries)
+  assert collections.Counter(e["mode"] for e in server.log) == {"drip": 6 * (retries + 1)}
