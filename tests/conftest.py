@@ -101,3 +101,53 @@ def gcs_bucket(tmp_path_factory) -> Iterator[str]:
       os.environ.pop(k, None)
     else:
       os.environ[k] = v
+
+
+@pytest.fixture
+def run_twice_at_once():
+  """Runs a CLI command, and the same command again while the first holds the workdir's lock.
+
+  The first run is paused (SIGSTOP) as soon as its lock file names it, so the second run meets a
+  live holder however fast the first would finish; once the second has exited the first goes on.
+  Checks that the second exited with EXIT_WORKDIR_LOCKED naming the first's pid and host.
+  Returns a function (cmd, lock_file, env) -> the first run's CompletedProcess (returncode and
+  stdout with stderr) once it finished.
+  """
+  import json as json_lib
+  import signal
+  import socket
+  import subprocess
+  import time
+  from viit_jax import workdir_lock
+
+  def run(cmd: list[str], lock_file: pathlib.Path, env: dict[str, str]
+          ) -> subprocess.CompletedProcess:
+    first = subprocess.Popen(cmd, cwd=_REPO, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+      deadline = time.time() + 300
+      while True:
+        assert first.poll() is None, f"the first run ended early:\n{first.stdout.read()[-3000:]}"
+        assert time.time() < deadline, "the first run never took the workdir lock"
+        try:
+          if json_lib.loads(lock_file.read_text() or "{}").get("pid") == first.pid:
+            break
+        except (OSError, json_lib.JSONDecodeError):
+          pass
+        time.sleep(0.01)
+      first.send_signal(signal.SIGSTOP)
+      try:
+        second = subprocess.run(cmd, cwd=_REPO, env=env, capture_output=True, text=True,
+                                timeout=300)
+      finally:
+        first.send_signal(signal.SIGCONT)
+      out, _ = first.communicate(timeout=600)
+    finally:
+      if first.poll() is None:
+        first.kill()
+        first.wait()
+    assert second.returncode == workdir_lock.EXIT_CODE, second.stdout[-2000:] + second.stderr[-3000:]
+    assert f"pid {first.pid} on host {socket.gethostname()}" in second.stderr, second.stderr[-3000:]
+    return subprocess.CompletedProcess(cmd, first.returncode, out)
+
+  return run

@@ -149,6 +149,19 @@ def test_exactly_once_after_sigkill_and_restart(ckpt, corpus, demo_world, refere
   assert manifest["prompt"] == "Generate the alt-text:"
 
 
+def test_a_second_run_on_the_workdir_exits_naming_the_first(ckpt, corpus, demo_world, reference,
+                                                            tmp_path, run_twice_at_once):
+  """Two identical CLI runs at once: the second exits EXIT_WORKDIR_LOCKED naming the first (and
+  deletes none of its temp files); the first's captions equal the uninterrupted run's."""
+  arg = _args(ckpt, _webvid(corpus, demo_world))
+  cmd = [sys.executable, "-m", "viit_jax.autolabel", f"--config=configs/autolabel_demo.py:{arg}",
+         f"--workdir={tmp_path}"]
+  first = run_twice_at_once(cmd, tmp_path / ".lock", _env())
+  assert first.returncode == 0, first.stdout[-3000:]
+  assert _all_rows(tmp_path / "v1") == _all_rows(reference)
+  assert len(list((tmp_path / "v1" / "runs").glob("*.json"))) == 1
+
+
 @pytest.mark.parametrize("store", ["local", "gcs"])
 def test_two_processes_split_units_and_match_one_process(ckpt, corpus, demo_world, reference,
                                                          tmp_path, store, request):

@@ -353,6 +353,23 @@ def test_resume_skips_finished_units_and_refuses_other_settings(demo_world, tmp_
   assert other["seed"] == 1 and (tmp_path / "v2/manifest.json").exists()
 
 
+def test_a_second_run_on_the_workdir_exits_naming_the_first(demo_world, tmp_path,
+                                                            run_twice_at_once):
+  """Two identical CLI runs at once: the second exits EXIT_WORKDIR_LOCKED naming the first and
+  sends nothing; the first's examples equal an uninterrupted run's."""
+  arg = f"world_dir={demo_world},unit_size=4"
+  reference = synthesize.run(synthesize_demo.get_config(arg), tmp_path / "ref")
+  cmd = [sys.executable, "-m", "viit_jax.synthesize", f"--config=configs/synthesize_demo.py:{arg}",
+         f"--workdir={tmp_path / 'w'}"]
+  first = run_twice_at_once(cmd, tmp_path / "w" / ".lock", dict(os.environ, PYTHONPATH=str(REPO)))
+  assert first.returncode == 0, first.stdout[-3000:]
+  manifest = json.loads((tmp_path / "w/v1/manifest.json").read_text())
+  assert manifest["counts_per_kind"] == reference["counts_per_kind"]
+  for unit in sorted((tmp_path / "ref/v1/units").glob("*.jsonl")):
+    assert (tmp_path / "w/v1/units" / unit.name).read_bytes() == unit.read_bytes(), unit.name
+  assert len(list((tmp_path / "w/v1/runs").glob("*.json"))) == 1
+
+
 def test_bad_input_lines_are_counted_not_dropped(tmp_path):
   root = tmp_path / "vidln"
   (root / "videos").mkdir(parents=True)

@@ -193,6 +193,28 @@ def test_resume_after_sigkill_equals_uninterrupted_run(demo_world, tmp_path):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+def test_a_second_run_on_the_workdir_exits_naming_the_first(demo_world, tmp_path,
+                                                            run_twice_at_once):
+  """Two identical CLI runs at once: the second exits EXIT_WORKDIR_LOCKED naming the first's pid
+  and host, touching nothing; the first ends equal to an uninterrupted run."""
+  total = 8
+  arg = _tiny(str(demo_world), train__total_steps=total, train__checkpoint_every=4,
+              model__dtype="float32")
+  a, b = tmp_path / "a", tmp_path / "b"
+  config = demo_phase0.get_config(arg)
+  mesh = _one_device_mesh(config)
+  loop.run(train.build_task(config, mesh), config, str(a), mesh=mesh, log=lambda s: None)
+
+  first = run_twice_at_once(_cli("configs/demo_phase0.py", arg, b), b / ".lock", _env(1))
+  assert first.returncode == 0, first.stdout[-3000:]
+  sa, sb = _restore_final(a, total), _restore_final(b, total)
+  fa, fb = _flat_host(sa["params"]), _flat_host(sb["params"])
+  assert fa.keys() == fb.keys()
+  for k in fa:
+    np.testing.assert_array_equal(fa[k], fb[k], err_msg=k)
+  assert len(_losses(b)) == total  # One writer of metrics.jsonl: each step logged once.
+
+
 def _synthetic_task(config, *, global_batch: int):
   """The VLM loss on deterministic random batches (batch s = f(seed, s)); no input pipeline."""
   cfg = _vlm_config(config, 0)

@@ -27,6 +27,7 @@ from typing import Any
 import ml_collections
 
 from viit_jax import paths
+from viit_jax import workdir_lock
 from viit_jax.demo import phases as ph
 
 def timing_table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -44,7 +45,6 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
         stop_after: str = "", env: Mapping[str, str] | None = None,
         out: Callable[[str], None] = lambda s: print(s, flush=True)) -> list[dict[str, Any]]:
   """Runs (or resumes) the pipeline; returns one timing row per phase run or skipped."""
-  from viit_jax import config_lib  # pylint: disable=g-import-not-at-top
   if "://" in os.fspath(workdir):
     raise ValueError(f"--workdir={workdir}: the demo pipeline runs in a local directory (it "
                      "renders the demo world there); each entry point takes a gs:// workdir itself")
@@ -54,6 +54,14 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str], *,
   names = [p.name for p in phases]
   if stop_after and stop_after not in names:
     raise ValueError(f"--stop_after={stop_after!r} is not a phase (phases: {names})")
+  with workdir_lock.WorkdirLock(w):  # One pipeline per run directory (the phases lock theirs).
+    return _run_phases(config, w, phases, stop_after, env, out)
+
+
+def _run_phases(config: ml_collections.ConfigDict, w: pathlib.Path, phases: list[ph.Phase],
+                stop_after: str, env: Mapping[str, str] | None, out: Callable[[str], None]
+                ) -> list[dict[str, Any]]:
+  from viit_jax import config_lib  # pylint: disable=g-import-not-at-top
   paths.write_text(w / ph.CONFIG_FILE, config_lib.to_json(config))
   env = ph.child_env(config, os.environ if env is None else env)
   started = time.time()
@@ -118,6 +126,9 @@ def main(argv: Sequence[str]) -> int:
   except ph.PhaseFailed as e:
     print(f"[pipeline] ERROR: {e}", file=sys.stderr, flush=True)
     return 1
+  except workdir_lock.WorkdirLocked as e:
+    print(f"[pipeline] WorkdirLocked: {e}", file=sys.stderr, flush=True)
+    return workdir_lock.EXIT_CODE
   except ph.Interrupted as e:
     print(f"[pipeline] {e}", file=sys.stderr, flush=True)
     return 143

@@ -11,13 +11,16 @@ An entry point (train, train_dual_encoder, autolabel, evaluate, synthesize) is
 `run` defines `--config` (an ml_collections config file, locked: unknown keys are errors),
 `--workdir` and, for trainers, `--resume`; starts JAX multi-process when the launcher's variables
 are set (before anything touches a device); quiets orbax's INFO logging unless `--verbosity` is
-given; turns on the persistent compile cache; and exits with `main`'s return code.
+given; turns on the persistent compile cache; holds the workdir's lock (`workdir_lock`) while
+`main` runs, so a second run on the same workdir exits with EXIT_WORKDIR_LOCKED naming the first;
+and exits with `main`'s return code.
 
 No entry point imports another: what two of them need lives here, in `loop` (the training loop),
 `checkpoints` (orbax), `embed` (dual-encoder embeddings) or `data/`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -25,12 +28,13 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NoReturn
 
 import flax.linen as nn
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import app
 from absl import flags
@@ -40,6 +44,7 @@ from ml_collections import config_flags
 from viit_jax import checkpoints
 from viit_jax import paths
 from viit_jax import sharding as sharding_lib
+from viit_jax import workdir_lock
 from viit_jax.models import dual_encoder as de_lib
 from viit_jax.models import variants
 from viit_jax.models import vlm as vlm_lib
@@ -51,6 +56,7 @@ COMPILE_CACHE_ENV = "VIIT_COMPILE_CACHE"
 EXIT_WORKDIR_MISMATCH = 2  # The workdir holds another experiment's config (no --resume).
 EXIT_NON_FINITE = 3  # NaN/Inf loss, gradient or parameters; the last good checkpoint kept.
 EXIT_BACKEND_FAILED = 4  # A bulk job's unit failed at its back-end (e.g. the LLM server is down).
+EXIT_WORKDIR_LOCKED = workdir_lock.EXIT_CODE  # Another live run holds the workdir's lock (its pid and host are named).
 EXIT_PREEMPTED = 42  # SIGTERM: the job saved (or finished its unit) and stopped; rerun to resume.
 
 
@@ -76,9 +82,13 @@ def define_flags(*, resume: bool) -> None:
   flags.mark_flags_as_required(["config", "workdir"])
 
 
-def run(main: Callable[[Args], int | None], *, resume: bool = False,
-        uses_jax: bool = True) -> NoReturn:
-  """Runs `main` as the program (see the module docstring); never returns."""
+def run(main: Callable[[Args], int | None], *, resume: bool = False, uses_jax: bool = True,
+        lock_name: Callable[[ml_collections.ConfigDict], str] = lambda config: "") -> NoReturn:
+  """Runs `main` as the program (see the module docstring); never returns.
+
+  `lock_name(config)` names the workdir's lock file when one workdir legitimately hosts several
+  jobs at once (synthesis shards); "" is the one lock of the workdir.
+  """
   define_flags(resume=resume)
 
   def program(argv: list[str]) -> int:
@@ -90,10 +100,50 @@ def run(main: Callable[[Args], int | None], *, resume: bool = False,
       absl_logging.set_verbosity(absl_logging.WARNING)
     if uses_jax:
       configure_runtime()
-    return main(Args(FLAGS.config, FLAGS.workdir, bool(resume and FLAGS.resume))) or 0
+    try:
+      with hold_workdir(FLAGS.workdir, lock_name(FLAGS.config), uses_jax=uses_jax):
+        return main(Args(FLAGS.config, FLAGS.workdir, bool(resume and FLAGS.resume))) or 0
+    except workdir_lock.WorkdirLocked as e:
+      print(f"WorkdirLocked: {e}", file=sys.stderr, flush=True)
+      return EXIT_WORKDIR_LOCKED
 
   app.run(lambda argv: sys.exit(program(argv)))
   raise AssertionError("app.run returned")  # pragma: no cover
+
+
+@contextlib.contextmanager
+def hold_workdir(workdir: str, lock_name: str = "", *, uses_jax: bool = True) -> Iterator[None]:
+  """Holds `workdir`'s lock for the block; raises WorkdirLocked on every process if it is taken.
+
+  In a multi-process JAX job process 0 takes the lock for the job and tells the others whether it
+  got it (one broadcast), so all of them stop at once when another run holds it.
+  """
+  multi = uses_jax and jax.process_count() > 1
+  lock = (workdir_lock.WorkdirLock(workdir, name=lock_name or workdir_lock.LOCK_NAME)
+          if not multi or jax.process_index() == 0 else contextlib.nullcontext())
+  error = ""
+  try:
+    lock.__enter__()
+  except workdir_lock.WorkdirLocked as e:
+    error = str(e)
+  if multi:
+    error = _broadcast_text(error)
+  if error:
+    raise workdir_lock.WorkdirLocked(error)
+  try:
+    yield
+  finally:
+    lock.__exit__(None, None, None)
+
+
+def _broadcast_text(text: str, size: int = 2048) -> str:
+  """Process 0's `text` (at most `size` UTF-8 bytes) on every process."""
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  buf = np.zeros(size, np.uint8)
+  data = text.encode()[:size]
+  buf[:len(data)] = np.frombuffer(data, np.uint8)
+  out = np.asarray(multihost_utils.broadcast_one_to_all(buf))
+  return bytes(out[out != 0]).decode("utf-8", "replace")
 
 
 def configure_runtime() -> None:

@@ -323,5 +323,10 @@ def main(args: runtime.Args) -> int:
   return 0
 
 
+def lock_name(config: ml_collections.ConfigDict) -> str:
+  """Shards of one version share the workdir, each holding its own lock."""
+  return f".lock-shard{config.shard_index}of{config.num_shards}" if config.num_shards > 1 else ""
+
+
 if __name__ == "__main__":
-  runtime.run(main, uses_jax=False)
+  runtime.run(main, uses_jax=False, lock_name=lock_name)
