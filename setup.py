@@ -27,6 +27,8 @@ INSTALL_REQUIRES = [
     # gs:// run directories through etils.epath (viit_jax/paths.py). gcsfs 2025.8+ (its reader
     # prefetcher) hangs when orbax reads in a background thread while the trainer uploads.
     "gcsfs>=2024.6.0,<2025.8",
+    # The gs:// workdir lock: objects created under generation preconditions (gcsfs has none).
+    "google-cloud-storage>=2.10",
 ]
 
 EXTRAS = {
