@@ -28,8 +28,12 @@ UNKNOWN_VIDEO = "unknown_video"  # a row refers to a video id the data set does 
 EMPTY_FILE = "empty_file"  # zero-byte media file
 CORRUPT = "corrupt"  # media file that cannot be opened or decoded
 NO_VIDEO_STREAM = "no_video_stream"  # container without a video stream
+UNSUPPORTED_CODEC = "unsupported_codec"  # the video codec has no decoder in this FFmpeg build
 TOO_SHORT = "too_short"  # fewer decodable frames than asked for
 EMPTY_SEGMENT = "empty_segment"  # the requested time segment holds no frame
+TOO_LONG = "too_long"  # a video longer than the decoder's duration cap (data.video.MAX_DURATION_S)
+TOO_LARGE = "too_large"  # video frames with more pixels than the cap (data.video.MAX_PIXELS)
+DECODE_TIMEOUT = "decode_timeout"  # one clip took longer than its wall-time limit to decode
 DUPLICATE_KEY = "duplicate_key"  # a second row with the key of an earlier one
 
 
