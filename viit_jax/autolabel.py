@@ -50,6 +50,7 @@ import itertools
 import math
 import os
 import socket
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -77,6 +78,11 @@ MODES = ("viit", "frame_captioner")
 
 class Preempted(RuntimeError):
   """SIGTERM: the units in progress were written and the job stopped, without a manifest."""
+
+
+class UnitFailed(RuntimeError):
+  """A unit's clips were rejected beyond config.max_unit_reject_rate (circuit breaker): the video
+  store is likely unreachable or the corpus file points at the wrong root."""
 SEPARATOR = "\n"  # The prompt/answer separator of the VLM sequence (data.preprocessors).
 
 
@@ -298,6 +304,8 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
                      f"{config.batch_size}")
   if config.data.decode_workers < 1:
     raise ValueError("data.decode_workers must be >= 1")
+  if not 0.0 <= config.max_unit_reject_rate <= 1.0:
+    raise ValueError(f"max_unit_reject_rate {config.max_unit_reject_rate} is not in [0, 1]")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
@@ -401,7 +409,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
     for unit in itertools.chain(my_units, [None]):  # None: caption the last pending unit.
       nxt = submit(unit) if unit is not None and not stop else None
       if pending is not None:
-        bad += _caption_unit(*pending, units=units, captioner=captioner, progress=progress)
+        bad += _caption_unit(*pending, units=units, captioner=captioner, progress=progress,
+                             max_reject_rate=config.max_unit_reject_rate)
         written += 1
       pending = nxt
       if stop:  # SIGTERM: the unit in progress is written; stop before the next one.
@@ -442,8 +451,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
 
 
 def _caption_unit(u: int, clips: list[corpus_lib.Clip], futures: list[concurrent.futures.Future], *,
-                  units: caption_sets.Units, captioner: Captioner, progress: Progress) -> int:
-  """Captions one unit (batches in clip order) and writes it; returns its number of bad clips."""
+                  units: caption_sets.Units, captioner: Captioner, progress: Progress,
+                  max_reject_rate: float) -> int:
+  """Captions one unit (batches in clip order) and writes it; returns its number of bad clips.
+
+  Raises UnitFailed, writing nothing, when more than `max_reject_rate` of its clips were rejected.
+  """
   t0 = time.time()
   rows: list[dict[str, Any]] = []
   rejected: list[rj.RejectRecord] = []
@@ -469,9 +482,16 @@ def _caption_unit(u: int, clips: list[corpus_lib.Clip], futures: list[concurrent
       flush()
   if batch:
     flush()
+  reasons = dict(collections.Counter(r.reason for r in rejected))
+  if len(rejected) > max_reject_rate * len(clips):
+    raise UnitFailed(
+        f"autolabel: {len(rejected)} of {len(clips)} clips of unit {u} were rejected ({reasons}, "
+        f"e.g. {rejected[0].item}: {rejected[0].detail}), more than max_unit_reject_rate="
+        f"{max_reject_rate}; the unit and the manifest are not written. Check the video store and "
+        "the corpus' root, then rerun the same command.")
   meta = {"unit": u, "clip_ids": [c.clip_id for c in clips], "num_clips": len(clips),
           "num_captioned": len(rows), "num_rejected": len(rejected),
-          "rejects": dict(collections.Counter(r.reason for r in rejected)),
+          "rejects": reasons,
           "tokens": tokens, "seconds": time.time() - t0, "process": jax.process_index()}
   units.write(u, rows, rejected, meta)
   progress.update(0, 0, unit=f" unit {u} written", force=True)
@@ -484,6 +504,9 @@ def main(args: runtime.Args) -> int:
   except Preempted as e:
     print(e, flush=True)
     return runtime.EXIT_PREEMPTED
+  except UnitFailed as e:
+    print(e, file=sys.stderr, flush=True)
+    return runtime.EXIT_BACKEND_FAILED
   return 0
 
 

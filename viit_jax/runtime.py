@@ -55,7 +55,8 @@ COMPILE_CACHE_ENV = "VIIT_COMPILE_CACHE"
 # Exit codes every entry point shares (the launchers restart on EXIT_PREEMPTED).
 EXIT_WORKDIR_MISMATCH = 2  # The workdir holds another experiment's config (no --resume).
 EXIT_NON_FINITE = 3  # NaN/Inf loss, gradient or parameters; the last good checkpoint kept.
-EXIT_BACKEND_FAILED = 4  # A bulk job's unit failed at its back-end (e.g. the LLM server is down).
+EXIT_BACKEND_FAILED = 4  # A bulk job's unit failed past its circuit breaker (LLM server or video
+#                         store down); nothing of the unit and no manifest written.
 EXIT_WORKDIR_LOCKED = workdir_lock.EXIT_CODE  # Another live run holds the workdir's lock (its pid and host are named).
 EXIT_PREEMPTED = 42  # SIGTERM: the job saved (or finished its unit) and stopped; rerun to resume.
 
