@@ -145,7 +145,13 @@ def check_workdir(workdir: str, config: ml_collections.ConfigDict, *, force: boo
 # ------------------------------------------------------------------------------------------------
 # Multi-process alignment.
 
-BARRIER_TIMEOUT_S = 3600
+# How long a process waits at a barrier for the others: it must cover the spread of their
+# per-process work before it (compilation, which a compile-cache hit can make much shorter on some
+# processes than on others, and the first batch). 30 min, as XLA's CPU collective timeout
+# (--xla_cpu_collective_timeout_seconds), so a peer that hangs while alive stops the job within
+# 30 min either way; a dead peer ends the job far sooner, through the heartbeat timeout
+# (sharding.py, "Peer failure").
+BARRIER_TIMEOUT_S = 1800
 
 
 def sync_processes(name: str, timeout_s: int = BARRIER_TIMEOUT_S) -> None:

@@ -29,6 +29,31 @@ Multi-process (JAX multi-controller): `maybe_initialize_distributed()` calls
   VIIT_NUM_PROCESSES         total number of processes
   VIIT_PROCESS_ID            this process's id in [0, VIIT_NUM_PROCESSES)
 On CPU, cross-process collectives use gloo. Call it before anything touches jax devices.
+
+Peer failure. `jax.distributed` runs a coordination service in process 0; every process's client
+sends it heartbeats from a background thread and polls it for errors. When a process dies, every
+survivor exits non-zero within a bounded time, without any launcher's help:
+  * a collective in flight with the dead peer fails at once (gloo: "Connection reset by peer"), the
+    entry point raises, and at exit `jax.distributed.shutdown` waits in the shutdown barrier;
+  * the service declares a process dead once it has sent no heartbeat for
+    `heartbeat_timeout_seconds` (VIIT_HEARTBEAT_TIMEOUT_S, default 30 s; jax's own default, 100 s,
+    held survivors ~80-90 s) and passes the error to every client, whose background thread then
+    ends its process whatever the main thread is doing (a gloo collective, a barrier, a checkpoint,
+    the shutdown barrier):
+    LOG(FATAL) "Terminating process because the JAX distributed service detected fatal errors",
+    SIGABRT, i.e. return code -6 (shell status 134);
+  * a dead process 0 takes the service with it: the survivors' next RPC to it fails and they end
+    the same way, at once, and at the latest after their own heartbeat timeout.
+Measured (tests/test_multihost.py, 2 CPU processes on 127.0.0.1, one SIGKILLed after its first
+checkpoint): process 1 killed -> process 0 exits -6 after 20-25 s; process 0 killed -> process 1
+exits -6 after < 1 s. A SIGSTOPped (hung, sockets open) peer: the survivor, blocked in a gloo
+collective, exits -6 after 17-27 s.
+A peer that hangs while its heartbeat thread still runs is not seen by heartbeats: coordination-
+service barriers (`loop.sync_processes`) give up after loop.BARRIER_TIMEOUT_S (30 min) and CPU gloo
+collectives after XLA's `--xla_cpu_collective_timeout_seconds` (XLA_FLAGS; default 30 min).
+VIIT_INIT_TIMEOUT_S (default 300 s) bounds how long `initialize` waits for all processes to
+connect; VIIT_SHUTDOWN_TIMEOUT_S (default 300 s) how long a finished process waits at exit for the
+others to finish.
 """
 from __future__ import annotations
 
@@ -71,6 +96,14 @@ _SPLIT_PHYSICAL_AXES_KINDS = ("TPU v5 lite", "TPU v5e")
 ENV_COORDINATOR_ADDRESS = "VIIT_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "VIIT_NUM_PROCESSES"
 ENV_PROCESS_ID = "VIIT_PROCESS_ID"
+# jax.distributed failure-detection knobs (seconds), each overridable by its environment variable;
+# see the module docstring ("Peer failure").
+ENV_HEARTBEAT_TIMEOUT_S = "VIIT_HEARTBEAT_TIMEOUT_S"
+ENV_INIT_TIMEOUT_S = "VIIT_INIT_TIMEOUT_S"
+ENV_SHUTDOWN_TIMEOUT_S = "VIIT_SHUTDOWN_TIMEOUT_S"
+HEARTBEAT_TIMEOUT_S = 30  # jax's default is 100: a dead peer would hold the others ~100 s.
+INIT_TIMEOUT_S = 300
+SHUTDOWN_TIMEOUT_S = 300
 
 
 def num_slices(devices: Sequence[Any]) -> int:
@@ -234,12 +267,39 @@ def host_local_to_global(batch: Any, mesh: Mesh, rules: LogicalRules = RULES) ->
       lambda x, s: jax.make_array_from_process_local_data(s, np.asarray(x)), batch, shardings)
 
 
+def _seconds_from_env(name: str, default: int) -> int:
+  """A positive whole number of seconds from environment variable `name`, else `default`."""
+  raw = os.environ.get(name)
+  if not raw:
+    return default
+  try:
+    value = int(raw)
+  except ValueError:
+    value = 0
+  if value <= 0:
+    raise ValueError(f"{name}={raw!r}: expected a positive whole number of seconds")
+  return value
+
+
+def distributed_timeouts() -> dict[str, int]:
+  """The failure-detection keyword arguments of jax.distributed.initialize (seconds), from the
+  VIIT_*_TIMEOUT_S environment variables or their defaults; see the module docstring."""
+  return {
+      "heartbeat_timeout_seconds": _seconds_from_env(ENV_HEARTBEAT_TIMEOUT_S, HEARTBEAT_TIMEOUT_S),
+      "initialization_timeout": _seconds_from_env(ENV_INIT_TIMEOUT_S, INIT_TIMEOUT_S),
+      "shutdown_timeout_seconds": _seconds_from_env(ENV_SHUTDOWN_TIMEOUT_S, SHUTDOWN_TIMEOUT_S),
+  }
+
+
 def maybe_initialize_distributed() -> bool:
   """Calls jax.distributed.initialize from the VIIT_* environment variables; True if it did.
 
   Does nothing (False) when none is set or when already initialised; a partial set is an error.
   `VIIT_COORDINATOR_ADDRESS=auto` alone lets jax detect the cluster itself (Cloud TPU VMs, Vertex AI,
   GKE with the TPU webhook): `jax.distributed.initialize()` without arguments.
+  Either way the failure-detection timeouts come from `distributed_timeouts()`
+  (VIIT_HEARTBEAT_TIMEOUT_S, VIIT_INIT_TIMEOUT_S, VIIT_SHUTDOWN_TIMEOUT_S), so a dead peer stops the
+  job in bounded time (module docstring, "Peer failure").
   """
   names = (ENV_COORDINATOR_ADDRESS, ENV_NUM_PROCESSES, ENV_PROCESS_ID)
   values = {n: os.environ.get(n) for n in names}
@@ -252,7 +312,7 @@ def maybe_initialize_distributed() -> bool:
     if len(present) != 1:
       raise ValueError(f"{ENV_COORDINATOR_ADDRESS}=auto lets jax detect the cluster; unset "
                        f"{[n for n in present if n != ENV_COORDINATOR_ADDRESS]}")
-    jax.distributed.initialize()
+    jax.distributed.initialize(**distributed_timeouts())
     return True
   if len(present) != len(names):
     missing = [n for n in names if n not in present]
@@ -260,5 +320,5 @@ def maybe_initialize_distributed() -> bool:
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address=values[ENV_COORDINATOR_ADDRESS],
                              num_processes=int(values[ENV_NUM_PROCESSES]),
-                             process_id=int(values[ENV_PROCESS_ID]))
+                             process_id=int(values[ENV_PROCESS_ID]), **distributed_timeouts())
   return True
