@@ -215,6 +215,57 @@ def test_a_second_run_on_the_workdir_exits_naming_the_first(demo_world, tmp_path
   assert len(_losses(b)) == total  # One writer of metrics.jsonl: each step logged once.
 
 
+@pytest.fixture
+def small_filesystem(tmp_path):
+  """A function size_bytes -> a fresh directory on a tmpfs of that size (unmounted at the end).
+
+  A real full disk: ENOSPC from the kernel, as a training host's disk gives. Mounting needs root,
+  which `make test` has (it installs system packages).
+  """
+  mounts = []
+
+  def make(size_bytes: int) -> pathlib.Path:
+    where = tmp_path / f"fs{len(mounts)}"
+    where.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes // 1024 + 1}k",
+                           "tmpfs", str(where)], capture_output=True, text=True)
+    assert proc.returncode == 0, f"mounting a tmpfs needs root: {proc.stderr}"
+    mounts.append(where)
+    return where
+
+  yield make
+  for where in mounts:
+    subprocess.run(["umount", str(where)], check=True)
+
+
+def test_a_disk_that_fills_during_a_save_stops_the_run_and_keeps_the_last_step(
+    demo_world, tmp_path, small_filesystem):
+  """Room for one checkpoint and not two: the second save fails with ENOSPC; the CLI exits
+  EXIT_SAVE_FAILED naming the step that failed and the newest committed one, which restores to
+  the state an uninterrupted run saved there."""
+  arg = _tiny(str(demo_world), train__total_steps=12, train__checkpoint_every=4,
+              model__dtype="float32")
+  a = tmp_path / "a"
+  config = demo_phase0.get_config(arg)
+  mesh = _one_device_mesh(config)
+  loop.run(train.build_task(config, mesh), config, str(a), mesh=mesh, log=lambda s: None)
+  one = sum(f.stat().st_size for f in (a / "checkpoints" / "4").rglob("*") if f.is_file())
+  b = small_filesystem(int(one * 1.5) + 32 * 1024) / "w"
+
+  out = subprocess.run(_cli("configs/demo_phase0.py", arg, b), env=_env(1), cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == runtime.EXIT_SAVE_FAILED, out.stdout[-2000:] + out.stderr[-3000:]
+  # One line says it all (orbax's threads log their own tracebacks around it).
+  [line] = [x for x in out.stderr.splitlines() if x.startswith("ERROR: ")]
+  assert line.startswith("ERROR: saving checkpoint step 8 in ") and "No space left" in line, line
+  assert "The newest committed checkpoint is step 4" in line
+  assert checkpoints.Checkpointer(b, save_every=4, keep=3).all_steps() == [4]
+  fa, fb = _flat_host(_restore_final(a, 4)["params"]), _flat_host(_restore_final(b, 4)["params"])
+  assert fa.keys() == fb.keys()
+  for k in fa:
+    np.testing.assert_array_equal(fa[k], fb[k], err_msg=k)
+
+
 def _synthetic_task(config, *, global_batch: int):
   """The VLM loss on deterministic random batches (batch s = f(seed, s)); no input pipeline."""
   cfg = _vlm_config(config, 0)

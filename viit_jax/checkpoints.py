@@ -52,8 +52,18 @@ def checkpoint_dir(workdir: str | os.PathLike) -> str:
   return os.fspath(paths.path(workdir) / CHECKPOINT_DIR)
 
 
+class SaveFailed(RuntimeError):
+  """A checkpoint could not be written (a full disk, a lost bucket); older ones are intact."""
+
+
 class Checkpointer:
-  """The CheckpointManager of one workdir: save every N steps, keep K, async, atomic."""
+  """The CheckpointManager of one workdir: save every N steps, keep K, async, atomic.
+
+  A save that fails (in the background or not) raises SaveFailed at the next call that waits for
+  it (`save`, `wait`, `close`), naming the step and the newest committed checkpoint. orbax writes a
+  step into `<step>.orbax-checkpoint-tmp` and renames it when complete, so a failed save never
+  touches the committed steps; the next start deletes the temporary directory.
+  """
 
   def __init__(self, workdir: str | os.PathLike, *, save_every: int, keep: int,
                async_save: bool = True):
@@ -75,6 +85,28 @@ class Checkpointer:
     handlers = {"state": ocp.StandardCheckpointHandler(),
                 **{k: v() for k, v in _ITEM_HANDLERS.items()}}
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+    self._saving: int | None = None  # The step of the save in flight.
+    self._failed: SaveFailed | None = None
+
+  def _committed_steps(self) -> list[int]:
+    """Steps whose directory was renamed into place (the store's listing, not orbax's cache)."""
+    root = paths.path(self.directory)
+    return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit()) if root.exists() else []
+
+  def _waited(self, fn: Callable[[], Any]) -> Any:
+    """Runs a manager call that waits for the save in flight; its failure becomes SaveFailed."""
+    if self._failed is not None:
+      raise self._failed
+    try:
+      return fn()
+    except Exception as e:  # pylint: disable=broad-except
+      committed = self._committed_steps()
+      self._failed = SaveFailed(
+          f"saving checkpoint step {self._saving} in {self.directory} failed: "
+          f"{type(e).__name__}: {str(e)[:600]}. The newest committed checkpoint is "
+          f"{f'step {committed[-1]}' if committed else 'none'}; free space (or fix the store) "
+          "and rerun the same command to resume from it.")
+      raise self._failed from e
 
   def latest_step(self) -> int | None:
     """The newest committed checkpoint step, or None."""
@@ -90,7 +122,9 @@ class Checkpointer:
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               data=ocp.args.JsonSave(dict(data)),
                               meta=ocp.args.JsonSave(dict(meta)))
-    self._manager.save(step, args=args, force=True)
+    self._waited(lambda: self._manager.wait_until_finished())  # The previous save's outcome.
+    self._saving = step
+    self._waited(lambda: self._manager.save(step, args=args, force=True))
 
   def maybe_save(self, step: int, state: State, *, data: Mapping[str, Any],
                  meta: Mapping[str, Any], force: bool = False) -> bool:
@@ -114,13 +148,22 @@ class Checkpointer:
         meta=ocp.args.JsonRestore()))["meta"])
 
   def wait(self) -> None:
-    """Blocks until any background save has committed."""
-    self._manager.wait_until_finished()
+    """Blocks until any background save has committed; SaveFailed if it failed."""
+    self._waited(self._manager.wait_until_finished)
 
   def close(self) -> None:
-    """Waits for pending saves and releases the manager."""
-    self._manager.wait_until_finished()
-    self._manager.close()
+    """Waits for pending saves and releases the manager; SaveFailed if a save failed that no
+    earlier call reported (after one did, it only releases)."""
+    reported = self._failed is not None
+    try:
+      if not reported:
+        self._waited(self._manager.wait_until_finished)
+    finally:
+      try:
+        self._manager.close()
+      except Exception:  # pylint: disable=broad-except
+        if self._failed is None:
+          raise
 
 
 # ------------------------------------------------------------------------------------------------

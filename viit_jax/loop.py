@@ -567,7 +567,8 @@ def main(args: runtime.Args,
          build_task: Callable[[ml_collections.ConfigDict, jax.sharding.Mesh], Task], *,
          describe: str = "") -> int:
   """A trainer's main(): `train`, then the exit code: 0, or runtime.EXIT_WORKDIR_MISMATCH,
-  EXIT_NON_FINITE (the last good checkpoint kept) or EXIT_PREEMPTED (the agreed step saved)."""
+  EXIT_NON_FINITE (the last good checkpoint kept), EXIT_SAVE_FAILED (the committed checkpoints
+  intact) or EXIT_PREEMPTED (the agreed step saved)."""
   try:
     result = train(args.config, args.workdir, build_task, force=args.resume,
                    log=runtime.process0_log, describe=describe)
@@ -577,6 +578,9 @@ def main(args: runtime.Args,
   except WorkdirMismatchError as e:
     print(f"ERROR: {e}", file=sys.stderr, flush=True)
     return runtime.EXIT_WORKDIR_MISMATCH
+  except checkpoints.SaveFailed as e:
+    print(f"ERROR: {e}", file=sys.stderr, flush=True)
+    return runtime.EXIT_SAVE_FAILED
   except PreemptedError as e:
     print(f"process {jax.process_index()}: {e}", file=sys.stderr, flush=True)
     return runtime.EXIT_PREEMPTED

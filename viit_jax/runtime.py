@@ -58,6 +58,7 @@ EXIT_NON_FINITE = 3  # NaN/Inf loss, gradient or parameters; the last good check
 EXIT_BACKEND_FAILED = 4  # A bulk job's unit failed past its circuit breaker (LLM server or video
 #                         store down); nothing of the unit and no manifest written.
 EXIT_WORKDIR_LOCKED = workdir_lock.EXIT_CODE  # Another live run holds the workdir's lock (its pid and host are named).
+EXIT_SAVE_FAILED = 6  # A checkpoint could not be written (disk full); the committed ones intact.
 EXIT_PREEMPTED = 42  # SIGTERM: the job saved (or finished its unit) and stopped; rerun to resume.
 
 
