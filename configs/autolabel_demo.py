@@ -38,10 +38,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.unit_size = 256  # Clips per work unit (written atomically; a restart skips finished units).
   c.batch_size = 32  # Clips per decode batch on one process (a multiple of its device count).
   c.log_every_s = 10.0  # Progress line at most this often (and after every unit).
-  # Circuit breaker: a unit with more of its clips rejected (missing, corrupt, ...) stops the job
-  # with EXIT_BACKEND_FAILED and writes nothing: the video store is down or the root is wrong.
+  # Circuit breaker: when more than this share of the clips of the latest units (at least
+  # breaker_min_clips clips) is rejected (missing, corrupt, ...), the job stops with
+  # EXIT_BACKEND_FAILED before writing the unit: the video store is down or the root is wrong.
   # 1.0 never stops.
   c.max_unit_reject_rate = 0.9
+  c.breaker_min_clips = 64
 
   # The unlabeled corpus, read in file order.
   c.corpus = ml_collections.ConfigDict()

@@ -249,10 +249,8 @@ def test_bad_clips_are_skipped_and_counted(ckpt, demo_world, tmp_path):
             f'{pool[0][0]},{pool[0][1]},PT00H00M04S,x,"a repeated id"']
   lines += [f'{v},{u},{d},{p},"{n}"' for v, u, d, p, n in pool[2:]]
   (root / "pool.csv").write_text("\n".join(lines) + "\n")
-  # Units of 2 clips: one holds only bad ones, which the circuit breaker would stop at.
   arg = _args(ckpt, f"corpus.format=webvid,corpus.root={root},corpus.file=pool.csv,"
-                    f"corpus.path_template={{contentUrl}},vocab_path={demo_world}/spm/demo.model,"
-                    "max_unit_reject_rate=1.0")
+                    f"corpus.path_template={{contentUrl}},vocab_path={demo_world}/spm/demo.model")
   manifest = autolabel.run(_config(arg), tmp_path / "out")
   assert manifest is not None  # The job finished.
   assert manifest["rejects_per_reason"] == {"missing_file": 1, "empty_file": 1, "corrupt": 1,
@@ -270,30 +268,34 @@ def test_bad_clips_are_skipped_and_counted(ckpt, demo_world, tmp_path):
 
 
 def test_an_unreachable_video_store_stops_the_job_without_a_manifest(ckpt, demo_world, tmp_path):
-  """The corpus file is fine but its videos are gone (an unmounted store): the first unit trips
-  the circuit breaker; the CLI exits EXIT_BACKEND_FAILED naming the reason and the setting, with
-  no unit and no manifest written."""
+  """The corpus file is fine but its videos are gone (an unmounted store): the breaker (a window
+  of 4 clips here) trips at the second unit; the CLI exits EXIT_BACKEND_FAILED naming the reason
+  and the setting, with no unit and no manifest written."""
   root = tmp_path / "corpus"
   root.mkdir()
   lines = ["videoid,contentUrl,duration,page_dir,name"]
   lines += [f'{v},{u},{d},{p},"{n}"' for v, u, d, p, n in _pool_rows(demo_world)[:6]]
   (root / "pool.csv").write_text("\n".join(lines) + "\n")
   arg = _args(ckpt, f"corpus.format=webvid,corpus.root={root},corpus.file=pool.csv,"
-                    f"corpus.path_template={{contentUrl}},vocab_path={demo_world}/spm/demo.model")
+                    f"corpus.path_template={{contentUrl}},vocab_path={demo_world}/spm/demo.model,"
+                    "breaker_min_clips=4")
   out = tmp_path / "out"
   run = subprocess.run([sys.executable, "-m", "viit_jax.autolabel",
                         f"--config=configs/autolabel_demo.py:{arg}", f"--workdir={out}"],
                        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
   assert run.returncode == runtime.EXIT_BACKEND_FAILED, run.stdout[-2000:] + run.stderr[-3000:]
-  assert "2 of 2 clips of unit 0 were rejected ({'missing_file': 2}" in run.stderr, run.stderr
+  assert "4 of the last 4 clips were rejected (unit 1: {'missing_file': 2}" in run.stderr, \
+      run.stderr
   assert "max_unit_reject_rate=0.9" in run.stderr
   assert not (out / "v1" / "manifest.json").exists()
-  assert not list((out / "v1" / "units").glob("*")) if (out / "v1" / "units").exists() else True
-  # Half a unit bad is below the threshold: the job runs through.
+  # Unit 0 alone was below the window (written, its rejects counted); unit 1 tripped it.
+  assert sorted(p.name for p in (out / "v1" / "units").glob("*.meta.json")) == [
+      "unit-00000.meta.json"]
+  # Half of the clips bad is below the threshold: the job runs through.
   (root / "videos").mkdir()
   for _, url, *_ in _pool_rows(demo_world)[:6:2]:
     (root / url).symlink_to(demo_world / "webvid" / url)
-  manifest = autolabel.run(_config(arg), out)
+  manifest = autolabel.run(_config(arg), tmp_path / "out2")
   assert manifest is not None and manifest["num_captioned"] == 3
   assert manifest["rejects_per_reason"] == {"missing_file": 3}
 

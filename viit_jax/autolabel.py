@@ -81,8 +81,35 @@ class Preempted(RuntimeError):
 
 
 class UnitFailed(RuntimeError):
-  """A unit's clips were rejected beyond config.max_unit_reject_rate (circuit breaker): the video
-  store is likely unreachable or the corpus file points at the wrong root."""
+  """Clips were rejected beyond config.max_unit_reject_rate (circuit breaker): the video store is
+  likely unreachable or the corpus file points at the wrong root."""
+
+
+class Breaker:
+  """The reject rate over the latest units of this run that hold at least `min_clips` clips.
+
+  A unit is checked before it is written, with the units before it that fill the window: a
+  small last unit of bad clips alone does not trip it, a store that went away does.
+  """
+
+  def __init__(self, max_rate: float, min_clips: int):
+    self.max_rate, self.min_clips = max_rate, min_clips
+    self._units: collections.deque[tuple[int, int]] = collections.deque()  # (clips, rejected)
+
+  def check(self, u: int, clips: int, rejected: list[rj.RejectRecord]) -> None:
+    """Adds unit u; raises UnitFailed if the window's reject rate passes the threshold."""
+    self._units.append((clips, len(rejected)))
+    while len(self._units) > 1 and sum(n for n, _ in self._units) - self._units[0][0] \
+        >= self.min_clips:
+      self._units.popleft()
+    total, bad = sum(n for n, _ in self._units), sum(b for _, b in self._units)
+    if rejected and total >= self.min_clips and bad > self.max_rate * total:
+      reasons = dict(collections.Counter(r.reason for r in rejected))
+      raise UnitFailed(
+          f"autolabel: {bad} of the last {total} clips were rejected (unit {u}: {reasons}, e.g. "
+          f"{rejected[0].item}: {rejected[0].detail}), more than max_unit_reject_rate="
+          f"{self.max_rate}; unit {u} and the manifest are not written. Check the video store "
+          "and the corpus' root, then rerun the same command.")
 SEPARATOR = "\n"  # The prompt/answer separator of the VLM sequence (data.preprocessors).
 
 
@@ -306,6 +333,8 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError("data.decode_workers must be >= 1")
   if not 0.0 <= config.max_unit_reject_rate <= 1.0:
     raise ValueError(f"max_unit_reject_rate {config.max_unit_reject_rate} is not in [0, 1]")
+  if config.breaker_min_clips < 1:
+    raise ValueError(f"breaker_min_clips must be >= 1, got {config.breaker_min_clips}")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
@@ -396,6 +425,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
   # Loop: my unfinished units; video decoding of unit u+1 overlaps the model on unit u.
   progress = Progress(f"autolabel p{pid}/{nproc}", todo_clips, config.log_every_s)
   written, bad = 0, 0
+  breaker = Breaker(config.max_unit_reject_rate, config.breaker_min_clips)
   pass2 = rj.Rejects(corpus.source)  # Pass 1 recorded these rows already.
   my_units = ((u, clips) for u, clips in corpus_lib.units_of(corpus.clips(pass2) if todo else (),
                                                    config.unit_size) if u in todo)
@@ -410,7 +440,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
       nxt = submit(unit) if unit is not None and not stop else None
       if pending is not None:
         bad += _caption_unit(*pending, units=units, captioner=captioner, progress=progress,
-                             max_reject_rate=config.max_unit_reject_rate)
+                             breaker=breaker)
         written += 1
       pending = nxt
       if stop:  # SIGTERM: the unit in progress is written; stop before the next one.
@@ -452,10 +482,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
 
 def _caption_unit(u: int, clips: list[corpus_lib.Clip], futures: list[concurrent.futures.Future], *,
                   units: caption_sets.Units, captioner: Captioner, progress: Progress,
-                  max_reject_rate: float) -> int:
+                  breaker: Breaker) -> int:
   """Captions one unit (batches in clip order) and writes it; returns its number of bad clips.
 
-  Raises UnitFailed, writing nothing, when more than `max_reject_rate` of its clips were rejected.
+  Raises UnitFailed, writing nothing, when the breaker trips.
   """
   t0 = time.time()
   rows: list[dict[str, Any]] = []
@@ -482,16 +512,10 @@ def _caption_unit(u: int, clips: list[corpus_lib.Clip], futures: list[concurrent
       flush()
   if batch:
     flush()
-  reasons = dict(collections.Counter(r.reason for r in rejected))
-  if len(rejected) > max_reject_rate * len(clips):
-    raise UnitFailed(
-        f"autolabel: {len(rejected)} of {len(clips)} clips of unit {u} were rejected ({reasons}, "
-        f"e.g. {rejected[0].item}: {rejected[0].detail}), more than max_unit_reject_rate="
-        f"{max_reject_rate}; the unit and the manifest are not written. Check the video store and "
-        "the corpus' root, then rerun the same command.")
+  breaker.check(u, len(clips), rejected)
   meta = {"unit": u, "clip_ids": [c.clip_id for c in clips], "num_clips": len(clips),
           "num_captioned": len(rows), "num_rejected": len(rejected),
-          "rejects": reasons,
+          "rejects": dict(collections.Counter(r.reason for r in rejected)),
           "tokens": tokens, "seconds": time.time() - t0, "process": jax.process_index()}
   units.write(u, rows, rejected, meta)
   progress.update(0, 0, unit=f" unit {u} written", force=True)
