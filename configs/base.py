@@ -68,8 +68,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Keep decoded clips in host memory after a split's first pass (PyAV path; data that fits in
   # memory only, e.g. the demo world: a repeated stream then decodes each clip once).
   c.data.cache_decoded = False
-  # slice: every process reads the global stream and keeps its rows (order independent of the
-  # process count); shard: each process reads its 1/P of the data (scales to many hosts).
+  # indexed: each process decodes only its rows of each global batch, by index (order a function
+  # of (seed, step); resume reads nothing before the step; one example per item); slice: every
+  # process reads the global stream and keeps its rows (order independent of the process count);
+  # shard: each process reads its 1/P of the data.
   c.data.process_split = "slice"
 
   # Training loop.

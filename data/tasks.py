@@ -48,6 +48,7 @@ import seqio
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from data import indexed as indexed_lib
 from data import preprocessors as pp
 from data import tfds_builders as tb
 from data.rejects import Rejects
@@ -127,9 +128,47 @@ def output_features(vocab: seqio.Vocabulary) -> dict[str, seqio.Feature]:
 # Sources.
 
 
+class PyAVSource(seqio.FunctionDataSource):
+  """The PyAV source of a task: a seqio source that shards before decoding, with random access.
+
+  `get_dataset(shard_info=...)` keeps the items i with i % num_shards == index of the (shuffled)
+  item list before any clip is decoded, so a process of a multi-host harness decodes only its
+  share; `indexed(split, name)` gives the split's items by index (data.indexed, the trainers'
+  `data.process_split=indexed` input).
+  """
+
+  def __init__(self, dataset_fn: Callable[..., tf.data.Dataset], splits: Sequence[str],
+               items_fn: ItemsFn, sampling: Mapping[str, Sampling], rejects: Rejects,
+               output_signature: Mapping[str, tf.TensorSpec]):
+    super().__init__(dataset_fn, splits=list(splits), caching_permitted=False)
+    self.output_signature = output_signature  # of one raw example
+    self._items_fn = items_fn
+    self._sampling = dict(sampling)
+    self._rejects = rejects
+
+  @property
+  def supports_arbitrary_sharding(self) -> bool:
+    return True
+
+  def get_dataset(self, split: str = "train", shuffle: bool = True, seed: int | None = None,
+                  shard_info: seqio.ShardInfo | None = None, *,
+                  sequence_length: Mapping[str, int] | None = None, use_cached: bool = False,
+                  num_epochs: int | None = 1) -> tf.data.Dataset:
+    del sequence_length, use_cached, num_epochs  # As seqio.FunctionDataSource.
+    shard = (0, 1) if shard_info is None else (shard_info.index, shard_info.num_shards)
+    return self._dataset_fn(split=split, shuffle_files=shuffle, seed=seed, shard=shard)
+
+  def indexed(self, split: str, name: str) -> indexed_lib.IndexedItems:
+    """The split's items by index, decoded with its sampling (items listed once, on first use)."""
+    if split not in self._sampling:
+      raise ValueError(f"{name}: no split {split!r} (splits: {self.splits})")
+    return indexed_lib.IndexedItems(name, lambda: self._items_fn(split, self._rejects),
+                                    self._sampling[split], self._rejects)
+
+
 def pyav_source(items_fn: ItemsFn, splits: Sequence[str], features: tfds.features.FeaturesDict,
                 *, sampling: Mapping[str, Sampling], rejects: Rejects, decode_workers: int = 1,
-                cache_decoded: bool = False) -> seqio.FunctionDataSource:
+                cache_decoded: bool = False) -> PyAVSource:
   """A seqio source that decodes each item's media with PyAV in a tf.data generator.
 
   Args:
@@ -148,15 +187,18 @@ def pyav_source(items_fn: ItemsFn, splits: Sequence[str], features: tfds.feature
       caching changes no example. Rejects are counted on the first pass only.
 
   With shuffle_files=True the item list is shuffled (seeded) before decoding, so a training
-  stream is shuffled without a large buffer of decoded frames.
+  stream is shuffled without a large buffer of decoded frames. A shard (index, count) keeps every
+  count-th item of that list from index on, before decoding.
   """
   signature = features.get_tensor_spec()
   missing = [s for s in splits if s not in sampling]
   if missing:
     raise ValueError(f"no sampling for splits {missing}")
 
-  def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None) -> tf.data.Dataset:
+  def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None,
+                 shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
     entropy = seed if seed is not None else int(np.random.SeedSequence().entropy % (2**63))
+    index, count = shard
 
     def generate(worker: int):
       worker = int(worker)
@@ -164,7 +206,10 @@ def pyav_source(items_fn: ItemsFn, splits: Sequence[str], features: tfds.feature
       if shuffle_files:
         items = list(items)
         np.random.default_rng([entropy, 0]).shuffle(items)
-      rng = np.random.default_rng([entropy, 1, worker])
+      if count > 1:
+        items = itertools.islice(items, index, None, count)
+      rng = np.random.default_rng([entropy, 1, worker] if count == 1
+                                  else [entropy, 1, worker, index, count])
       for item in itertools.islice(items, worker, None, decode_workers):
         example = tb.decode_item(item, sampling[split], rng, rejects)
         if example is not None:
@@ -181,7 +226,7 @@ def pyav_source(items_fn: ItemsFn, splits: Sequence[str], features: tfds.feature
           deterministic=True)
     return ds.cache() if cache_decoded else ds
 
-  return seqio.FunctionDataSource(dataset_fn, splits=list(splits), caching_permitted=False)
+  return PyAVSource(dataset_fn, splits, items_fn, sampling, rejects, signature)
 
 
 def tfds_source(dataset: str, tfds_data_dir: str | pathlib.Path, config: tb.VideoConfig,

@@ -29,6 +29,7 @@ import tensorflow as tf
 from jax.sharding import NamedSharding, PartitionSpec as P
 import ml_collections
 
+from data import indexed
 from data import preprocessors as pp
 from data import registry
 from viit_jax import decoding
@@ -64,10 +65,13 @@ def _model_batches(config: Config, vocab: Vocab, name: str, split: str, *, shuff
 def make_data_fn(config: Config, vocab: Vocab) -> Callable[[int], Iterator[HostBatch]]:
   """first step -> iterator of this process's rows of global batches first, first + 1, ...
 
-  `data.process_split=slice`: every process reads the one global stream and keeps its rows
-  (batch order independent of the process count; each process decodes every example).
-  `shard`: each process reads its 1/P shard of the data with a local batch (scales; the order
-  depends on the process count).
+  `data.process_split=indexed`: each process decodes only its rows of every global batch, by
+  index (data.indexed): the order is a function of (seed, step), independent of the process
+  count, and resuming at step N reads nothing before it.
+  `slice`: every process reads the one global stream and keeps its rows (batch order independent
+  of the process count; each process decodes every example; resume replays the stream).
+  `shard`: each process reads its 1/P shard of the data with a local batch (the order depends on
+  the process count; resume replays the shard).
   """
   b = int(config.train.batch_size)
   n, p = jax.process_count(), jax.process_index()
@@ -75,10 +79,20 @@ def make_data_fn(config: Config, vocab: Vocab) -> Callable[[int], Iterator[HostB
     raise ValueError(f"train.batch_size {b} is not divisible by the process count {n}")
   local = b // n
   mode = config.data.process_split
-  if mode not in ("slice", "shard"):
-    raise ValueError(f"data.process_split must be 'slice' or 'shard', got {mode!r}")
+  if mode not in ("indexed", "slice", "shard"):
+    raise ValueError(f"data.process_split must be 'indexed', 'slice' or 'shard', got {mode!r}")
 
   def data_fn(start: int) -> Iterator[HostBatch]:
+    if mode == "indexed":
+      stream, tasks = indexed.from_provider(
+          registry.provider(config.data.task), config.data.train_split, seed=int(config.seed),
+          global_batch=b, process_index=p, process_count=n,
+          workers=int(config.data.decode_workers), cache=bool(config.data.cache_decoded))
+      ds = pp.batch_for_model(indexed.dataset(stream, tasks, start), batch_size=local,
+                              seq_len=config.data.text_len, vocab=vocab).prefetch(2)
+      for batch in pp.numpy_iterator(ds):
+        yield {k: batch[k] for k in MODEL_KEYS}
+      return
     if mode == "slice":
       ds = _model_batches(config, vocab, config.data.task, config.data.train_split, shuffle=True,
                           repeat=True, batch_size=b, shard=None)
