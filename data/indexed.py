@@ -31,7 +31,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import seqio
@@ -90,6 +90,23 @@ class Permutation:
     return x
 
 
+class Items(Protocol):
+  """What the stream needs of one task's split: random access to decoded examples.
+
+  Implemented by IndexedItems (media files listed by a reader) and by prepared shards
+  (data.prepared). `decode(i, seed)` must be a pure function of (i, seed) and the data; it returns
+  None for a rejected item, counted in `rejects`.
+  """
+  name: str
+  rejects: Rejects
+
+  def __len__(self) -> int: ...
+
+  def decode(self, i: int, seed: int) -> Example | None: ...
+
+  def describe(self, i: int) -> str: ...
+
+
 @dataclasses.dataclass
 class IndexedItems:
   """One split of a task: its items (built once, on first use) and how to decode one.
@@ -121,8 +138,17 @@ class IndexedItems:
 
   def decode(self, i: int, seed: int) -> Example | None:
     """Item i with its frames (its window drawn from (seed, task, i)), or None if rejected."""
-    rng = np.random.default_rng([seed & 0xFFFFFFFF, _key(self.name) & 0xFFFFFFFF, i])
-    return tb.decode_item(self.items[i], self.sampling, rng, self.rejects)
+    return tb.decode_item(self.items[i], self.sampling, window_rng(seed, self.name, i),
+                          self.rejects)
+
+  def describe(self, i: int) -> str:
+    """Item i's media file (for reject records)."""
+    return str(self.items[i].path)
+
+
+def window_rng(seed: int, name: str, i: int) -> np.random.Generator:
+  """The generator of item i's random temporal window: fixed per (seed, task, item)."""
+  return np.random.default_rng([seed & 0xFFFFFFFF, _key(name) & 0xFFFFFFFF, i])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +245,7 @@ class Stream:
       for stalls data.video's own limit cannot see (a read blocked in the kernel).
   """
 
-  def __init__(self, tasks: Sequence[IndexedItems], rates: Sequence[float], *, seed: int,
+  def __init__(self, tasks: Sequence[Items], rates: Sequence[float], *, seed: int,
                global_batch: int, process_index: int, process_count: int, workers: int = 1,
                prefetch: int = 0, cache: bool = False, time_limit_s: float = 300.0):
     if global_batch % process_count:
@@ -323,7 +349,7 @@ class Stream:
         slots.release()
         self.stats.timed_out += 1
         task = self.tasks[job.t]
-        task.rejects.add("video", str(task.items[job.i].path), rj.DECODE_TIMEOUT,
+        task.rejects.add("video", task.describe(job.i), rj.DECODE_TIMEOUT,
                          f"no result after {self.time_limit_s:.0f} s (the input watchdog)")
         head.job, head.probes = None, head.probes + 1
 
