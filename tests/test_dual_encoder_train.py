@@ -3,14 +3,18 @@
 The `test-de` variant (ViT-st 2 frames x 16 px, text length 8) on the `test` demo world; runs go
 through `viit_jax.train_dual_encoder.train`, i.e. the shared `loop.run` with real orbax checkpoints.
 VIIT and frame-caption sources read a small auto-label output written with viit_jax.autolabel's own
-writers (units + manifest), with K captions per clip.
+writers (units + manifest), with K captions per clip. `data.process_split=indexed` (data/indexed.py):
+resume decodes nothing before its step, processes decode disjoint rows that make the global batch,
+clips without caption are rejected deterministically.
 """
+import collections
 import csv
 import json
 import math
 import os
 import pathlib
 import shutil
+import time
 
 import flax.linen as nn
 import jax
@@ -20,9 +24,11 @@ import pytest
 from flax import traverse_util
 
 from configs import dual_encoder_demo
+from data import indexed
 from data import rejects as rj
 from data import preprocessors as pp
 from data import registry
+from data import tfds_builders as tb
 from viit_jax import autolabel
 from viit_jax import caption_sets
 from viit_jax import checkpoints
@@ -284,3 +290,156 @@ def test_paper_setting_config_builds_the_siglip_video_model():
   assert cfg.img.temporal and cfg.img.num_frames == 4 and cfg.img.image_size == 224
   assert cfg.txt.seq_len == 64
   assert variants.count_params(cfg) == 203_155_970 + 4 * 768
+  assert config.data.process_split == "indexed"  # each host decodes only its rows (pod scale)
+
+
+# ------------------------------------------------------------------------------------------------
+# data.process_split=indexed.
+
+
+@pytest.fixture
+def decode_calls(monkeypatch) -> dict[int, list[tuple[str, int]]]:
+  """Every IndexedItems.decode call, (task, item) grouped by the IndexedItems object: each data_fn
+  call builds its own, so a test tells runs apart even while an abandoned run's tf.data threads
+  keep filling their buffers."""
+  calls: dict[int, list[tuple[str, int]]] = collections.defaultdict(list)
+  decode = indexed.IndexedItems.decode
+
+  def counting(self, i, seed):
+    calls[id(self)].append((self.name, i))
+    return decode(self, i, seed)
+
+  monkeypatch.setattr(indexed.IndexedItems, "decode", counting)
+  return calls
+
+
+def _indexed_run(config, steps: int, start: int, calls, *, process_index: int = 0,
+                 process_count: int = 1) -> tuple[list[dict], list[tuple[str, int]]]:
+  """`steps` batches of make_data_fn(process_index of process_count) from `start`, and the decode
+  calls this run made (counted once the read-ahead has settled)."""
+  vocab = registry.register_for_training(config.data)
+  sources = tde.caption_sources(config, vocab.sentencepiece_model_file)
+  before = set(calls)
+  it = tde.make_data_fn(config, vocab, sources, process_index=process_index,
+                        process_count=process_count)(start)
+  batches = [next(it) for _ in range(steps)]
+  time.sleep(1.0)  # Let the abandoned iterator's read-ahead fill its bounded buffers.
+  return batches, [c for k in calls if k not in before for c in calls[k]]
+
+
+def _first_candidates(stream: indexed.Stream, positions) -> list[tuple[str, int]]:
+  """(task name, item) of each global position's first candidate."""
+  out = []
+  for k in positions:
+    t, i = next(stream.order.candidates(k))
+    out.append((stream.tasks[t].name, i))
+  return out
+
+
+def test_indexed_resume_decodes_only_from_its_step(demo_world, decode_calls):
+  """A mixture (alt_text:1+smit:1, 24 + 24 clips, batch 8): resuming at step 50 (epoch ~16) gives
+  the batches 50, 51 of a run from step 0 and decodes only the clips of positions 400, 401, ...
+  (the batches taken plus the bounded read-ahead), not the 400 examples before them."""
+  n = 50
+  kw = {"dual_encoder.caption_source": "alt_text:1+smit:1", "data.process_split": "indexed"}
+  # The reference run caches decoded clips (the demo config's default; examples are a function of
+  # (seed, item), so the cache changes none); the resumed one does not, so it counts every decode.
+  full, _ = _indexed_run(_config(demo_world, **kw), n + 2, 0, decode_calls)
+  config = _config(demo_world, **kw, **{"data.cache_decoded": "false"})
+  resumed, calls = _indexed_run(config, 2, n, decode_calls)
+  for got, want in zip(resumed, full[n:]):
+    for k in tde.BATCH_KEYS:
+      np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+  b = 8
+  # 2 batches taken + read-ahead (tf.data's prefetch / parallel map, the stream's 2 batches).
+  assert 2 * b <= len(calls) <= 8 * b, len(calls)
+  stream = tde.caption_stream(config, tde.caption_sources(config, registry.register_for_training(
+      config.data).sentencepiece_model_file), process_index=0, process_count=1)
+  # The decodes are exactly the clips of positions n * B, n * B + 1, ... (no clip is rejected).
+  want = _first_candidates(stream, range(n * b, n * b + len(calls)))
+  assert collections.Counter(calls) == collections.Counter(want)
+
+
+def test_indexed_processes_decode_disjoint_rows_of_the_global_batch(demo_world, decode_calls):
+  """The stills (60 images, batch 4, 3 steps): processes 0 and 1 of 2 give rows whose
+  concatenation is the 1-process batch (draws keyed by clip and step, not by process), each
+  decodes only the clips of its own positions, and none decodes a clip of the other's (all inside
+  the first epoch)."""
+  config = _config(demo_world, **{"dual_encoder.caption_source": "stills",
+                                  "data.process_split": "indexed", "train.batch_size": 4})
+  steps = 3
+  one, _ = _indexed_run(config, steps, 0, decode_calls)
+  runs = [_indexed_run(config, steps, 0, decode_calls, process_index=p, process_count=2)
+          for p in range(2)]
+  for s in range(steps):
+    assert runs[0][0][s]["frames"].shape == (2, 2, 16, 16, 3)
+    for k in tde.BATCH_KEYS:
+      np.testing.assert_array_equal(
+          np.concatenate([runs[0][0][s][k], runs[1][0][s][k]]), one[s][k], err_msg=f"{s} {k}")
+  np.testing.assert_array_equal(one[0]["frames"][:, 0], one[0]["frames"][:, 1])  # static clips
+  vocab = registry.register_for_training(config.data)
+  sources = tde.caption_sources(config, vocab.sentencepiece_model_file)
+  decoded = []
+  for p, (_, calls) in enumerate(runs):
+    stream = tde.caption_stream(config, sources, process_index=p, process_count=2)
+    mine = [k for s in range(30) for k in stream.positions(s)]
+    assert max(mine[:len(calls)]) < len(stream.tasks[0])  # all read inside the first epoch
+    assert 2 * steps <= len(calls) <= 30 and len(set(calls)) == len(calls), calls
+    assert collections.Counter(calls) == collections.Counter(
+        _first_candidates(stream, mine[:len(calls)]))
+    decoded.append(set(calls))
+  assert not decoded[0] & decoded[1]
+
+
+def test_indexed_clips_without_caption_are_rejected_deterministically(demo_world, decode_calls):
+  """Pool clips with a blank alt-text: never decoded, counted once each as no_caption in the
+  task's rejects, their positions filled by the next candidate; 2 processes' rows still make the
+  1-process stream."""
+  blank = {1, 4, 7, 10, 13, 16, 19, 22}
+  sampling = tb.Sampling(2, 1.0, 16, "uniform")
+
+  def items(rejects: rj.Rejects) -> tde.CaptionItems:
+    def items_fn():
+      for j, item in enumerate(tb.webvid_items(demo_world / "webvid", "results_pool.csv",
+                                               rejects)):
+        fields = {**item.fields, "alt_text": "  " if j in blank else item.fields["alt_text"]}
+        yield tb.ClipItem(item.key, item.path, fields)
+
+    source = tde.CaptionSource("alt_text", "demo_pool", "train", "clip_id", "references", 1.0,
+                               "alt_text")
+    return tde.CaptionItems(indexed.IndexedItems("pool", items_fn, sampling, rejects), source, 2)
+
+  def keys(process_index: int, process_count: int, n: int) -> tuple[list[str], indexed.Stream]:
+    stream = indexed.Stream([items(rj.Rejects("pool"))], [1.0], seed=0, global_batch=4,
+                            process_index=process_index, process_count=process_count)
+    it = stream.examples(0)
+    return [next(it)[1]["key"] for _ in range(n)], stream
+
+  one, stream = keys(0, 1, 24)  # One epoch of 24 positions.
+  calls = [i for c in decode_calls.values() for _, i in c]
+  assert not blank & set(calls)  # A clip without caption costs no decode.
+  names = {f"alt_text:{item.key}" for j, item in enumerate(stream.tasks[0].inner.items)
+           if j in blank}
+  assert not names & set(one) and len(one) == 24
+  rejects = stream.tasks[0].rejects
+  hit = {stream.tasks[0].describe(i) for _, i in _first_candidates(stream, range(24))
+         if i in blank}
+  assert hit and rejects.counts == {tde.NO_CAPTION: len(hit)}, rejects.counts
+  assert stream.stats.substituted >= len(hit)
+  halves = [keys(p, 2, 12)[0] for p in range(2)]
+  assert [k for s in range(6) for k in halves[0][2 * s:2 * s + 2] + halves[1][2 * s:2 * s + 2]
+          ] == one
+
+
+def test_indexed_training_run(demo_world, autolabel_dirs, tmp_path):
+  """A short run of a mixture with an auto-label source through data.process_split=indexed."""
+  config = _config(demo_world, **{
+      "dual_encoder.caption_source": "alt_text:1+viit:1", "data.process_split": "indexed",
+      "data.eval_task": "''", "data.decode_workers": 2,
+      "dual_encoder.viit_captions_dir": autolabel_dirs["viit"]})
+  result = loop.train(config, str(tmp_path / "de"), tde.build_task, log=lambda s: None)
+  rows = _train_rows(tmp_path / "de")
+  assert [r["step"] for r in rows] == [1, 2]
+  assert all(math.isfinite(r["train/loss"]) for r in rows)
+  assert result.step == 2
+  assert (pathlib.Path(checkpoints.checkpoint_dir(tmp_path / "de")) / "2").is_dir()

@@ -36,8 +36,9 @@ task of clips with K >= 1 captions:
   viit            viit_jax.autolabel output (mode=viit) in `dual_encoder.viit_captions_dir`
   frame_captions  viit_jax.autolabel output (mode=frame_captioner) in `dual_encoder.frame_captions_dir`
                   (both registered with data.caption_tasks: all K captions of each clip)
-Several sources are mixed per example with the given rates (`tf.data.Dataset.sample_from_datasets`,
-seeded). Per example, with r = stateless randoms keyed by (seed, clip key, step):
+Several sources are mixed per example with the given rates (slice / shard:
+`tf.data.Dataset.sample_from_datasets`, seeded; indexed: a draw per position). Per example, with
+r = stateless randoms keyed by (seed, clip key, step):
   caption   one of the clip's K captions, uniformly (so a new draw each step the clip comes back);
   frames    scale jitter: resized by s ~ U(scale_jitter_min, scale_jitter_max) (all T frames alike,
             bilinear, antialiased), then a random res x res crop, or, for s < 1, placed at a random
@@ -46,6 +47,17 @@ seeded). Per example, with r = stateless randoms keyed by (seed, clip key, step)
             SigLIP's convention (its text tower pools the last token, always EOS).
 The stream order is a function of the seed; the caption/crop draws of batch s depend on (seed,
 clip, s) only; so batch s is the same whether the run was interrupted or not.
+`data.process_split` (as in viit_jax.train):
+  indexed  the order of data.indexed: the example at global position k = s * B + row is a function
+           of (seed, k) (source drawn with the rates, then a seeded permutation of its items per
+           epoch); each process decodes only its rows of each global batch and resuming at step N
+           reads nothing before position N * B. The items' raw captions are read directly (no
+           seqio preprocessor runs; the stills are one example per image). A clip without any
+           non-empty caption is rejected as `no_caption` (counted in its task's rejects) and its
+           position takes the next candidate, like an undecodable clip (CaptionItems).
+  slice    every process reads the whole mixed stream above and keeps its rows (each decodes every
+           example; resume replays the stream up to its step; clips without caption are dropped).
+  shard    each process reads 1/P of each source (the order depends on the process count).
 
 Eval (every `train.eval_every` steps and at the end): text->video and video->text R@1/5/10,
 MedR, MeanR over the first `train.eval_batches * train.batch_size` pairs of `data.eval_task`
@@ -59,7 +71,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -69,6 +81,7 @@ import seqio
 import tensorflow as tf
 
 from data import caption_tasks
+from data import indexed
 from data import preprocessors as pp
 from data import registry
 from data import tasks as tasks_lib
@@ -81,6 +94,7 @@ from viit_jax.models import variants
 CAPTION_SOURCES = ("alt_text", "smit", "viit", "frame_captions", "stills")
 LOSSES = ("softmax", "sigmoid")
 BATCH_KEYS = ("frames", "tokens")
+NO_CAPTION = "no_caption"  # Reject reason: an item whose caption field holds no non-empty text.
 
 
 # ------------------------------------------------------------------------------------------------
@@ -96,8 +110,10 @@ class CaptionSource:
     task: the seqio task it reads.
     split: the split it reads.
     key_field: the example's clip id field (the caption/crop draws are keyed by it).
-    captions_field: the example's captions, str[K].
+    captions_field: the example's captions, str[K] (after the task's seqio preprocessors).
     rate: sampling rate in a mixture.
+    item_captions_field: the same captions in the raw item, before any preprocessor: str or
+      str[K] (`data.process_split=indexed` reads raw items; see CaptionItems).
   """
   name: str
   task: str
@@ -105,6 +121,7 @@ class CaptionSource:
   key_field: str
   captions_field: str
   rate: float
+  item_captions_field: str
 
 
 def parse_caption_source(spec: str) -> list[tuple[str, float]]:
@@ -150,13 +167,16 @@ def caption_sources(config: ml_collections.ConfigDict, vocab_path: str) -> list[
         if de.pool not in ("webvid", "internvid"):
           raise ValueError(f"dual_encoder.pool must be webvid or internvid, got {de.pool!r}")
         task = f"{de.pool}_pool"
-      out.append(CaptionSource(name, task, "train", "clip_id", "references", rate))
+      out.append(CaptionSource(name, task, "train", "clip_id", "references", rate,
+                               "alt_text"))
     elif name == "smit":
       task = tasks_lib.DEMO_TASK_NAMES["smit_caption"] if demo else "smit_caption"
-      out.append(CaptionSource(name, task, "train", "video_id", "references", rate))
+      out.append(CaptionSource(name, task, "train", "video_id", "references", rate,
+                               "caption"))
     elif name == "stills":
       task = tasks_lib.DEMO_TASK_NAMES["coco_caption"] if demo else "coco_caption"
-      out.append(CaptionSource(name, task, "train", "image_id", "references", rate))
+      out.append(CaptionSource(name, task, "train", "image_id", "references", rate,
+                               "captions"))
     else:
       directory = de.viit_captions_dir if name == "viit" else de.frame_captions_dir
       if not directory:
@@ -166,7 +186,8 @@ def caption_sources(config: ml_collections.ConfigDict, vocab_path: str) -> list[
           autolabel_task_name(name), directory, None, num_frames=d.num_frames, fps=d.fps,
           res=d.res, vocab_path=vocab_path, decode_workers=d.decode_workers,
           shuffle_buffer_size=d.shuffle_buffer, cache_decoded=d.cache_decoded)
-      out.append(CaptionSource(name, task, caption_tasks.SPLIT, "clip_id", "captions", rate))
+      out.append(CaptionSource(name, task, caption_tasks.SPLIT, "clip_id", "captions", rate,
+                               "captions"))
     if out[-1].task not in seqio.TaskRegistry.names():
       raise KeyError(f"caption source {name}: seqio task {out[-1].task!r} is not registered "
                      f"(data.source={d.source!r}; for real data set data.dirs."
@@ -231,15 +252,42 @@ def _source_examples(source: CaptionSource, *, seed: int, num_frames: int,
   return ds.filter(lambda ex: tf.size(ex["captions"]) > 0)
 
 
+def _draw_fn(config: ml_collections.ConfigDict, vocab: seqio.SentencePieceVocabulary
+             ) -> Callable[[tf.Tensor, Mapping[str, tf.Tensor]], dict[str, tf.Tensor]]:
+  """(step int64[], {"frames": uint8[T,H,W,3], "captions": str[K], "key": str}) ->
+  {"frames": uint8[T, R, R, 3], "tokens": int32[S]}: one of the K captions and the scale-jitter
+  crop, drawn with stateless randoms seeded by (hash(seed, clip key), step), so a clip's draws
+  at a step are the same whatever the stream's order, process count or restart."""
+  d, de = config.data, config.dual_encoder
+  seed = int(config.seed)
+  res, seq_len = int(d.res), int(d.text_len)
+  lo, hi = float(de.scale_jitter_min), float(de.scale_jitter_max)
+  if not 0 < lo <= hi:
+    raise ValueError(f"dual_encoder.scale_jitter_min/max must satisfy 0 < min <= max, got {lo}, "
+                     f"{hi}")
+
+  def draw(step: tf.Tensor, ex: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    clip = tf.strings.to_hash_bucket_strong(ex["key"], 2**62, key=[seed, 0x5EED])
+    u = tf.random.stateless_uniform([4], seed=tf.stack([clip, step]), dtype=tf.float32)
+    k = tf.size(ex["captions"])
+    i = tf.minimum(tf.cast(tf.floor(u[0] * tf.cast(k, tf.float32)), tf.int32), k - 1)
+    return {"frames": scale_jitter_crop(ex["frames"], u[1:], res=res, min_scale=lo,
+                                        max_scale=hi),
+            "tokens": pp.text_tokens_tf(vocab, ex["captions"][i], seq_len)}
+
+  return draw
+
+
 def train_dataset(config: ml_collections.ConfigDict, vocab: seqio.SentencePieceVocabulary,
                   sources: Sequence[CaptionSource], *, start: int, batch_size: int,
                   shard: tuple[int, int] | None) -> tf.data.Dataset:
   """Batches {"frames": uint8[B, T, R, R, 3], "tokens": int32[B, S]} number start, start + 1, ...
 
-  Example j of the stream belongs to batch j // B; its caption and crop are drawn with stateless
-  randoms seeded by (hash(seed, clip key), j // B).
+  (`data.process_split` slice / shard.) Example j of the stream belongs to batch j // B; its
+  caption and crop are drawn with stateless randoms seeded by (hash(seed, clip key), j // B).
+  Resuming at `start` replays (decodes) the start * B examples before it.
   """
-  d, de = config.data, config.dual_encoder
+  d = config.data
   seed = int(config.seed)
   streams = [_source_examples(s, seed=seed + i, num_frames=int(d.num_frames), shard=shard)
              for i, s in enumerate(sources)]
@@ -249,44 +297,164 @@ def train_dataset(config: ml_collections.ConfigDict, vocab: seqio.SentencePieceV
     rates = np.array([s.rate for s in sources], np.float64)
     ds = tf.data.Dataset.sample_from_datasets(streams, weights=list(rates / rates.sum()),
                                               seed=seed, stop_on_empty_dataset=False)
-  res, seq_len = int(d.res), int(d.text_len)
-  lo, hi = float(de.scale_jitter_min), float(de.scale_jitter_max)
-  if not 0 < lo <= hi:
-    raise ValueError(f"dual_encoder.scale_jitter_min/max must satisfy 0 < min <= max, got {lo}, "
-                     f"{hi}")
-
-  def draw(index, ex):
-    step = index // batch_size
-    clip = tf.strings.to_hash_bucket_strong(ex["key"], 2**62, key=[seed, 0x5EED])
-    u = tf.random.stateless_uniform([4], seed=tf.stack([clip, step]), dtype=tf.float32)
-    k = tf.size(ex["captions"])
-    i = tf.minimum(tf.cast(tf.floor(u[0] * tf.cast(k, tf.float32)), tf.int32), k - 1)
-    return {"frames": scale_jitter_crop(ex["frames"], u[1:], res=res, min_scale=lo,
-                                        max_scale=hi),
-            "tokens": pp.text_tokens_tf(vocab, ex["captions"][i], seq_len)}
-
+  draw = _draw_fn(config, vocab)
   ds = ds.enumerate().skip(int(start) * batch_size)
-  ds = ds.map(draw, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.map(lambda index, ex: draw(index // batch_size, ex),
+              num_parallel_calls=tf.data.AUTOTUNE)
   return ds.batch(batch_size, drop_remainder=True).prefetch(2)
 
 
-def make_data_fn(config: ml_collections.ConfigDict, vocab: seqio.SentencePieceVocabulary,
-                 sources: Sequence[CaptionSource]):
-  """first step -> iterator of this process's rows of global batches first, first + 1, ...
+# ------------------------------------------------------------------------------------------------
+# data.process_split=indexed: the stream of data.indexed over the sources' items.
 
-  `data.process_split` as in viit_jax.train: `slice` (every process reads the global stream and
-  keeps its rows; order independent of the process count) or `shard` (each process reads 1/P).
+
+def _texts(value: object) -> list[str]:
+  """A raw caption field (str, bytes, a list or array of them) -> its strings."""
+  if isinstance(value, (str, bytes)):
+    value = [value]
+  elif isinstance(value, np.ndarray):
+    value = value.ravel().tolist()
+  return [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v)
+          for v in value]
+
+
+class CaptionItems:
+  """A caption source's items for data.indexed.Stream (an `indexed.Items` adapter).
+
+  decode(i, seed) -> {"frames": uint8[T, R, R, 3], "captions": str[K'] (the item's non-empty
+  captions, K' >= 1), "key": "<source>:<clip id>"}, or None when the wrapped item is rejected
+  (counted by the wrapped Items) or has no non-empty caption (counted here as `no_caption` in
+  the task's rejects). The stream then fills the position with its next candidate: positions
+  stay 1:1 with examples, whatever the process count (the slice path filters such clips out,
+  which shifts every later position). Images (T = 1: the stills source) become static clips of
+  `num_frames` equal frames.
+  """
+
+  def __init__(self, inner: indexed.Items, source: CaptionSource, num_frames: int):
+    self.inner = inner
+    self.source = source
+    self.num_frames = num_frames
+    self.name = inner.name
+    self.rejects = inner.rejects
+
+  def __len__(self) -> int:
+    return len(self.inner)
+
+  def describe(self, i: int) -> str:
+    return self.inner.describe(i)
+
+  def _captions(self, fields: Mapping[str, object], i: int) -> list[str] | None:
+    """The non-empty captions of item i's fields, or None (counted as no_caption)."""
+    field = self.source.item_captions_field
+    if field not in fields:  # A wrong field name is a bug, not bad data: fail loudly.
+      raise KeyError(f"caption source {self.source.name}: item {self.describe(i)} of task "
+                     f"{self.name} has no field {field!r} (fields: {sorted(fields)})")
+    captions = [c for c in _texts(fields[field]) if c.strip()]
+    if not captions:
+      self.rejects.add("captions", self.describe(i), NO_CAPTION,
+                       f"field {field!r} holds no non-empty caption")
+      return None
+    return captions
+
+  def decode(self, i: int, seed: int) -> indexed.Example | None:
+    if isinstance(self.inner, indexed.IndexedItems):
+      # The item's fields are known before decoding: a clip without caption costs no decode.
+      if self._captions(self.inner.items[i].fields, i) is None:
+        return None
+    ex = self.inner.decode(i, seed)
+    if ex is None:
+      return None
+    captions = self._captions(ex, i)
+    if captions is None:
+      return None
+    frames = np.asarray(ex["frames"])
+    if frames.shape[0] == 1 and self.num_frames > 1:
+      frames = np.repeat(frames, self.num_frames, axis=0)
+    key = _texts(ex[self.source.key_field])[0]  # as tf.strings.as_string in the slice path
+    return {"frames": frames, "captions": captions, "key": f"{self.source.name}:{key}"}
+
+
+def caption_stream(config: ml_collections.ConfigDict, sources: Sequence[CaptionSource], *,
+                   process_index: int, process_count: int) -> indexed.Stream:
+  """The indexed stream over the sources' items (mixed with their rates, seeded by config.seed):
+  process `process_index` of `process_count` decodes only its rows of each global batch.
+
+  The sources' seqio preprocessors do not run: they only build the VLM's prefix / suffix; the
+  dual encoder reads the raw item's captions (CaptionSource.item_captions_field). The stills
+  source is thus one example per image (not one per caption, as flatten_captions makes), one of
+  its captions drawn per step like the K captions of a clip.
+  """
+  d = config.data
+  items: list[indexed.Items] = []
+  for source in sources:
+    task = seqio.get_mixture_or_task(source.task)
+    if not isinstance(task, seqio.Task) or not hasattr(task.source, "indexed"):
+      raise ValueError(f"caption source {source.name}: task {source.task} has no random access "
+                       f"({type(getattr(task, 'source', task)).__name__}, e.g. prepared TFDS "
+                       "shards); use data.process_split=slice or shard")
+    items.append(CaptionItems(task.source.indexed(source.split, task.name), source,
+                              int(d.num_frames)))
+  return indexed.Stream(items, [s.rate for s in sources], seed=int(config.seed),
+                        global_batch=int(config.train.batch_size), process_index=process_index,
+                        process_count=process_count, workers=int(d.decode_workers),
+                        cache=bool(d.cache_decoded))
+
+
+def indexed_dataset(config: ml_collections.ConfigDict, vocab: seqio.SentencePieceVocabulary,
+                    stream: indexed.Stream, *, start: int) -> tf.data.Dataset:
+  """This process's rows of global batches start, start + 1, ...: {"frames": uint8[b, T, R, R,
+  3], "tokens": int32[b, S]}, b = the stream's local batch. Nothing before step `start` is read.
+
+  Row j (from `start` on) is at step start + j // b: its caption and crop are drawn as in the
+  slice path, from (clip key, step), so they do not depend on the process count.
+  """
+  local = stream.local_batch
+  num_frames = int(config.data.num_frames)
+
+  def rows() -> Iterator[dict[str, object]]:
+    for j, (_, ex) in enumerate(stream.examples(start)):
+      yield {"step": np.int64(start + j // local), **ex}
+
+  signature = {"step": tf.TensorSpec([], tf.int64),
+               "frames": tf.TensorSpec([num_frames, None, None, 3], tf.uint8),
+               "captions": tf.TensorSpec([None], tf.string),
+               "key": tf.TensorSpec([], tf.string)}
+  ds = tf.data.Dataset.from_generator(rows, output_signature=signature)
+  draw = _draw_fn(config, vocab)
+  ds = ds.map(lambda ex: draw(ex["step"], ex), num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.batch(local, drop_remainder=True).prefetch(2)
+
+
+def make_data_fn(config: ml_collections.ConfigDict, vocab: seqio.SentencePieceVocabulary,
+                 sources: Sequence[CaptionSource], *, process_index: int | None = None,
+                 process_count: int | None = None
+                 ) -> Callable[[int], Iterator[dict[str, np.ndarray]]]:
+  """first step -> iterator of this process's rows of global batches first, first + 1, ...:
+  {"frames": uint8[b, T, R, R, 3], "tokens": int32[b, S]}, b = batch_size / process count.
+
+  `data.process_split` as in viit_jax.train: `indexed` (each process decodes only its rows, by
+  index: order a function of (seed, step), independent of the process count; resuming at step N
+  reads nothing before it), `slice` (every process reads the global stream and keeps its rows;
+  order independent of the process count; resume replays the stream) or `shard` (each process
+  reads 1/P). process_index / process_count default to JAX's (tests pass them to play one
+  process of several).
   """
   b = int(config.train.batch_size)
-  n, p = jax.process_count(), jax.process_index()
+  n = jax.process_count() if process_count is None else int(process_count)
+  p = jax.process_index() if process_index is None else int(process_index)
   if b % n:
     raise ValueError(f"train.batch_size {b} is not divisible by the process count {n}")
   local = b // n
   mode = config.data.process_split
-  if mode not in ("slice", "shard"):
-    raise ValueError(f"data.process_split must be 'slice' or 'shard', got {mode!r}")
+  if mode not in ("indexed", "slice", "shard"):
+    raise ValueError(f"data.process_split must be 'indexed', 'slice' or 'shard', got {mode!r}")
 
   def data_fn(start: int) -> Iterator[dict[str, np.ndarray]]:
+    if mode == "indexed":
+      stream = caption_stream(config, sources, process_index=p, process_count=n)
+      for batch in pp.numpy_iterator(indexed_dataset(config, vocab, stream, start=start)):
+        yield {k: batch[k] for k in BATCH_KEYS}
+      return
     if mode == "slice":
       ds = train_dataset(config, vocab, sources, start=start, batch_size=b, shard=None)
     else:
