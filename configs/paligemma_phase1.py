@@ -34,7 +34,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.fps = 2.0
   c.data.res = 224
   c.data.text_len = 64
-  c.data.process_split = "shard"
+  # Each host decodes only its rows of the global batch, by index; a restart reads nothing
+  # before its step (data/indexed.py). Phase 2 inherits it (its VIIT tasks are one example per
+  # item too).
+  c.data.process_split = "indexed"
   c.data.decode_workers = 8
   c.train.batch_size = 64
   c.train.total_steps = 40_000

@@ -4,6 +4,7 @@ step, a hanging clip is abandoned, and the examples equal the seqio path's."""
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -227,3 +228,45 @@ def test_tasks_that_flatten_items_are_refused(demo_world):
   with pytest.raises(ValueError, match="flatten_captions makes several examples"):
     indexed.from_provider(registry.provider("demo_stills_caption"), "train", seed=0,
                           global_batch=4, process_index=jax.process_index(), process_count=1)
+
+
+def test_indexed_training_resumes_after_sigkill_bit_identical(demo_world, tmp_path):
+  """The VLM trainer's CLI with data.process_split=indexed, SIGKILLed after a checkpoint and rerun,
+  ends with the parameters of an uninterrupted CLI run."""
+  from viit_jax import checkpoints  # pylint: disable=import-outside-toplevel
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+  total = 12
+  arg = _arg(demo_world, model__scan="false", train__total_steps=total, train__log_every=4,
+             train__checkpoint_every=4, train__eval_every=0, train__eval_batches=0,
+             model__dtype="float32", train__batch_size=8, init_from="", init_required="false")
+  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu",
+             XLA_FLAGS=local.xla_flags(os.environ.get("XLA_FLAGS", ""), 1))
+
+  def cmd(workdir: str) -> list[str]:
+    return [sys.executable, "-m", "viit_jax.train", f"--config=configs/demo_phase1.py:{arg}",
+            f"--workdir={tmp_path / workdir}"]
+
+  subprocess.run(cmd("a"), cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+  proc = subprocess.Popen(cmd("b"), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  deadline = time.time() + 180
+  while not (tmp_path / "b" / "checkpoints" / "4").is_dir() and proc.poll() is None:
+    assert time.time() < deadline, "no checkpoint in time"
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  steps = checkpoints.Checkpointer(tmp_path / "b", save_every=4, keep=3).all_steps()
+  assert steps and steps[-1] < total, steps
+  out = subprocess.run(cmd("b"), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+  assert f"resumed from own checkpoint step {steps[-1]}" in out.stdout
+
+  def params(workdir):
+    manager = ocp.CheckpointManager(checkpoints.checkpoint_dir(workdir),
+                                    item_handlers={"state": ocp.PyTreeCheckpointHandler()})
+    state = manager.restore(total, args=ocp.args.Composite(state=ocp.args.PyTreeRestore()))
+    manager.close()
+    return jax.tree.leaves(state["state"]["params"])
+
+  for x, y in zip(params(tmp_path / "a"), params(tmp_path / "b")):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
