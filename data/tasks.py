@@ -158,6 +158,20 @@ class PyAVSource(seqio.FunctionDataSource):
     shard = (0, 1) if shard_info is None else (shard_info.index, shard_info.num_shards)
     return self._dataset_fn(split=split, shuffle_files=shuffle, seed=seed, shard=shard)
 
+  def items(self, split: str, rejects: Rejects | None = None) -> Iterable[ClipItem]:
+    """The split's ClipItems in list order (the order `indexed` numbers them); bad rows are
+    counted in `rejects` (default: the source's). Prepared shards (data.prepared) are built
+    from it."""
+    if split not in self._sampling:
+      raise ValueError(f"no split {split!r} (splits: {self.splits})")
+    return self._items_fn(split, self._rejects if rejects is None else rejects)
+
+  def sampling(self, split: str) -> Sampling:
+    """The split's frame sampling (mode "random" for training splits)."""
+    if split not in self._sampling:
+      raise ValueError(f"no split {split!r} (splits: {self.splits})")
+    return self._sampling[split]
+
   def indexed(self, split: str, name: str) -> indexed_lib.IndexedItems:
     """The split's items by index, decoded with its sampling (items listed once, on first use)."""
     if split not in self._sampling:
