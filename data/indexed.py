@@ -29,7 +29,6 @@ import collections
 import dataclasses
 import hashlib
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -40,6 +39,7 @@ import tensorflow as tf
 from data import preprocessors as pp
 from data import rejects as rj
 from data import tfds_builders as tb
+from data import watchdog
 from data.rejects import Rejects
 
 Example = dict[str, Any]
@@ -207,24 +207,13 @@ class Stats:
   timed_out: int = 0  # decodes abandoned by the watchdog
 
 
-class _Decode:
-  """One decode of (task, item) on a thread of its own; the watchdog may abandon it."""
-
-  def __init__(self, t: int, i: int):
-    self.t, self.i = t, i
-    self.started: float | None = None
-    self.result: Example | None = None
-    self.error: BaseException | None = None
-    self.done = threading.Event()
-    self.abandoned = False
-    self.lock = threading.Lock()
-
-
 @dataclasses.dataclass
 class _Position:
+  """A position of the window: its candidates and the decode of the current one."""
   k: int
   candidates: Iterator[tuple[int, int]]
-  job: _Decode | None = None
+  job: watchdog.Job | None = None
+  current: tuple[int, int] = (0, 0)
   probes: int = 0
 
 
@@ -284,74 +273,57 @@ class Stream:
         self._cache[(t, i)] = example
     return example
 
-  def _start(self, job: _Decode, slots: threading.Semaphore) -> None:
-    def work() -> None:
-      job.started = time.monotonic()
-      try:
-        job.result = self._decode(job.t, job.i)
-      except BaseException as e:  # pylint: disable=broad-except
-        job.error = e
-      finally:
-        with job.lock:
-          if not job.abandoned:
-            slots.release()
-          job.done.set()
-
-    threading.Thread(target=work, name=f"decode-{job.t}-{job.i}", daemon=True).start()
-
   def examples(self, start_step: int) -> Iterator[tuple[int, Example]]:
     """(task, raw example) of this process's rows of steps start_step, start_step + 1, ...,
     in row order; up to `prefetch` positions are decoded ahead, `workers` at a time. A rejected
-    clip is replaced by the position's next candidate."""
+    or abandoned clip is replaced by the position's next candidate."""
     def my_positions() -> Iterator[int]:
       step = start_step
       while True:
         yield from self.positions(step)
         step += 1
 
+    pool = watchdog.Pool(self.workers)
+
+    def submit(pos: _Position) -> None:
+      try:
+        pos.current = next(pos.candidates)
+      except StopIteration:
+        raise RuntimeError(self._exhausted(pos.k)) from None
+      pos.job = pool.submit(self._decode, *pos.current)
+
     positions = my_positions()
-    slots = threading.Semaphore(self.workers)
     window: collections.deque[_Position] = collections.deque()
+    try:
+      yield from self._in_order(window, positions, submit)
+    finally:  # The consumer stopped: decodes not started yet are dropped.
+      pool.cancel([pos.job for pos in window if pos.job is not None])
+
+  def _in_order(self, window: collections.deque[_Position], positions: Iterator[int],
+                submit: Callable[[_Position], None]) -> Iterator[tuple[int, Example]]:
     while True:
       while len(window) < self.prefetch:
         k = next(positions)
         window.append(_Position(k, self.order.candidates(k)))
-      for pos in window:  # Start decodes in position order while slots are free.
-        if pos.job is None:
-          if not slots.acquire(blocking=False):
-            break
-          try:
-            pos.job = _Decode(*next(pos.candidates))
-          except StopIteration:
-            slots.release()
-            raise RuntimeError(self._exhausted(pos.k)) from None
-          self._start(pos.job, slots)
+        submit(window[-1])
       head = window[0]
-      job = head.job
-      if job is None:  # Every slot is busy with later positions: wait for one.
-        time.sleep(0.005)
-        continue
-      if job.done.wait(0.05):
-        if job.error is not None:
-          raise job.error
-        if job.result is None:  # Rejected (counted by the task): the next candidate.
-          head.job, head.probes = None, head.probes + 1
-          continue
-        if head.probes:
-          self.stats.substituted += 1
-        window.popleft()
-        yield job.t, job.result
-      elif job.started is not None and time.monotonic() - job.started > self.time_limit_s:
-        with job.lock:
-          if job.done.is_set():
-            continue
-          job.abandoned = True
-        slots.release()
+      assert head.job is not None
+      t, i = head.current
+      try:
+        example = head.job.result(self.time_limit_s)
+      except watchdog.Abandoned:
         self.stats.timed_out += 1
-        task = self.tasks[job.t]
-        task.rejects.add("video", task.describe(job.i), rj.DECODE_TIMEOUT,
-                         f"no result after {self.time_limit_s:.0f} s (the input watchdog)")
-        head.job, head.probes = None, head.probes + 1
+        self.tasks[t].rejects.add("video", self.tasks[t].describe(i), rj.DECODE_TIMEOUT,
+                                  f"no result after {self.time_limit_s:.0f} s (input watchdog)")
+        example = None
+      if example is None:  # Rejected (counted by the task) or abandoned: the next candidate.
+        head.probes += 1
+        submit(head)
+        continue
+      if head.probes:
+        self.stats.substituted += 1
+      window.popleft()
+      yield t, example
 
   def _exhausted(self, k: int) -> str:
     task = self.tasks[self.order.task(k)]
