@@ -1,5 +1,7 @@
 """Benchmarks that print figures: each runs end to end on the test world with a few steps."""
 import json
+import math
+import re
 
 import numpy as np
 import pytest
@@ -102,3 +104,28 @@ def test_ground_truth_caption_set_is_a_finished_autolabel_version(demo_world, tm
   assert caption_sets.read_manifest(out)["corpus"] == {"video_root": "/v"}
   with pytest.raises(ValueError, match="no captions for 1 clips"):
     dcc.write_caption_set(label, {cid: truth[cid] for cid in ids[1:]}, tmp_path / "t2")
+
+
+def test_input_benchmark_prints_its_four_figures(demo_world, capsys):
+  """python -m viit_jax.benchmarks.input with tiny settings (test model, 2 steps, an 8 s vs 2 s
+  clip, 2-batch memory subprocesses): each of its four figures is printed as a finite number."""
+  from viit_jax.benchmarks import input as input_bench
+  results = input_bench.main([
+      f"--world={demo_world}", "--steps=2", "--warmup=1", "--decode_workers=2",
+      "--config_args=model.variant=test,model.scan=false,data.res=16,data.num_frames=2,"
+      "train.batch_size=8",
+      "--resume_repeats=1", "--decode_clips=4", "--long_s=8", "--short_s=2",
+      "--decode_repeats=1", "--memory_steps=2"])
+  out = capsys.readouterr().out
+  patterns = [r"^real/synthetic step-time ratio: (\S+)$",
+              r"^first batch at step 10000 / at step 0 time ratio: (\S+)",
+              r"^8 s clip / 2 s clip decode time: (\S+) \(goal < 5\)",
+              r"^input host memory: 1 worker (\S+) MiB, 8 workers (\S+) MiB$"]
+  for pattern in patterns:
+    m = re.search(pattern, out, re.M)
+    assert m, f"no line matching {pattern!r} in:\n{out}"
+    values = [float(v) for v in m.groups()]
+    assert all(math.isfinite(v) for v in values), m.group(0)
+  assert float(re.search(patterns[0], out, re.M).group(1)) > 0
+  assert results["decode"]["world_clips"] == 4 and results["steps"]["real_step_s"] > 0
+  assert [row["workers"] for row in results["memory"]] == [1, 8]
