@@ -61,6 +61,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.fps = 2.0
   c.data.res = 0  # 0 = the checkpoint's data.res.
   c.data.decode_workers = 2  # PyAV decoding threads (video decoding overlaps the model).
+  # A clip still decoding after this long is abandoned and rejected as decode_timeout (a read
+  # stuck in the kernel; data.video's own per-clip limit covers stalls between packets).
+  c.data.decode_time_limit_s = 300.0
 
   # mode=frame_captioner: k frames spread over the clip, captioned one by one, joined.
   c.frame_captioner = ml_collections.ConfigDict()

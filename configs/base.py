@@ -65,6 +65,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.text_len = 32  # Token length L of [BOS prefix \n suffix EOS] (visual tokens excluded).
   c.data.shuffle_buffer = 64  # Examples hold decoded frames: keep it small.
   c.data.decode_workers = 1  # Parallel PyAV decoders per task.
+  # process_split=indexed: a clip still decoding after this long is abandoned and rejected as
+  # decode_timeout (the input's watchdog; data.video's own limit covers stalls between packets).
+  c.data.decode_time_limit_s = 300.0
   # Keep decoded clips in host memory after a split's first pass (PyAV path; data that fits in
   # memory only, e.g. the demo world: a repeated stream then decodes each clip once).
   c.data.cache_decoded = False

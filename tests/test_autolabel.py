@@ -300,6 +300,27 @@ def test_an_unreachable_video_store_stops_the_job_without_a_manifest(ckpt, demo_
   assert manifest["rejects_per_reason"] == {"missing_file": 3}
 
 
+def test_a_hanging_clip_is_abandoned_and_the_unit_goes_on(ckpt, corpus, demo_world, tmp_path,
+                                                           monkeypatch):
+  """A decode that never returns (a test double that sleeps, as a read stuck in the kernel) is
+  rejected as decode_timeout after data.decode_time_limit_s; its unit is written with the rest."""
+  hung = _pool_rows(demo_world)[1][0] + "-0"
+  decode = autolabel.decode_clip
+
+  def maybe_hang(clip, *args):
+    if clip.clip_id == hung:
+      time.sleep(3600)
+    return decode(clip, *args)
+
+  monkeypatch.setattr(autolabel, "decode_clip", maybe_hang)
+  arg = _args(ckpt, _webvid(corpus, demo_world) + ",corpus.limit=6,data.decode_time_limit_s=1.0")
+  t0 = time.time()
+  manifest = autolabel.run(_config(arg), tmp_path)
+  assert time.time() - t0 < 120
+  assert manifest["num_captioned"] == 5 and manifest["rejects_per_reason"] == {"decode_timeout": 1}
+  assert hung not in [r["clip_id"] for r in _all_rows(tmp_path / "v1")]
+
+
 def test_internvid_segments(ckpt, demo_world, tmp_path):
   """InternVid JSONL over whole videos: each line's [start, end) segment is the clip."""
   root = tmp_path / "internvid"

@@ -42,7 +42,6 @@ job finishes.
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import dataclasses
 import datetime
 import hashlib
@@ -64,6 +63,7 @@ from absl import logging
 from data import corpus as corpus_lib
 from data import rejects as rj
 from data import video
+from data import watchdog
 from viit_jax import caption_sets
 from viit_jax import decoding
 from viit_jax import paths
@@ -429,8 +429,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
   pass2 = rj.Rejects(corpus.source)  # Pass 1 recorded these rows already.
   my_units = ((u, clips) for u, clips in corpus_lib.units_of(corpus.clips(pass2) if todo else (),
                                                    config.unit_size) if u in todo)
-  with runtime.SigtermFlag() as stop, \
-      concurrent.futures.ThreadPoolExecutor(config.data.decode_workers) as pool:
+  pool = watchdog.Pool(config.data.decode_workers)
+  with runtime.SigtermFlag() as stop:
     def submit(unit):
       u, clips = unit
       return u, clips, [pool.submit(decode_clip, c, num_frames, fps, int(res)) for c in clips]
@@ -440,12 +440,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
       nxt = submit(unit) if unit is not None and not stop else None
       if pending is not None:
         bad += _caption_unit(*pending, units=units, captioner=captioner, progress=progress,
-                             breaker=breaker)
+                             breaker=breaker, time_limit_s=config.data.decode_time_limit_s)
         written += 1
       pending = nxt
       if stop:  # SIGTERM: the unit in progress is written; stop before the next one.
-        for future in pending[2] if pending is not None else ():
-          future.cancel()
+        if pending is not None:
+          pool.cancel(pending[2])
         break
     preempted = bool(stop)
 
@@ -480,12 +480,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
   return manifest
 
 
-def _caption_unit(u: int, clips: list[corpus_lib.Clip], futures: list[concurrent.futures.Future], *,
+def _caption_unit(u: int, clips: list[corpus_lib.Clip], jobs: list[watchdog.Job], *,
                   units: caption_sets.Units, captioner: Captioner, progress: Progress,
-                  breaker: Breaker) -> int:
+                  breaker: Breaker, time_limit_s: float) -> int:
   """Captions one unit (batches in clip order) and writes it; returns its number of bad clips.
 
-  Raises UnitFailed, writing nothing, when the breaker trips.
+  A decode still running after `time_limit_s` is abandoned and its clip rejected as
+  decode_timeout. Raises UnitFailed, writing nothing, when the breaker trips.
   """
   t0 = time.time()
   rows: list[dict[str, Any]] = []
@@ -501,8 +502,12 @@ def _caption_unit(u: int, clips: list[corpus_lib.Clip], futures: list[concurrent
     progress.update(len(batch), n_tok, unit=f" unit {u}")
     batch = []
 
-  for fut in futures:
-    item = fut.result()
+  for clip, job in zip(clips, jobs):
+    try:
+      item = job.result(time_limit_s)
+    except watchdog.Abandoned as e:
+      item = rj.RejectRecord("video", clip.rel_path, rj.DECODE_TIMEOUT,
+                             f"clip {clip.clip_id}: {e} (the decode watchdog)")
     if isinstance(item, rj.RejectRecord):
       rejected.append(item)
       progress.update(1, 0)

@@ -87,7 +87,8 @@ def make_data_fn(config: Config, vocab: Vocab) -> Callable[[int], Iterator[HostB
       stream, tasks = indexed.from_provider(
           registry.provider(config.data.task), config.data.train_split, seed=int(config.seed),
           global_batch=b, process_index=p, process_count=n,
-          workers=int(config.data.decode_workers), cache=bool(config.data.cache_decoded))
+          workers=int(config.data.decode_workers), cache=bool(config.data.cache_decoded),
+          time_limit_s=float(config.data.decode_time_limit_s))
       ds = pp.batch_for_model(indexed.dataset(stream, tasks, start), batch_size=local,
                               seq_len=config.data.text_len, vocab=vocab).prefetch(2)
       for batch in pp.numpy_iterator(ds):

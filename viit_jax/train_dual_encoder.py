@@ -397,7 +397,7 @@ def caption_stream(config: ml_collections.ConfigDict, sources: Sequence[CaptionS
   return indexed.Stream(items, [s.rate for s in sources], seed=int(config.seed),
                         global_batch=int(config.train.batch_size), process_index=process_index,
                         process_count=process_count, workers=int(d.decode_workers),
-                        cache=bool(d.cache_decoded))
+                        cache=bool(d.cache_decoded), time_limit_s=float(d.decode_time_limit_s))
 
 
 def indexed_dataset(config: ml_collections.ConfigDict, vocab: seqio.SentencePieceVocabulary,
