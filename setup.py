@@ -23,6 +23,8 @@ INSTALL_REQUIRES = [
     "requests>=2.31",
     "pyyaml>=6.0",
     "importlib_resources>=6.0",
+    "array-record>=0.5",  # prepared shards with random access (data/prepared.py)
+    "msgpack>=1.0",  # their records
     "google-crc32c>=1.5",  # TFRecord checksums without importing TensorFlow (autolabel, synthesize)
     # gs:// run directories through etils.epath (viit_jax/paths.py). gcsfs 2025.8+ (its reader
     # prefetcher) hangs when orbax reads in a background thread while the trainer uploads.

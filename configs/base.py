@@ -76,6 +76,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # process reads the global stream and keeps its rows (order independent of the process count);
   # shard: each process reads its 1/P of the data.
   c.data.process_split = "slice"
+  # Tasks read from prepared ArrayRecord shards instead of their media files: "task=dir,..."
+  # (dirs built by python -m data.prepared; same task names, random windows kept).
+  c.data.prepared = ""
 
   # Training loop.
   c.train = ml_collections.ConfigDict()

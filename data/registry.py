@@ -13,6 +13,7 @@ from typing import Any
 import ml_collections
 import seqio
 
+from data import prepared
 from data import tasks as tasks_lib
 from data import viit_tasks
 from viit_jax import paths
@@ -70,7 +71,22 @@ def register_for_training(d: DataConfig) -> seqio.SentencePieceVocabulary:
         world_dir=os.path.abspath(d.world_dir) if d.source == "demo" else "",
         rates=dict(d.viit_rates), decode_workers=d.decode_workers,
         shuffle_buffer_size=d.shuffle_buffer, cache_decoded=d.cache_decoded)
+  for name, directory in prepared_dirs(d.prepared).items():
+    if name not in seqio.TaskRegistry.names():
+      raise ValueError(f"data.prepared names task {name!r}, which this config does not register")
+    prepared.register_prepared_task(name, directory)  # Replaces the PyAV task of that name.
   return tasks_lib.vocabulary(vocab_path)
+
+
+def prepared_dirs(spec: str) -> dict[str, str]:
+  """data.prepared "task=dir,task2=dir2" (dirs built by python -m data.prepared) as a dict."""
+  out: dict[str, str] = {}
+  for part in filter(None, (p.strip() for p in spec.split(","))):
+    name, sep, directory = part.partition("=")
+    if not sep or not name or not directory:
+      raise ValueError(f"data.prepared entry {part!r} is not task=directory")
+    out[name.strip()] = directory.strip()
+  return out
 
 
 def register_for_eval(d: DataConfig, *, num_frames: int, fps: float, res: int,

@@ -222,3 +222,22 @@ def test_a_stream_over_prepared_items_gives_the_pyav_batches(demo_world, built, 
         "train", shuffle=True, seed=1, shard_info=seqio.ShardInfo(k, 2)).as_numpy_iterator()}
         for k in range(2)]
     assert not shares[0] & shares[1] and len(shares[0] | shares[1]) == 24
+
+
+def test_the_trainer_reads_prepared_tasks_named_in_the_config(demo_world, built, pyav):
+  """data.prepared="task=dir": register_for_training puts the prepared source in the task's place
+  and the VLM trainer's indexed input feeds model batches from it; an unknown task or a malformed
+  entry is an error naming the key."""
+  del pyav  # Re-registers the PyAV tasks afterwards.
+  from viit_jax import train  # pylint: disable=import-outside-toplevel
+  config = demo_phase1.get_config(
+      f"data.world_dir={demo_world},{OVERRIDES},data.prepared={TASK}={built},"
+      "data.process_split=indexed,train.batch_size=4")
+  vocab = registry.register_for_training(config.data)
+  assert isinstance(seqio.get_mixture_or_task(TASK).source, prepared.PreparedSource)
+  batch = next(train.make_data_fn(config, vocab)(0))
+  assert batch["frames"].shape == (4, 4, 16, 16, 3) and batch["frames"].any()
+  for bad, match in ((f"nope={built}", "names task 'nope'"), (str(built), "not task=directory")):
+    with pytest.raises(ValueError, match=match):
+      registry.register_for_training(demo_phase1.get_config(
+          f"data.world_dir={demo_world},{OVERRIDES},data.prepared={bad}").data)
