@@ -224,46 +224,6 @@ class StoreOptions:
                        f"{self.crf}")
 
 
-@dataclasses.dataclass(frozen=True)
-class _Timeline:
-  """A clip's (segment's) frames as data.video.decode_frames sees them.
-
-  pts: int[N] sorted source timestamps in the clip; times: float64[N] seconds from its first
-  frame; duration: D; keyframes, first: for seeking (data.video._seek_target).
-  """
-  pts: list[int]
-  times: np.ndarray
-  duration: float
-  keyframes: list[tuple[int, int]]
-  first: int
-
-
-def _timeline(path: pathlib.Path, segment: tuple[float, float] | None, min_frames: int,
-              limits: Any, deadline: Any) -> _Timeline:
-  """The frame times and duration data.video.decode_frames computes for this clip (the same
-  steps, so a window drawn from the same generator starts at the same time). Raises VideoError
-  (the same reasons: too_long, empty_segment, too_short, ...)."""
-  packets = video._demux(path, limits, deadline)  # pylint: disable=protected-access
-  pts, time_base = packets.pts, packets.time_base
-  first = pts[0]
-  video._check_duration(  # pylint: disable=protected-access
-      float((pts[-1] - first) * time_base) + (1.0 / packets.rate if packets.rate > 0 else 0.0),
-      limits, path)
-  if segment is not None:
-    t0, t1 = segment
-    lo = first + int(np.ceil(t0 / time_base - video._EPS))  # pylint: disable=protected-access
-    hi = first + int(np.ceil(t1 / time_base - video._EPS))  # pylint: disable=protected-access
-    pts = [p for p in pts if lo <= p < hi]
-    if not pts:
-      raise video.VideoError(rj.EMPTY_SEGMENT, f"no frame in segment [{t0}, {t1}) s", path)
-  if len(pts) < min_frames:
-    raise video.VideoError(rj.TOO_SHORT, f"{len(pts)} frame(s), need at least {min_frames}",
-                           path)
-  times = np.array([float((p - pts[0]) * time_base) for p in pts], np.float64)
-  duration = float(times[-1]) + video._frame_period(times, packets.rate)  # pylint: disable=protected-access
-  return _Timeline(pts, times, duration, packets.keyframes, first)
-
-
 def stored_frames(times: np.ndarray, duration: float, store_fps: float) -> np.ndarray:
   """int64[K] sorted indices of the source frames kept at `store_fps`: the frames shown at times
   j / store_fps, j = 0 .. ceil(D * store_fps) - 1 (data.video's rule); all frames for 0."""
@@ -276,26 +236,11 @@ def stored_frames(times: np.ndarray, duration: float, store_fps: float) -> np.nd
   return np.unique(grid)
 
 
-def _decode_stored(path: pathlib.Path, timeline: _Timeline, keep: np.ndarray, res: int,
-                   limits: Any, deadline: Any) -> Iterator[np.ndarray]:
+def _decode_stored(clip: video.Timeline, keep: np.ndarray, res: int) -> Iterator[np.ndarray]:
   """uint8[k, res, res, 3] chunks of the kept source frames, upright and resized by data.video
-  (its seek and fallback as decode_frames: same frames as decoding from the start)."""
+  (each chunk seeks as decode_frames does: the same frames as decoding from the start)."""
   for lo in range(0, len(keep), _CHUNK):
-    chunk = keep[lo:lo + _CHUNK]
-    wanted = {timeline.pts[int(k)]: [s] for s, k in enumerate(chunk)}
-    seek_to = video._seek_target(  # pylint: disable=protected-access
-        timeline.keyframes, min(wanted), timeline.first)
-    frames = None
-    if seek_to is not None:
-      try:
-        frames = video._decode_wanted(  # pylint: disable=protected-access
-            path, wanted, len(chunk), res, seek_to, limits, deadline)
-      except video._Overshot:  # pylint: disable=protected-access
-        frames = None
-    if frames is None:
-      frames = video._decode_wanted(  # pylint: disable=protected-access
-          path, wanted, len(chunk), res, None, limits, deadline)
-    yield frames
+    yield video.decode_at(clip, keep[lo:lo + _CHUNK], res)
 
 
 def encode_h264(chunks: Iterable[np.ndarray], res: int, crf: int, rate: float) -> bytes:
@@ -355,12 +300,10 @@ def build_record(item: ClipItem, sampling: Sampling, options: StoreOptions) -> b
                         mode="uniform", segment=item.segment)
     record.update(codec="original", media=item.path.read_bytes())
   else:
-    limits = video._Limits.of(None, None, None)  # pylint: disable=protected-access
-    deadline = video._Deadline(limits.time_limit_s, item.path)  # pylint: disable=protected-access
-    timeline = _timeline(item.path, item.segment, sampling.num_frames, limits, deadline)
+    timeline = video.timeline(item.path, segment=item.segment, min_frames=sampling.num_frames)
     keep = stored_frames(timeline.times, timeline.duration, options.store_fps)
-    media = encode_h264(_decode_stored(item.path, timeline, keep, sampling.res, limits, deadline),
-                        sampling.res, options.crf, options.store_fps or 25.0)
+    media = encode_h264(_decode_stored(timeline, keep, sampling.res), sampling.res,
+                        options.crf, options.store_fps or 25.0)
     record.update(codec="h264", media=media, times=timeline.times[keep].tobytes(),
                   duration=timeline.duration)
   return pack_record(record)

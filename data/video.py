@@ -418,6 +418,72 @@ def _decode_wanted(path: pathlib.Path, wanted: dict[int, list[int]], num_frames:
   return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Timeline:
+  """The frames of a clip (or of its segment) as decode_frames samples them.
+
+  Attributes:
+    path: the file.
+    pts: int[N] sorted presentation timestamps of the clip's frames.
+    times: float64[N] seconds of each frame from the clip's first frame.
+    duration: D, the clip's duration (last frame's time plus one frame period).
+    keyframes, first: where decoding may start (seeking), the file's first timestamp.
+  """
+  path: pathlib.Path
+  pts: list[int]
+  times: np.ndarray
+  duration: float
+  keyframes: list[tuple[int, int]]
+  first: int
+  limits: "_Limits"
+  deadline: "_Deadline"
+
+
+def timeline(path: str | os.PathLike[str], *, segment: tuple[float, float] | None = None,
+             min_frames: int = 1, time_limit_s: float | None = None,
+             max_duration_s: float | None = None, max_pixels: int | None = None) -> Timeline:
+  """Demuxes a clip's frame times (no decoding); arguments as decode_frames'. The returned
+  timeline carries the clip's wall-time deadline on to decode_at. Raises VideoError."""
+  path = pathlib.Path(path)
+  limits = _Limits.of(time_limit_s, max_duration_s, max_pixels)
+  deadline = _Deadline(limits.time_limit_s, path)
+  packets = _demux(path, limits, deadline)
+  pts, time_base = packets.pts, packets.time_base
+  first = pts[0]
+  # The whole file's duration (the segment's is shorter): span plus one frame period.
+  _check_duration(float((pts[-1] - first) * time_base)
+                  + (1.0 / packets.rate if packets.rate > 0 else 0.0), limits, path)
+  if segment is not None:
+    t0, t1 = segment
+    lo = first + int(np.ceil(t0 / time_base - _EPS))
+    hi = first + int(np.ceil(t1 / time_base - _EPS))
+    pts = [p for p in pts if lo <= p < hi]
+    if not pts:
+      raise VideoError(rj.EMPTY_SEGMENT, f"no frame in segment [{t0}, {t1}) s", path)
+  if len(pts) < min_frames:
+    raise VideoError(rj.TOO_SHORT, f"{len(pts)} frame(s), need at least {min_frames}", path)
+  times = np.array([float((p - pts[0]) * time_base) for p in pts], np.float64)
+  duration = float(times[-1]) + _frame_period(times, packets.rate)
+  return Timeline(path, pts, times, duration, packets.keyframes, first, limits, deadline)
+
+
+def decode_at(clip: Timeline, indices: np.ndarray, res: int, *, seek: bool = True) -> np.ndarray:
+  """uint8[len(indices), res, res, 3]: the clip's frames `indices` (into clip.pts, repeats
+  allowed), upright and square-resized. With `seek`, decoding starts at the keyframe before the
+  first one (the same frames as decoding from the start, which is the fallback)."""
+  wanted: dict[int, list[int]] = {}
+  for slot, i in enumerate(indices):
+    wanted.setdefault(clip.pts[int(i)], []).append(slot)
+  n = len(indices)
+  seek_to = _seek_target(clip.keyframes, min(wanted), clip.first) if seek else None
+  if seek_to is not None:
+    try:
+      return _decode_wanted(clip.path, wanted, n, res, seek_to, clip.limits, clip.deadline)
+    except _Overshot:
+      pass  # The demuxer landed past the window: the same frames, decoded from the start.
+  return _decode_wanted(clip.path, wanted, n, res, None, clip.limits, clip.deadline)
+
+
 def decode_frames(path: str | os.PathLike[str], num_frames: int, fps: float, res: int, *,
                   mode: Mode = "uniform", rng: np.random.Generator | None = None,
                   segment: tuple[float, float] | None = None,
@@ -450,38 +516,11 @@ def decode_frames(path: str | os.PathLike[str], num_frames: int, fps: float, res
     VideoError: with reason missing_file, empty_file, corrupt, no_video_stream,
       unsupported_codec, too_short, empty_segment, too_long, too_large or decode_timeout.
   """
-  path = pathlib.Path(path)
-  limits = _Limits.of(time_limit_s, max_duration_s, max_pixels)
-  deadline = _Deadline(limits.time_limit_s, path)
-  min_frames = num_frames if min_frames is None else min_frames
-  packets = _demux(path, limits, deadline)
-  pts, time_base = packets.pts, packets.time_base
-  first = pts[0]
-  # The whole file's duration (the segment's is shorter): span plus one frame period.
-  _check_duration(float((pts[-1] - first) * time_base)
-                  + (1.0 / packets.rate if packets.rate > 0 else 0.0), limits, path)
-  if segment is not None:
-    t0, t1 = segment
-    lo = first + int(np.ceil(t0 / time_base - _EPS))
-    hi = first + int(np.ceil(t1 / time_base - _EPS))
-    pts = [p for p in pts if lo <= p < hi]
-    if not pts:
-      raise VideoError(rj.EMPTY_SEGMENT, f"no frame in segment [{t0}, {t1}) s", path)
-  if len(pts) < min_frames:
-    raise VideoError(rj.TOO_SHORT, f"{len(pts)} frame(s), need at least {min_frames}", path)
-  times = np.array([float((p - pts[0]) * time_base) for p in pts], np.float64)
-  duration = float(times[-1]) + _frame_period(times, packets.rate)
-  idx = sample_indices(times, duration, num_frames, fps, mode=mode, rng=rng)
-  wanted: dict[int, list[int]] = {}
-  for slot, i in enumerate(idx):
-    wanted.setdefault(pts[int(i)], []).append(slot)
-  seek_to = _seek_target(packets.keyframes, min(wanted), first) if seek else None
-  if seek_to is not None:
-    try:
-      return _decode_wanted(path, wanted, num_frames, res, seek_to, limits, deadline)
-    except _Overshot:
-      pass  # The demuxer landed past the window: the same frames, decoded from the start.
-  return _decode_wanted(path, wanted, num_frames, res, None, limits, deadline)
+  clip = timeline(path, segment=segment,
+                  min_frames=num_frames if min_frames is None else min_frames,
+                  time_limit_s=time_limit_s, max_duration_s=max_duration_s, max_pixels=max_pixels)
+  idx = sample_indices(clip.times, clip.duration, num_frames, fps, mode=mode, rng=rng)
+  return decode_at(clip, idx, res, seek=seek)
 
 
 def decode_all(path: str | os.PathLike[str]) -> np.ndarray:
