@@ -68,6 +68,16 @@ def _flat(tree) -> dict[str, np.ndarray]:
           for k, v in traverse_util.flatten_dict(tree).items()}
 
 
+def _trains_two_steps(config, workdir: pathlib.Path) -> None:
+  """Trains `config` for its 2 steps: a finite loss logged at each, the step-2 checkpoint saved."""
+  result = loop.train(config, str(workdir), tde.build_task, log=lambda s: None)
+  rows = _train_rows(workdir)
+  assert [r["step"] for r in rows] == [1, 2]
+  assert all(math.isfinite(r["train/loss"]) for r in rows)
+  assert result.step == 2
+  assert (pathlib.Path(checkpoints.checkpoint_dir(workdir)) / "2").is_dir()
+
+
 def _train_rows(workdir) -> list[dict]:
   rows = [json.loads(l) for l in open(os.path.join(workdir, loop.METRICS_FILE))]
   return [r for r in rows if "train/loss" in r]
@@ -152,12 +162,7 @@ def test_caption_sources_train(source, demo_world, autolabel_dirs, tmp_path):
       "dual_encoder.loss": "sigmoid" if source == "smit" else "softmax",
       # The paper's two recipes: AdamW (the demo config's) and SGD with momentum + cosine.
       "optim.name": "sgd" if source == "frame_captions" else "adamw", "optim.momentum": 0.9})
-  result = loop.train(config, str(tmp_path / "de"), tde.build_task, log=lambda s: None)
-  rows = _train_rows(tmp_path / "de")
-  assert [r["step"] for r in rows] == [1, 2]
-  assert all(math.isfinite(r["train/loss"]) for r in rows)
-  assert result.step == 2
-  assert (pathlib.Path(checkpoints.checkpoint_dir(tmp_path / "de")) / "2").is_dir()
+  _trains_two_steps(config, tmp_path / "de")
 
 
 def test_autolabel_batches_draw_each_clips_captions(demo_world, autolabel_dirs):
@@ -437,9 +442,4 @@ def test_indexed_training_run(demo_world, autolabel_dirs, tmp_path):
       "dual_encoder.caption_source": "alt_text:1+viit:1", "data.process_split": "indexed",
       "data.eval_task": "''", "data.decode_workers": 2,
       "dual_encoder.viit_captions_dir": autolabel_dirs["viit"]})
-  result = loop.train(config, str(tmp_path / "de"), tde.build_task, log=lambda s: None)
-  rows = _train_rows(tmp_path / "de")
-  assert [r["step"] for r in rows] == [1, 2]
-  assert all(math.isfinite(r["train/loss"]) for r in rows)
-  assert result.step == 2
-  assert (pathlib.Path(checkpoints.checkpoint_dir(tmp_path / "de")) / "2").is_dir()
+  _trains_two_steps(config, tmp_path / "de")

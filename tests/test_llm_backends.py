@@ -662,6 +662,17 @@ def test_sigkill_on_gcs_loses_only_the_unit_in_progress(tmp_path, fake_llm, gcs_
   assert not {e["key"] for e in second} & unit0 and len(second) == 24 - 6
 
 
+def _synthesize_cli(arg: str, out: pathlib.Path, *, timeout: float
+                    ) -> subprocess.CompletedProcess:
+  """`python -m viit_jax.synthesize` with configs/synthesize_openai.py:<arg>, INFO logging on
+  (the retry lines)."""
+  return subprocess.run([sys.executable, "-m", "viit_jax.synthesize",
+                         f"--config=configs/synthesize_openai.py:{arg}", f"--workdir={out}",
+                         "--verbosity=0"],
+                        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
+                        text=True, timeout=timeout)
+
+
 def test_a_server_that_is_down_stops_synthesis_without_a_manifest(tmp_path):
   """The base URL names a closed port: every prompt fails with a connection error after its
   retries (logged, with back-off delays that grow), the first unit trips the circuit breaker, and
@@ -674,11 +685,7 @@ def test_a_server_that_is_down_stops_synthesis_without_a_manifest(tmp_path):
          "openai.timeout_s=0.5,openai.max_retries=3,openai.backoff_base_s=0.01,"
          "openai.backoff_max_s=1.0,unit_size=2")
   out = tmp_path / "out"
-  run = subprocess.run([sys.executable, "-m", "viit_jax.synthesize",
-                        f"--config=configs/synthesize_openai.py:{arg}", f"--workdir={out}",
-                        "--verbosity=0"],
-                       cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
-                       text=True, timeout=120)
+  run = _synthesize_cli(arg, out, timeout=120)
   assert run.returncode == runtime.EXIT_BACKEND_FAILED, run.stderr[-3000:]
   assert "backend_connection_error" in run.stderr and "max_backend_error_rate" in run.stderr
   assert not (out / "v1" / "manifest.json").exists()
@@ -808,11 +815,7 @@ def test_a_dripping_server_stops_synthesis_within_its_deadlines(tmp_path, fake_l
          f"openai.max_retries={retries},openai.backoff_base_s={base},openai.backoff_max_s={cap},"
          "unit_size=2")
   out = tmp_path / "out"
-  run = subprocess.run([sys.executable, "-m", "viit_jax.synthesize",
-                        f"--config=configs/synthesize_openai.py:{arg}", f"--workdir={out}",
-                        "--verbosity=0"],
-                       cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
-                       text=True, timeout=180)
+  run = _synthesize_cli(arg, out, timeout=180)
   ended = time.time()
   assert run.returncode == runtime.EXIT_BACKEND_FAILED, run.stderr[-3000:]
   wait = time.time() + LOG_WAIT_S   # a starved server thread may log an attempt late
