@@ -111,7 +111,7 @@ def test_input_benchmark_prints_its_four_figures(demo_world, capsys):
   clip, 2-batch memory subprocesses): each of its four figures is printed as a finite number."""
   from viit_jax.benchmarks import input as input_bench
   results = input_bench.main([
-      f"--world={demo_world}", "--steps=2", "--warmup=1", "--decode_workers=2",
+      f"--world={demo_world}", "--steps=2", "--rounds=2", "--warmup=1", "--decode_workers=2",
       "--config_args=model.variant=test,model.scan=false,data.res=16,data.num_frames=2,"
       "train.batch_size=8",
       "--resume_repeats=1", "--decode_clips=4", "--long_s=8", "--short_s=2",

@@ -11,8 +11,9 @@ Four figures, each printed with its reference measured in the same run:
    compiled step fed synthetic in-memory batches (random frames, the text of one real batch). The
    step is `loop.train_step`, jitted and AOT-compiled exactly as `loop.run` does (state shardings,
    donated state); each step runs the loop's body: next host batch -> `host_local_to_global` ->
-   step -> fetch the previous step's loss. The synthetic steps are split in two halves, before and
-   after the real ones, so that a drift of the machine's speed hits both. Line:
+   step -> fetch the previous step's loss. Synthetic and real steps alternate in `--rounds`
+   blocks, so that a change of the (shared) machine's speed hits both; each real block starts a
+   fresh `data_fn` at the next data position and runs `--warmup` untimed steps first. Line:
    `real/synthetic step-time ratio: X` (goal <= 1.05). Where the step runs on the CPU (no
    accelerator), the input's threads and the step share the cores: the ratio then also counts
    the input's CPU use, and the time spent waiting in `next(batch)` (printed) is the stall proper.
@@ -54,7 +55,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -82,20 +82,17 @@ def make_config(world: str, decode_workers: int, config_args: str, cache_decoded
   return config
 
 
-def _wait_for_idle_decoders(timeout_s: float = 30.0) -> None:
-  """Waits until no data.indexed decode thread has run for 0.3 s (an abandoned data_fn iterator
-  keeps filling its bounded buffers for a moment; its work must not land in the next timing)."""
-  deadline, quiet_since = time.monotonic() + timeout_s, None
+def _wait_for_idle_decoders(timeout_s: float = 30.0, window_s: float = 0.2,
+                            busy_fraction: float = 0.1) -> None:
+  """Waits until this process uses less than `busy_fraction` of a core over `window_s`: an
+  abandoned data_fn iterator keeps filling its bounded buffers for a moment (decode threads,
+  tf.data), and its work must not land in the next timing."""
+  deadline = time.monotonic() + timeout_s
   while time.monotonic() < deadline:
-    busy = any(t.name.startswith("decode-") for t in threading.enumerate())
-    now = time.monotonic()
-    if busy:
-      quiet_since = None
-    elif quiet_since is None:
-      quiet_since = now
-    elif now - quiet_since >= 0.3:
+    cpu, wall = time.process_time(), time.perf_counter()
+    time.sleep(window_s)
+    if (time.process_time() - cpu) / (time.perf_counter() - wall) < busy_fraction:
       return
-    time.sleep(0.02)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -172,7 +169,12 @@ def synthetic_batches(template: dict[str, np.ndarray], count: int = 4
     i += 1
 
 
-def bench_steps(task: Any, config: Any, mesh: Any, steps: int, warmup: int) -> dict[str, float]:
+def bench_steps(task: Any, config: Any, mesh: Any, steps: int, warmup: int,
+                rounds: int) -> dict[str, Any]:
+  """Alternates `rounds` blocks of synthetic and real steps (`steps` timed steps per side in
+  all), so that a change of the shared machine's speed hits both sides. Each real block reads a
+  fresh data_fn at the next data position and runs `warmup` untimed steps first (its start-up
+  is timed separately, in figure 2)."""
   t0 = time.perf_counter()
   compiled, state = compile_step(task, config, mesh)
   compile_s = time.perf_counter() - t0
@@ -180,21 +182,26 @@ def bench_steps(task: Any, config: Any, mesh: Any, steps: int, warmup: int) -> d
   template = next(first)
   del first
   _wait_for_idle_decoders()
-  half = max(1, steps // 2)
+  per_round = max(1, math.ceil(steps / rounds))
   synthetic = synthetic_batches(template)
   state, _, _, _ = run_steps(compiled, state, synthetic, warmup, mesh)
-  state, syn_a, _, _ = run_steps(compiled, state, synthetic, half, mesh)
-  real = task.data_fn(0)
-  state, warm_s, _, _ = run_steps(compiled, state, real, warmup, mesh)  # Start-up + first steps.
-  state, real_s, waited, loss = run_steps(compiled, state, real, steps, mesh)
-  del real
-  _wait_for_idle_decoders()
-  state, syn_b, _, _ = run_steps(compiled, state, synthetic, half, mesh)
-  syn_step = (syn_a + syn_b) / (2 * half)
-  real_step = real_s / steps
-  return {"compile_s": compile_s, "synthetic_step_s": syn_step, "real_step_s": real_step,
-          "synthetic_a_step_s": syn_a / half, "synthetic_b_step_s": syn_b / half,
-          "real_wait_s": waited / steps, "real_warmup_s": warm_s, "loss": loss,
+  syn, real, waited, position, loss = [], [], 0.0, 0, math.nan
+  for _ in range(rounds):
+    state, sec, _, _ = run_steps(compiled, state, synthetic, per_round, mesh)
+    syn.append(sec / per_round)
+    batches = task.data_fn(position)
+    state, _, _, _ = run_steps(compiled, state, batches, warmup, mesh)
+    state, sec, wait, loss = run_steps(compiled, state, batches, per_round, mesh)
+    del batches
+    position += warmup + per_round
+    real.append(sec / per_round)
+    waited += wait
+    _wait_for_idle_decoders()
+  syn_step, real_step = statistics.mean(syn), statistics.mean(real)
+  return {"compile_s": compile_s, "steps_per_side": per_round * rounds, "rounds": rounds,
+          "synthetic_step_s": syn_step, "real_step_s": real_step,
+          "round_ratios": [r / s for r, s in zip(real, syn)],
+          "real_wait_s": waited / (per_round * rounds), "loss": loss,
           "ratio": real_step / syn_step}
 
 
@@ -389,8 +396,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--world", default="", help="demo world root; default: render the test "
                       "preset into a temp dir")
   parser.add_argument("--steps", type=int, default=20, help="timed steps of the real input (and "
-                      "as many synthetic ones, half before, half after)")
-  parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each timing")
+                      "as many synthetic ones), in all")
+  parser.add_argument("--rounds", type=int, default=4, help="alternating synthetic/real blocks")
+  parser.add_argument("--warmup", type=int, default=2, help="untimed steps before each real block "
+                      "(and before the first synthetic one)")
   parser.add_argument("--decode_workers", type=int, default=2, help="data.decode_workers")
   parser.add_argument("--cache_decoded", action="store_true",
                       help="data.cache_decoded (off: every step decodes its clips)")
@@ -439,18 +448,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
       mesh = sharding_lib.make_mesh(dict(config.mesh))
       task = train.build_task(config, mesh)
     if "steps" not in skip:
-      r = results["steps"] = bench_steps(task, config, mesh, args.steps, args.warmup)
-      print(f"train step compiled in {r['compile_s']:.1f}s; {args.steps} steps each after "
-            f"{args.warmup} warm-up steps (real input start-up + warm-up "
-            f"{r['real_warmup_s']:.2f}s)", flush=True)
+      r = results["steps"] = bench_steps(task, config, mesh, args.steps, args.warmup,
+                                         args.rounds)
+      print(f"train step compiled in {r['compile_s']:.1f}s; {r['steps_per_side']} timed steps "
+            f"per side in {r['rounds']} alternating rounds, each real round after "
+            f"{args.warmup} untimed steps", flush=True)
       print(f"synthetic in-memory batches: {1 / r['synthetic_step_s']:.2f} steps/s "
-            f"({r['synthetic_step_s'] * 1e3:.1f} ms/step; before "
-            f"{r['synthetic_a_step_s'] * 1e3:.1f}, after {r['synthetic_b_step_s'] * 1e3:.1f})",
-            flush=True)
+            f"({r['synthetic_step_s'] * 1e3:.1f} ms/step)", flush=True)
       print(f"real input (indexed, {d.decode_workers} decode workers): "
             f"{1 / r['real_step_s']:.2f} steps/s ({r['real_step_s'] * 1e3:.1f} ms/step, of which "
-            f"{r['real_wait_s'] * 1e3:.1f} ms waiting for the batch; loss {r['loss']:.3f})",
-            flush=True)
+            f"{r['real_wait_s'] * 1e3:.1f} ms waiting for the batch; loss {r['loss']:.3f}); "
+            "ratio per round: " + ", ".join(f"{x:.2f}" for x in r["round_ratios"]), flush=True)
       print("goal: real/synthetic step time <= 1.05", flush=True)
       print(f"real/synthetic step-time ratio: {r['ratio']:.3f}", flush=True)
 
