@@ -372,6 +372,46 @@ def state_spec(task: Task, config: ml_collections.ConfigDict,
   return StateSpec(abstract_state, shardings, tx, schedule, tuple(trainable), tuple(frozen))
 
 
+def fresh_state_fn(task: Task, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+                   spec: StateSpec) -> tuple[Callable[[], Any], Callable[[Any], State]]:
+  """(fresh_params() -> sharded initial params, make_state(params) -> sharded step-0 state)."""
+  def fresh_params():
+    params, _ = sharding_lib.init_sharded(task.init_fn, mesh, sharding_lib.RULES,
+                                          jax.random.PRNGKey(config.seed))
+    return params
+
+  def state_of(params):
+    trainable, _ = optim.split_params(params, config.optim.freeze)
+    return {"step": jnp.zeros((), jnp.int32), "params": params, "opt": spec.tx.init(trainable)}
+
+  def make_state(params):
+    return jax.jit(state_of, in_shardings=(spec.shardings["params"],),
+                   out_shardings=spec.shardings, donate_argnums=(0,))(params)
+
+  return fresh_params, make_state
+
+
+def compile_step(task: Task, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+                 spec: StateSpec) -> jax.stages.Compiled:
+  """The train step, compiled ahead of time: explicit shardings, donated state,
+  (state, batch) -> (state, metrics)."""
+  rules = sharding_lib.RULES
+  batch_sharding = jax.sharding.NamedSharding(mesh, sharding_lib.batch_spec(rules))
+  batch_shardings = {k: batch_sharding for k in task.batch_spec}
+  step_fn = functools.partial(
+      train_step, loss_fn=task.loss_fn, tx=spec.tx, schedule=spec.schedule,
+      freeze=config.optim.freeze, micro_batches=int(config.train.micro_batches),
+      seed=int(config.seed),
+      batch_constraint=lambda b: jax.tree.map(
+          lambda x: jax.lax.with_sharding_constraint(x, batch_sharding), b))
+  jitted = jax.jit(step_fn, in_shardings=(spec.shardings, batch_shardings),
+                   out_shardings=(spec.shardings, spec.shardings["step"]), donate_argnums=(0,))
+  abstract_batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_shardings[k])
+                    for k, v in task.batch_spec.items()}
+  with sharding_lib.use_mesh(mesh, rules):
+    return jitted.lower(spec.abstract_state, abstract_batch).compile()
+
+
 def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
         mesh: jax.sharding.Mesh, force: bool = False,
         log: Callable[[str], None] = print) -> RunResult:
@@ -389,27 +429,12 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
                      f"{tc.micro_batches}")
   check_workdir(workdir, config, force=force)
   spec = state_spec(task, config, mesh)
-  tx, schedule, rules = spec.tx, spec.schedule, sharding_lib.RULES
-  abstract_state, state_shardings = spec.abstract_state, spec.shardings
-  param_shardings = state_shardings["params"]
-  replicated = state_shardings["step"]
+  rules, abstract_state = sharding_lib.RULES, spec.abstract_state
   log(f"params: {optim.tree_size(abstract_state['params']):,} ({len(spec.trainable)} trainable "
       f"arrays, {len(spec.frozen)} frozen by {config.optim.freeze!r}); optimizer state "
       f"{optim.tree_size(abstract_state['opt']):,} elements")
 
-  def fresh_params():
-    params, _ = sharding_lib.init_sharded(task.init_fn, mesh, rules,
-                                          jax.random.PRNGKey(config.seed))
-    return params
-
-  def state_of(params):
-    trainable, _ = optim.split_params(params, config.optim.freeze)
-    return {"step": jnp.zeros((), jnp.int32), "params": params, "opt": tx.init(trainable)}
-
-  def make_state(params):
-    return jax.jit(state_of, in_shardings=(param_shardings,), out_shardings=state_shardings,
-                   donate_argnums=(0,))(params)
-
+  fresh_params, make_state = fresh_state_fn(task, config, mesh, spec)
   ckpt = checkpoints.Checkpointer(workdir, save_every=int(tc.checkpoint_every),
                                   keep=int(tc.keep_checkpoints), async_save=tc.async_checkpoints)
   if config.init_required and not config.init_from and ckpt.latest_step() is None:
@@ -428,21 +453,8 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
     log(f"WARNING: the checkpoint was trained with batch size {data_position['batch_size']}, this "
         f"run uses {tc.batch_size}: batches from step {start} on differ from the original run's")
 
-  # The jitted step: explicit shardings, donated state, compiled ahead of time.
-  batch_sharding = jax.sharding.NamedSharding(mesh, sharding_lib.batch_spec(rules))
-  batch_shardings = {k: batch_sharding for k in task.batch_spec}
-  step_fn = functools.partial(
-      train_step, loss_fn=task.loss_fn, tx=tx, schedule=schedule, freeze=config.optim.freeze,
-      micro_batches=int(tc.micro_batches), seed=int(config.seed),
-      batch_constraint=lambda b: jax.tree.map(
-          lambda x: jax.lax.with_sharding_constraint(x, batch_sharding), b))
-  jitted = jax.jit(step_fn, in_shardings=(state_shardings, batch_shardings),
-                   out_shardings=(state_shardings, replicated), donate_argnums=(0,))
-  abstract_batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_shardings[k])
-                    for k, v in task.batch_spec.items()}
   t0 = time.time()
-  with sharding_lib.use_mesh(mesh, rules):
-    compiled = jitted.lower(abstract_state, abstract_batch).compile()
+  compiled = compile_step(task, config, mesh, spec)
   memory = memory_report(compiled)
   log(f"compiled train step in {time.time() - t0:.1f}s; {_format_memory(memory)}")
   writer = metric_writer.MetricWriter(workdir, METRICS_FILE)

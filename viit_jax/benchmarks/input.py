@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import math
 import os
@@ -101,38 +100,10 @@ def _wait_for_idle_decoders(timeout_s: float = 30.0, window_s: float = 0.2,
 
 def compile_step(task: Any, config: Any, mesh: Any) -> tuple[Any, Any]:
   """(AOT-compiled train step, fresh state), built as loop.run builds them."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from viit_jax import loop  # pylint: disable=import-outside-toplevel
-  from viit_jax import optim  # pylint: disable=import-outside-toplevel
-  from viit_jax import sharding as sharding_lib  # pylint: disable=import-outside-toplevel
-  tc, rules = config.train, sharding_lib.RULES
   spec = loop.state_spec(task, config, mesh)
-  state_shardings = spec.shardings
-  replicated = state_shardings["step"]
-  batch_sharding = jax.sharding.NamedSharding(mesh, sharding_lib.batch_spec(rules))
-  batch_shardings = {k: batch_sharding for k in task.batch_spec}
-  step_fn = functools.partial(
-      loop.train_step, loss_fn=task.loss_fn, tx=spec.tx, schedule=spec.schedule,
-      freeze=config.optim.freeze, micro_batches=int(tc.micro_batches), seed=int(config.seed),
-      batch_constraint=lambda b: jax.tree.map(
-          lambda x: jax.lax.with_sharding_constraint(x, batch_sharding), b))
-  jitted = jax.jit(step_fn, in_shardings=(state_shardings, batch_shardings),
-                   out_shardings=(state_shardings, replicated), donate_argnums=(0,))
-  abstract_batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_shardings[k])
-                    for k, v in task.batch_spec.items()}
-  with sharding_lib.use_mesh(mesh, rules):
-    compiled = jitted.lower(spec.abstract_state, abstract_batch).compile()
-  params, _ = sharding_lib.init_sharded(task.init_fn, mesh, rules,
-                                        jax.random.PRNGKey(config.seed))
-
-  def state_of(p):
-    trainable, _ = optim.split_params(p, config.optim.freeze)
-    return {"step": jnp.zeros((), jnp.int32), "params": p, "opt": spec.tx.init(trainable)}
-
-  state = jax.jit(state_of, in_shardings=(state_shardings["params"],),
-                  out_shardings=state_shardings, donate_argnums=(0,))(params)
-  return compiled, state
+  fresh_params, make_state = loop.fresh_state_fn(task, config, mesh, spec)
+  return loop.compile_step(task, config, mesh, spec), make_state(fresh_params())
 
 
 def run_steps(compiled: Any, state: Any, batches: Iterator[dict[str, np.ndarray]], n: int,
