@@ -53,9 +53,12 @@ def _register_sets(d: DataConfig, *, num_frames: int, fps: float, res: int, voca
     raise ValueError(f"data.source must be 'demo' or 'real', got {d.source!r}")
 
 
-def register_for_training(d: DataConfig) -> seqio.SentencePieceVocabulary:
+def register_for_training(d: DataConfig, *, prepared_now: bool = True
+                          ) -> seqio.SentencePieceVocabulary:
   """Registers the trainers' tasks (and the VIIT mixture when data.viit_dir is set); returns the
-  vocabulary (data.vocab_path, or the demo world's tokenizer)."""
+  vocabulary (data.vocab_path, or the demo world's tokenizer). With `prepared_now`, the tasks of
+  data.prepared then move onto their shards; a trainer that registers more tasks itself (the dual
+  encoder's auto-labeled captions) passes False and calls register_prepared after them."""
   if d.source == "demo":
     vocab_path = d.vocab_path or demo_vocab_path(_check_world(d))
   elif not d.vocab_path:
@@ -71,11 +74,17 @@ def register_for_training(d: DataConfig) -> seqio.SentencePieceVocabulary:
         world_dir=os.path.abspath(d.world_dir) if d.source == "demo" else "",
         rates=dict(d.viit_rates), decode_workers=d.decode_workers,
         shuffle_buffer_size=d.shuffle_buffer, cache_decoded=d.cache_decoded)
+  if prepared_now:
+    register_prepared(d)
+  return tasks_lib.vocabulary(vocab_path)
+
+
+def register_prepared(d: DataConfig) -> None:
+  """Puts each task of data.prepared onto its shards (same name: mixtures and windows follow)."""
   for name, directory in prepared_dirs(d.prepared).items():
     if name not in seqio.TaskRegistry.names():
       raise ValueError(f"data.prepared names task {name!r}, which this config does not register")
     prepared.register_prepared_task(name, directory)  # Replaces the PyAV task of that name.
-  return tasks_lib.vocabulary(vocab_path)
 
 
 def prepared_dirs(spec: str) -> dict[str, str]:

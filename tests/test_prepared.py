@@ -21,6 +21,7 @@ from data import preprocessors as pp
 from data import registry
 from data import tasks
 from data import video
+from viit_jax import sharding
 from launch import local
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -241,3 +242,20 @@ def test_the_trainer_reads_prepared_tasks_named_in_the_config(demo_world, built,
     with pytest.raises(ValueError, match=match):
       registry.register_for_training(demo_phase1.get_config(
           f"data.world_dir={demo_world},{OVERRIDES},data.prepared={bad}").data)
+
+
+def test_the_dual_encoder_reads_a_prepared_caption_source(demo_world, built, pyav):
+  """The dual encoder's `smit` caption source from the prepared shards (data.prepared), by index:
+  its batches hold the clips' frames and caption tokens."""
+  del pyav  # Re-registers the PyAV tasks afterwards.
+  from configs import dual_encoder_demo  # pylint: disable=import-outside-toplevel
+  from viit_jax import train_dual_encoder as tde  # pylint: disable=import-outside-toplevel
+  config = dual_encoder_demo.get_config(
+      f"data.world_dir={demo_world},{OVERRIDES},model.variant=test-de,data.text_len=8,"
+      f"train.batch_size=8,dual_encoder.caption_source=smit:1,data.process_split=indexed,"
+      f"data.prepared={TASK}={built},init_from='',init_required=false")
+  task = tde.build_task(config, sharding.make_mesh(dict(config.mesh)))
+  assert isinstance(seqio.get_mixture_or_task(TASK).source, prepared.PreparedSource)
+  batch = next(task.data_fn(0))
+  assert batch["frames"].shape == (8, 4, 16, 16, 3) and batch["frames"].any()
+  assert batch["tokens"].shape == (8, 8) and (batch["tokens"] > 0).any()

@@ -55,9 +55,9 @@ COMPILE_CACHE_ENV = "VIIT_COMPILE_CACHE"
 # Exit codes every entry point shares (the launchers restart on EXIT_PREEMPTED).
 EXIT_WORKDIR_MISMATCH = 2  # The workdir holds another experiment's config (no --resume).
 EXIT_NON_FINITE = 3  # NaN/Inf loss, gradient or parameters; the last good checkpoint kept.
-EXIT_BACKEND_FAILED = 4  # A bulk job's unit failed past its circuit breaker (LLM server or video
-#                         store down); nothing of the unit and no manifest written.
-EXIT_WORKDIR_LOCKED = workdir_lock.EXIT_CODE  # Another live run holds the workdir's lock (its pid and host are named).
+# A bulk job's circuit breaker tripped (LLM server or video store down): no unit, no manifest.
+EXIT_BACKEND_FAILED = 4
+EXIT_WORKDIR_LOCKED = workdir_lock.EXIT_CODE  # 5: another live run holds the workdir (named).
 EXIT_SAVE_FAILED = 6  # A checkpoint could not be written (disk full); the committed ones intact.
 EXIT_PREEMPTED = 42  # SIGTERM: the job saved (or finished its unit) and stopped; rerun to resume.
 

@@ -538,8 +538,9 @@ def build_task(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> lo
     raise ValueError(f"data.task={config.data.task!r} is not used by the dual-encoder trainer; "
                      "set dual_encoder.caption_source instead (and data.task='')")
   d, de = config.data, config.dual_encoder
-  vocab = registry.register_for_training(d)
+  vocab = registry.register_for_training(d, prepared_now=False)
   sources = caption_sources(config, vocab.sentencepiece_model_file)
+  registry.register_prepared(d)  # After the auto-labeled caption tasks, which it may name.
   cfg = runtime.model_config(
       config.model, de_lib.DualEncoderConfig, num_frames=d.num_frames, res=d.res,
       text_len=d.text_len, vocab_size=vocab.vocab_size,
