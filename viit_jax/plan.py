@@ -36,7 +36,8 @@ cannot split).
 `--cost`: chips x hours of the paper's whole method (stage 1, stage 2, auto-labeling, the dual
 encoder) on each TPU generation from analytic FLOPs and a stated MFU of the published bf16 peak;
 every assumption is printed beside its number. `--cost --compiled` takes the training phases' FLOPs
-from the compiler instead (needs libtpu; minutes per config).
+from the compiler instead, with the layers unrolled (needs libtpu; minutes per config; not yet run
+on the paper configs).
 """
 from __future__ import annotations
 
@@ -230,9 +231,10 @@ def analytic_step_flops(cfg: variants.ModelConfig, batch: int, trainable: Sequen
 
   model = B x sum_tower F_tower x m_tower, m = 3 for a tower with trainable weights (forward, the
   activations' and the weights' gradients), 2 for a frozen tower the gradient must cross to reach a
-  trainable one (the LM of phase 1 in front of the trained ViT), 1 for a frozen tower nothing
-  trainable precedes; hardware = model + B x sum F (remat recomputes the forward) unless
-  remat_policy is 'none'; six_nd = 6 x params x B x tokens (visual + text).
+  trainable one (phase 1's frozen LM, downstream of the trained ViT), 1 for a frozen tower nothing
+  trainable precedes; hardware = model + B x sum F (remat recomputes the forward: exact for
+  'full', an upper bound for the partial policies) unless remat_policy is 'none';
+  six_nd = 6 x params x B x tokens (visual + text).
   """
   fwd = _towers_forward(cfg)
   trained = {name.split("/")[0] for name in trainable}
@@ -445,17 +447,19 @@ LABEL_CONFIG = "configs/autolabel_webvid.py"
 
 
 def _phase_flops(phase: Phase, compiled_on: Topology | None) -> tuple[float, str]:
-  """Training FLOPs per step of a phase: compiled when `compiled_on`, else analytic."""
+  """Training FLOPs per step of a phase: compiled when `compiled_on` (with `model.scan=false`: XLA
+  counts a scanned layer stack's body once), else analytic."""
   config = load_config(f"{phase.config}:train.batch_size={phase.batch}")
   fallback = ""
   if compiled_on is not None:
     try:
-      p = plan(config, compiled_on)
+      p = plan(load_config(f"{phase.config}:train.batch_size={phase.batch},model.scan=false"),
+               compiled_on)
     except ValueError as e:  # E.g. a batch the topology's mesh cannot split.
       fallback = f"; not compiled on {compiled_on.name}: {e}"
     else:
       if p.compiled_flops is not None:
-        return p.compiled_flops, f"compiled on {compiled_on.name}"
+        return p.compiled_flops, f"compiled on {compiled_on.name}, layers unrolled"
       fallback = f"; the compiler on {compiled_on.name} gave no FLOPs (does the step fit?)"
   program = build_program(config)
   params = variants.abstract_params(program.model_cfg)
@@ -527,7 +531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--num_slices", type=int, default=1)
   parser.add_argument("--cost", action="store_true", help="print the paper's cost table")
   parser.add_argument("--compiled", action="store_true",
-                      help="--cost: training FLOPs from the compiler on --topology (slow)")
+                      help="--cost: training FLOPs from the compiler on --topology, layers "
+                      "unrolled (model.scan=false; slow: minutes per config)")
   parser.add_argument("--mfu", type=float, default=0.4, help="--cost: training MFU")
   parser.add_argument("--decode_mfu", type=float, default=0.1, help="--cost: auto-labeling MFU")
   args = parser.parse_args(argv)
