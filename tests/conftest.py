@@ -17,6 +17,9 @@ FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expe
 os.environ["XLA_FLAGS"] = local.xla_flags(
     f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAGS}", 8)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# libtpu (TPU topologies compiled on CPU: test_sharding, test_plan) takes a one-process-per-machine
+# lock; the 2 pytest-xdist workers may both load it.
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 os.environ.setdefault("VIIT_COMPILE_CACHE", str(_REPO / ".jax_cache"))
