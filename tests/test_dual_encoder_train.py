@@ -242,7 +242,7 @@ def test_vit_st_init_from_image_vit_checkpoint(demo_world, tmp_path):
     np.testing.assert_allclose(v, fresh_de["txt/" + k], rtol=1e-6, atol=1e-7, err_msg=k)
 
 
-@pytest.mark.parametrize("loss", tde.LOSSES)
+@pytest.mark.parametrize("loss", de_lib.LOSSES)
 def test_global_batch_loss_8_devices_equals_1_device(loss):
   """jit over a batch sharded on data=8 scores each example against all 16 of the global batch:
   the loss and gradients equal the single-device ones on the same batch (and differ from the mean
@@ -259,7 +259,7 @@ def test_global_batch_loss_8_devices_equals_1_device(loss):
 
   def loss_and_grad(p, b):
     def f(p):
-      total, weight, _ = tde.contrastive_loss(p, b, None, model=model, loss=loss)
+      total, weight, _ = de_lib.batch_loss(p, b, None, model=model, loss=loss)
       return total / weight
     return jax.value_and_grad(f)(p)
 

@@ -168,18 +168,15 @@ def build_program(config: ml_collections.ConfigDict) -> Program:
   frames = jax.ShapeDtypeStruct((b, t, r, r, 3), jnp.uint8)
   kind = variants.get_config(config.model.variant)
   if isinstance(kind, vlm_lib.VLMConfig):
-    from viit_jax import train  # pylint: disable=g-import-not-at-top
     cfg = runtime.model_config(config.model, vlm_lib.VLMConfig, num_frames=t, res=r,
                                text_len=length)
     init = variants.init_fn(cfg)
-    spec = {"frames": frames,
-            **{k: jax.ShapeDtypeStruct((b, length), jnp.int32) for k in train.MODEL_KEYS[1:]}}
+    spec = vlm_lib.batch_spec(b, t, r, length)
     task = loop.Task(init_fn=lambda rng: init(rng)["params"],
                      loss_fn=functools.partial(vlm_lib.batch_loss, model=variants.make_model(cfg)),
                      data_fn=_no_data, batch_spec=spec)
     return Program("vlm", cfg, task)
   if isinstance(kind, de_lib.DualEncoderConfig):
-    from viit_jax import train_dual_encoder as tde  # pylint: disable=g-import-not-at-top
     if int(config.train.micro_batches) != 1:
       raise ValueError("train.micro_batches must be 1 for the dual encoder's contrastive loss")
     de = config.dual_encoder
@@ -189,7 +186,7 @@ def build_program(config: ml_collections.ConfigDict) -> Program:
     init = variants.init_fn(cfg)
     spec = {"frames": frames, "tokens": jax.ShapeDtypeStruct((b, length), jnp.int32)}
     task = loop.Task(init_fn=lambda rng: init(rng)["params"],
-                     loss_fn=functools.partial(tde.contrastive_loss, model=de_lib.DualEncoder(cfg),
+                     loss_fn=functools.partial(de_lib.batch_loss, model=de_lib.DualEncoder(cfg),
                                                loss=de.loss),
                      data_fn=_no_data, batch_spec=spec)
     return Program("dual_encoder", cfg, task)

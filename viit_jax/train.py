@@ -42,7 +42,6 @@ from viit_jax.models import vlm as vlm_lib
 Config = ml_collections.ConfigDict
 Vocab = seqio.SentencePieceVocabulary
 HostBatch = dict[str, np.ndarray]  # This process's rows of one global batch.
-MODEL_KEYS = ("frames", "tokens", "mask_ar", "mask_loss", "mask_input")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -92,7 +91,7 @@ def make_data_fn(config: Config, vocab: Vocab) -> Callable[[int], Iterator[HostB
       ds = pp.batch_for_model(indexed.dataset(stream, tasks, start), batch_size=local,
                               seq_len=config.data.text_len, vocab=vocab).prefetch(2)
       for batch in pp.numpy_iterator(ds):
-        yield {k: batch[k] for k in MODEL_KEYS}
+        yield {k: batch[k] for k in vlm_lib.BATCH_KEYS}
       return
     if mode == "slice":
       ds = _model_batches(config, vocab, config.data.task, config.data.train_split, shuffle=True,
@@ -103,9 +102,9 @@ def make_data_fn(config: Config, vocab: Vocab) -> Callable[[int], Iterator[HostB
     ds = ds.skip(start).prefetch(2)
     for batch in pp.numpy_iterator(ds):
       if mode == "slice":
-        yield {k: batch[k][p * local:(p + 1) * local] for k in MODEL_KEYS}
+        yield {k: batch[k][p * local:(p + 1) * local] for k in vlm_lib.BATCH_KEYS}
       else:
-        yield {k: batch[k] for k in MODEL_KEYS}
+        yield {k: batch[k] for k in vlm_lib.BATCH_KEYS}
 
   return data_fn
 
@@ -119,7 +118,7 @@ def eval_batches(config: Config, vocab: Vocab) -> list[HostBatch]:
   local = b // n
   ds = _model_batches(config, vocab, config.data.eval_task, config.data.eval_split, shuffle=False,
                       repeat=True, batch_size=b, shard=None).take(config.train.eval_batches)
-  return [{k: batch[k][p * local:(p + 1) * local] for k in MODEL_KEYS}
+  return [{k: batch[k][p * local:(p + 1) * local] for k in vlm_lib.BATCH_KEYS}
           for batch in pp.numpy_iterator(ds)]
 
 
@@ -217,8 +216,7 @@ def build_task(config: Config, mesh: jax.sharding.Mesh) -> loop.Task:
   init = variants.init_fn(cfg)
   b, t, r, length = (int(config.train.batch_size), int(config.data.num_frames),
                      int(config.data.res), int(config.data.text_len))
-  spec = {"frames": jax.ShapeDtypeStruct((b, t, r, r, 3), jnp.uint8),
-          **{k: jax.ShapeDtypeStruct((b, length), jnp.int32) for k in MODEL_KEYS[1:]}}
+  spec = vlm_lib.batch_spec(b, t, r, length)
   batches = eval_batches(config, vocab)
   return loop.Task(
       init_fn=lambda rng: init(rng)["params"],

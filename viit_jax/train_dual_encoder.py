@@ -92,7 +92,6 @@ from viit_jax.models import dual_encoder as de_lib
 from viit_jax.models import variants
 
 CAPTION_SOURCES = ("alt_text", "smit", "viit", "frame_captions", "stills")
-LOSSES = ("softmax", "sigmoid")
 BATCH_KEYS = ("frames", "tokens")
 NO_CAPTION = "no_caption"  # Reject reason: an item whose caption field holds no non-empty text.
 
@@ -472,36 +471,6 @@ def make_data_fn(config: ml_collections.ConfigDict, vocab: seqio.SentencePieceVo
 # Model and loss (pure functions; the loop jits the step).
 
 
-def contrastive_loss(params, batch: Mapping[str, jax.Array], rng: jax.Array | None, *,
-                     model: de_lib.DualEncoder, loss: str
-                     ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
-  """(loss x B, B, metric sums) of a global batch {frames uint8[B,T,H,W,3], tokens int32[B,S]}.
-
-  The loss is the mean over the batch (InfoNCE / SigLIP are not sums over independent examples);
-  multiplying by B keeps the loop's sum / weight contract exact for micro_batches=1.
-  """
-  del rng  # No dropout.
-  zimg, ztxt, extra = model.apply({"params": params}, batch["frames"], batch["tokens"])
-  t, b = extra["t"], extra["b"]
-  if loss == "softmax":
-    value = de_lib.softmax_loss(zimg, ztxt, t)
-  elif loss == "sigmoid":
-    value = de_lib.sigmoid_loss(zimg, ztxt, t, b)
-  else:
-    raise ValueError(f"dual_encoder.loss must be one of {LOSSES}, got {loss!r}")
-  n = zimg.shape[0]
-  sim = zimg @ ztxt.T  # [B, B] cosine similarities of the global batch
-  idx = jnp.arange(n)
-  weight = jnp.float32(n)
-  metrics = {
-      "v2t_top1": jnp.sum(jnp.argmax(sim, axis=1) == idx).astype(jnp.float32),
-      "t2v_top1": jnp.sum(jnp.argmax(sim, axis=0) == idx).astype(jnp.float32),
-      "temperature": jnp.exp(t[0]) * weight,
-      "pos_similarity": jnp.sum(jnp.diagonal(sim)),
-  }
-  return value * weight, weight, metrics
-
-
 def make_eval_fn(config: ml_collections.ConfigDict, model: de_lib.DualEncoder,
                  vocab: seqio.SentencePieceVocabulary, mesh: jax.sharding.Mesh):
   """(params, step) -> EvalResult of retrieval on data.eval_task, or None when off."""
@@ -531,8 +500,8 @@ def build_task(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> lo
   if int(config.train.micro_batches) != 1:
     raise ValueError("train.micro_batches must be 1 for the contrastive loss: accumulation would "
                      "draw negatives from each micro-batch only, not from the global batch")
-  if config.dual_encoder.loss not in LOSSES:
-    raise ValueError(f"dual_encoder.loss must be one of {LOSSES}, got "
+  if config.dual_encoder.loss not in de_lib.LOSSES:
+    raise ValueError(f"dual_encoder.loss must be one of {de_lib.LOSSES}, got "
                      f"{config.dual_encoder.loss!r}")
   if config.data.task:
     raise ValueError(f"data.task={config.data.task!r} is not used by the dual-encoder trainer; "
@@ -553,7 +522,7 @@ def build_task(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> lo
           "tokens": jax.ShapeDtypeStruct((b, length), jnp.int32)}
   return loop.Task(
       init_fn=lambda rng: init(rng)["params"],
-      loss_fn=functools.partial(contrastive_loss, model=model, loss=config.dual_encoder.loss),
+      loss_fn=functools.partial(de_lib.batch_loss, model=model, loss=config.dual_encoder.loss),
       data_fn=make_data_fn(config, vocab, sources),
       batch_spec=spec,
       eval_fn=make_eval_fn(config, model, vocab, mesh))

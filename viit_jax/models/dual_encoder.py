@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -85,3 +87,36 @@ def softmax_loss(zimg: Array, ztxt: Array, t: Array) -> Array:
   i2t = -jnp.mean(jax.nn.log_softmax(logits, axis=1)[idx, idx])
   t2i = -jnp.mean(jax.nn.log_softmax(logits, axis=0)[idx, idx])
   return 0.5 * (i2t + t2i)
+
+
+LOSSES = ("softmax", "sigmoid")  # dual_encoder.loss
+
+
+def batch_loss(params: Any, batch: Mapping[str, jax.Array], rng: jax.Array | None, *,
+               model: DualEncoder, loss: str
+               ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+  """(loss x B, B, metric sums) of a global batch {frames uint8[B,T,H,W,3], tokens int32[B,S]}.
+
+  The loss is the mean over the batch (InfoNCE / SigLIP are not sums over independent examples);
+  multiplying by B keeps the loop's sum / weight contract exact for micro_batches=1.
+  """
+  del rng  # No dropout.
+  zimg, ztxt, extra = model.apply({"params": params}, batch["frames"], batch["tokens"])
+  t, b = extra["t"], extra["b"]
+  if loss == "softmax":
+    value = softmax_loss(zimg, ztxt, t)
+  elif loss == "sigmoid":
+    value = sigmoid_loss(zimg, ztxt, t, b)
+  else:
+    raise ValueError(f"dual_encoder.loss must be one of {LOSSES}, got {loss!r}")
+  n = zimg.shape[0]
+  sim = zimg @ ztxt.T  # [B, B] cosine similarities of the global batch
+  idx = jnp.arange(n)
+  weight = jnp.float32(n)
+  metrics = {
+      "v2t_top1": jnp.sum(jnp.argmax(sim, axis=1) == idx).astype(jnp.float32),
+      "t2v_top1": jnp.sum(jnp.argmax(sim, axis=0) == idx).astype(jnp.float32),
+      "temperature": jnp.exp(t[0]) * weight,
+      "pos_similarity": jnp.sum(jnp.diagonal(sim)),
+  }
+  return value * weight, weight, metrics

@@ -128,6 +128,16 @@ def loss(logits: Array, tokens: Array, mask_loss: Array) -> tuple[Array, dict[st
   return jnp.mean(per_example), {"nll_sum": jnp.sum(nll), "num_tokens": jnp.sum(weights)}
 
 
+BATCH_KEYS = ("frames", "tokens", "mask_ar", "mask_loss", "mask_input")  # a training batch
+
+
+def batch_spec(batch: int, num_frames: int, res: int, text_len: int
+               ) -> dict[str, jax.ShapeDtypeStruct]:
+  """Shapes of a training batch: frames uint8[B, T, R, R, 3]; tokens, mask_* int32[B, L]."""
+  return {"frames": jax.ShapeDtypeStruct((batch, num_frames, res, res, 3), jnp.uint8),
+          **{k: jax.ShapeDtypeStruct((batch, text_len), jnp.int32) for k in BATCH_KEYS[1:]}}
+
+
 def batch_loss(params: Any, batch: Mapping[str, Array], rng: Array | None, *, model: VLM
                ) -> tuple[Array, Array, dict[str, Array]]:
   """The trainers' loss of a batch: (sum over examples of per-example mean target NLL, batch size
