@@ -19,9 +19,9 @@ from configs import demo_phase1
 from data import indexed
 from data import registry
 from data import tfds_builders as tb
+from data import vlm_batches
 from data.rejects import Rejects
 from launch import local
-from viit_jax import train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -66,8 +66,7 @@ import numpy as np
 from viit_jax import sharding
 sharding.maybe_initialize_distributed()
 from configs import demo_phase1
-from data import indexed, registry
-from viit_jax import train
+from data import indexed, registry, vlm_batches
 calls = []
 decode = indexed.IndexedItems.decode
 def counting(self, i, seed):
@@ -75,7 +74,7 @@ def counting(self, i, seed):
   return decode(self, i, seed)
 indexed.IndexedItems.decode = counting
 config = demo_phase1.get_config(sys.argv[1])
-batches = train.make_data_fn(config, registry.register_for_training(config.data))(0)
+batches = vlm_batches.make_data_fn(config, registry.register_for_training(config.data))(0)
 got = [next(batches) for _ in range(int(sys.argv[2]))]
 np.savez(sys.argv[3], **{f"{s}/{k}": v for s, b in enumerate(got) for k, v in b.items()})
 with open(sys.argv[3] + ".json", "w") as f:
@@ -104,7 +103,7 @@ def test_two_processes_decode_disjoint_shares_that_make_the_one_process_batches(
     assert proc.returncode == 0, out[-3000:]
 
   config = demo_phase1.get_config(arg)
-  one = train.make_data_fn(config, registry.register_for_training(config.data))(0)
+  one = vlm_batches.make_data_fn(config, registry.register_for_training(config.data))(0)
   reference = [next(one) for _ in range(steps)]
   parts = [np.load(tmp_path / f"p{p}.npz") for p in range(2)]
   for s, batch in enumerate(reference):

@@ -230,13 +230,13 @@ def test_the_trainer_reads_prepared_tasks_named_in_the_config(demo_world, built,
   and the VLM trainer's indexed input feeds model batches from it; an unknown task or a malformed
   entry is an error naming the key."""
   del pyav  # Re-registers the PyAV tasks afterwards.
-  from viit_jax import train  # pylint: disable=import-outside-toplevel
+  from data import vlm_batches  # pylint: disable=import-outside-toplevel
   config = demo_phase1.get_config(
       f"data.world_dir={demo_world},{OVERRIDES},data.prepared={TASK}={built},"
       "data.process_split=indexed,train.batch_size=4")
   vocab = registry.register_for_training(config.data)
   assert isinstance(seqio.get_mixture_or_task(TASK).source, prepared.PreparedSource)
-  batch = next(train.make_data_fn(config, vocab)(0))
+  batch = next(vlm_batches.make_data_fn(config, vocab)(0))
   assert batch["frames"].shape == (4, 4, 16, 16, 3) and batch["frames"].any()
   for bad, match in ((f"nope={built}", "names task 'nope'"), (str(built), "not task=directory")):
     with pytest.raises(ValueError, match=match):

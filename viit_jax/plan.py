@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import importlib.util
 import math
 import os
@@ -60,7 +59,7 @@ import ml_collections
 from launch import tpu_topology
 from viit_jax import loop
 from viit_jax import optim
-from viit_jax import runtime
+from viit_jax import programs
 from viit_jax import sharding as sharding_lib
 from viit_jax.models import dual_encoder as de_lib
 from viit_jax.models import variants
@@ -157,39 +156,15 @@ class Program:
   task: loop.Task
 
 
-def _no_data(step: int):
-  raise RuntimeError("viit_jax.plan builds tasks without data")
-
-
 def build_program(config: ml_collections.ConfigDict) -> Program:
   """The trainer's loop.Task of `config` (model, loss, batch shapes) without its data or eval."""
-  d, b = config.data, int(config.train.batch_size)
-  t, r, length = int(d.num_frames), int(d.res), int(d.text_len)
-  frames = jax.ShapeDtypeStruct((b, t, r, r, 3), jnp.uint8)
   kind = variants.get_config(config.model.variant)
   if isinstance(kind, vlm_lib.VLMConfig):
-    cfg = runtime.model_config(config.model, vlm_lib.VLMConfig, num_frames=t, res=r,
-                               text_len=length)
-    init = variants.init_fn(cfg)
-    spec = vlm_lib.batch_spec(b, t, r, length)
-    task = loop.Task(init_fn=lambda rng: init(rng)["params"],
-                     loss_fn=functools.partial(vlm_lib.batch_loss, model=variants.make_model(cfg)),
-                     data_fn=_no_data, batch_spec=spec)
-    return Program("vlm", cfg, task)
+    cfg = programs.vlm_model_config(config)
+    return Program("vlm", cfg, programs.vlm_task(config, cfg))
   if isinstance(kind, de_lib.DualEncoderConfig):
-    if int(config.train.micro_batches) != 1:
-      raise ValueError("train.micro_batches must be 1 for the dual encoder's contrastive loss")
-    de = config.dual_encoder
-    cfg = runtime.model_config(
-        config.model, de_lib.DualEncoderConfig, num_frames=t, res=r, text_len=length,
-        extra={"t_init": float(de.log_temperature_init), "b_init": float(de.bias_init)})
-    init = variants.init_fn(cfg)
-    spec = {"frames": frames, "tokens": jax.ShapeDtypeStruct((b, length), jnp.int32)}
-    task = loop.Task(init_fn=lambda rng: init(rng)["params"],
-                     loss_fn=functools.partial(de_lib.batch_loss, model=de_lib.DualEncoder(cfg),
-                                               loss=de.loss),
-                     data_fn=_no_data, batch_spec=spec)
-    return Program("dual_encoder", cfg, task)
+    cfg = programs.dual_encoder_model_config(config)
+    return Program("dual_encoder", cfg, programs.dual_encoder_task(config, cfg))
   raise ValueError(f"model.variant={config.model.variant!r} ({type(kind).__name__}) is neither a "
                    "VLM nor a dual encoder: viit_jax.plan compiles the trainers' steps only")
 

@@ -18,22 +18,21 @@ init_from). Reads top to bottom: config -> distributed start-up and mesh -> data
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import seqio
-import tensorflow as tf
 from jax.sharding import NamedSharding, PartitionSpec as P
 import ml_collections
 
-from data import indexed
-from data import preprocessors as pp
 from data import registry
+from data import vlm_batches
 from viit_jax import decoding
 from viit_jax import loop
+from viit_jax import programs
 from viit_jax import runtime
 from viit_jax import sharding as sharding_lib
 from viit_jax.models import variants
@@ -41,85 +40,7 @@ from viit_jax.models import vlm as vlm_lib
 
 Config = ml_collections.ConfigDict
 Vocab = seqio.SentencePieceVocabulary
-HostBatch = dict[str, np.ndarray]  # This process's rows of one global batch.
-
-
-# ------------------------------------------------------------------------------------------------
-# Data.
-
-
-def _model_batches(config: Config, vocab: Vocab, name: str, split: str, *, shuffle: bool,
-                   repeat: bool, batch_size: int, shard: tuple[int, int] | None
-                   ) -> tf.data.Dataset:
-  """Model batches {frames uint8[B, T, H, W, 3], tokens/mask_* int32[B, L]} of a split."""
-  provider = registry.provider(name)
-  shard_info = None if shard is None else seqio.ShardInfo(index=shard[0], num_shards=shard[1])
-  kwargs = dict(sequence_length=None, split=split, shuffle=shuffle, seed=int(config.seed),
-                shard_info=shard_info, num_epochs=None if repeat else 1,
-                trim_output_features=False)
-  ds = provider.get_dataset(**kwargs)
-  return pp.batch_for_model(ds, batch_size=batch_size, seq_len=config.data.text_len, vocab=vocab)
-
-
-def make_data_fn(config: Config, vocab: Vocab) -> Callable[[int], Iterator[HostBatch]]:
-  """first step -> iterator of this process's rows of global batches first, first + 1, ...
-
-  `data.process_split=indexed`: each process decodes only its rows of every global batch, by
-  index (data.indexed): the order is a function of (seed, step), independent of the process
-  count, and resuming at step N reads nothing before it.
-  `slice`: every process reads the one global stream and keeps its rows (batch order independent
-  of the process count; each process decodes every example; resume replays the stream).
-  `shard`: each process reads its 1/P shard of the data with a local batch (the order depends on
-  the process count; resume replays the shard).
-  """
-  b = int(config.train.batch_size)
-  n, p = jax.process_count(), jax.process_index()
-  if b % n:
-    raise ValueError(f"train.batch_size {b} is not divisible by the process count {n}")
-  local = b // n
-  mode = config.data.process_split
-  if mode not in ("indexed", "slice", "shard"):
-    raise ValueError(f"data.process_split must be 'indexed', 'slice' or 'shard', got {mode!r}")
-
-  def data_fn(start: int) -> Iterator[HostBatch]:
-    if mode == "indexed":
-      stream, tasks = indexed.from_provider(
-          registry.provider(config.data.task), config.data.train_split, seed=int(config.seed),
-          global_batch=b, process_index=p, process_count=n,
-          workers=int(config.data.decode_workers), cache=bool(config.data.cache_decoded),
-          time_limit_s=float(config.data.decode_time_limit_s))
-      ds = pp.batch_for_model(indexed.dataset(stream, tasks, start), batch_size=local,
-                              seq_len=config.data.text_len, vocab=vocab).prefetch(2)
-      for batch in pp.numpy_iterator(ds):
-        yield {k: batch[k] for k in vlm_lib.BATCH_KEYS}
-      return
-    if mode == "slice":
-      ds = _model_batches(config, vocab, config.data.task, config.data.train_split, shuffle=True,
-                          repeat=True, batch_size=b, shard=None)
-    else:
-      ds = _model_batches(config, vocab, config.data.task, config.data.train_split, shuffle=True,
-                          repeat=True, batch_size=local, shard=(p, n))
-    ds = ds.skip(start).prefetch(2)
-    for batch in pp.numpy_iterator(ds):
-      if mode == "slice":
-        yield {k: batch[k][p * local:(p + 1) * local] for k in vlm_lib.BATCH_KEYS}
-      else:
-        yield {k: batch[k] for k in vlm_lib.BATCH_KEYS}
-
-  return data_fn
-
-
-def eval_batches(config: Config, vocab: Vocab) -> list[HostBatch]:
-  """The first `train.eval_batches` global batches of the eval split, this process's rows."""
-  if not config.data.eval_task or config.train.eval_batches <= 0:
-    return []
-  b = int(config.train.batch_size)
-  n, p = jax.process_count(), jax.process_index()
-  local = b // n
-  ds = _model_batches(config, vocab, config.data.eval_task, config.data.eval_split, shuffle=False,
-                      repeat=True, batch_size=b, shard=None).take(config.train.eval_batches)
-  return [{k: batch[k][p * local:(p + 1) * local] for k in vlm_lib.BATCH_KEYS}
-          for batch in pp.numpy_iterator(ds)]
+HostBatch = vlm_batches.HostBatch
 
 
 # ------------------------------------------------------------------------------------------------
@@ -208,22 +129,13 @@ def make_eval_fn(config: Config, model: vlm_lib.VLM, vocab: Vocab, mesh: jax.sha
 
 def build_task(config: Config, mesh: jax.sharding.Mesh) -> loop.Task:
   """The loop.Task of a VLM phase (registers data tasks, builds the model)."""
-  d = config.data
-  vocab = registry.register_for_training(d)
-  cfg = runtime.model_config(config.model, vlm_lib.VLMConfig, num_frames=d.num_frames, res=d.res,
-                             text_len=d.text_len, vocab_size=vocab.vocab_size)
-  model = variants.make_model(cfg)
-  init = variants.init_fn(cfg)
-  b, t, r, length = (int(config.train.batch_size), int(config.data.num_frames),
-                     int(config.data.res), int(config.data.text_len))
-  spec = vlm_lib.batch_spec(b, t, r, length)
-  batches = eval_batches(config, vocab)
-  return loop.Task(
-      init_fn=lambda rng: init(rng)["params"],
-      loss_fn=functools.partial(vlm_lib.batch_loss, model=model),
-      data_fn=make_data_fn(config, vocab),
-      batch_spec=spec,
-      eval_fn=make_eval_fn(config, model, vocab, mesh, batches) if batches else None)
+  vocab = registry.register_for_training(config.data)
+  cfg = programs.vlm_model_config(config, vocab.vocab_size)
+  batches = vlm_batches.eval_batches(config, vocab)
+  eval_fn = (make_eval_fn(config, variants.make_model(cfg), vocab, mesh, batches) if batches
+             else None)
+  return programs.vlm_task(config, cfg, data_fn=vlm_batches.make_data_fn(config, vocab),
+                           eval_fn=eval_fn)
 
 
 def main(args: runtime.Args) -> int:

@@ -70,11 +70,9 @@ configs/dual_encoder_demo.py:add_dual_encoder_section (to move into the base).
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import seqio
@@ -87,9 +85,9 @@ from data import registry
 from data import tasks as tasks_lib
 from viit_jax import embed
 from viit_jax import loop
+from viit_jax import programs
 from viit_jax import runtime
 from viit_jax.models import dual_encoder as de_lib
-from viit_jax.models import variants
 
 CAPTION_SOURCES = ("alt_text", "smit", "viit", "frame_captions", "stills")
 BATCH_KEYS = ("frames", "tokens")
@@ -497,35 +495,17 @@ def make_eval_fn(config: ml_collections.ConfigDict, model: de_lib.DualEncoder,
 
 def build_task(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> loop.Task:
   """The loop.Task of a dual-encoder run (registers data tasks, builds the model)."""
-  if int(config.train.micro_batches) != 1:
-    raise ValueError("train.micro_batches must be 1 for the contrastive loss: accumulation would "
-                     "draw negatives from each micro-batch only, not from the global batch")
-  if config.dual_encoder.loss not in de_lib.LOSSES:
-    raise ValueError(f"dual_encoder.loss must be one of {de_lib.LOSSES}, got "
-                     f"{config.dual_encoder.loss!r}")
   if config.data.task:
     raise ValueError(f"data.task={config.data.task!r} is not used by the dual-encoder trainer; "
                      "set dual_encoder.caption_source instead (and data.task='')")
-  d, de = config.data, config.dual_encoder
+  d = config.data
   vocab = registry.register_for_training(d, prepared_now=False)
+  cfg = programs.dual_encoder_model_config(config, vocab.vocab_size)
   sources = caption_sources(config, vocab.sentencepiece_model_file)
   registry.register_prepared(d)  # After the auto-labeled caption tasks, which it may name.
-  cfg = runtime.model_config(
-      config.model, de_lib.DualEncoderConfig, num_frames=d.num_frames, res=d.res,
-      text_len=d.text_len, vocab_size=vocab.vocab_size,
-      extra={"t_init": float(de.log_temperature_init), "b_init": float(de.bias_init)})
-  model = de_lib.DualEncoder(cfg)
-  init = variants.init_fn(cfg)
-  b, t, r, length = (int(config.train.batch_size), int(config.data.num_frames),
-                     int(config.data.res), int(config.data.text_len))
-  spec = {"frames": jax.ShapeDtypeStruct((b, t, r, r, 3), jnp.uint8),
-          "tokens": jax.ShapeDtypeStruct((b, length), jnp.int32)}
-  return loop.Task(
-      init_fn=lambda rng: init(rng)["params"],
-      loss_fn=functools.partial(de_lib.batch_loss, model=model, loss=config.dual_encoder.loss),
-      data_fn=make_data_fn(config, vocab, sources),
-      batch_spec=spec,
-      eval_fn=make_eval_fn(config, model, vocab, mesh))
+  return programs.dual_encoder_task(
+      config, cfg, data_fn=make_data_fn(config, vocab, sources),
+      eval_fn=make_eval_fn(config, de_lib.DualEncoder(cfg), vocab, mesh))
 
 
 def main(args: runtime.Args) -> int:

@@ -6,7 +6,7 @@
 Four figures, each printed with its reference measured in the same run:
 
 1. Steps/s of the VLM trainer's demo phase-1 step (configs/demo_phase1.py, `data.process_split=
-   indexed`, `data.decode_workers` from the flag) fed by the real input path (`train.make_data_fn`:
+   indexed`, `data.decode_workers` from the flag) fed by the real input path (`data.vlm_batches.make_data_fn`:
    PyAV decoding of the demo world's clips, seqio preprocessors, tf.data batching) versus the same
    compiled step fed synthetic in-memory batches (random frames, the text of one real batch). The
    step is `loop.train_step`, jitted and AOT-compiled exactly as `loop.run` does (state shardings,
@@ -295,9 +295,9 @@ def memory_child(world: str, workers: int, config_args: str, cache_decoded: bool
   its batches/s after the first."""
   steps = max(2, steps)
   from data import registry  # pylint: disable=import-outside-toplevel
-  from viit_jax import train  # pylint: disable=import-outside-toplevel
+  from data import vlm_batches  # pylint: disable=import-outside-toplevel
   config = make_config(world, workers, config_args, cache_decoded)
-  data_fn = train.make_data_fn(config, registry.register_for_training(config.data))
+  data_fn = vlm_batches.make_data_fn(config, registry.register_for_training(config.data))
   method = "VmHWM after clearing it (/proc/self/clear_refs)"
   try:
     pathlib.Path("/proc/self/clear_refs").write_text("5")  # Resets VmHWM to the current RSS.
@@ -402,7 +402,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   import jax  # pylint: disable=import-outside-toplevel
   from viit_jax import runtime  # pylint: disable=import-outside-toplevel
   from viit_jax import sharding as sharding_lib  # pylint: disable=import-outside-toplevel
-  from viit_jax import train  # pylint: disable=import-outside-toplevel
+  from data import registry  # pylint: disable=import-outside-toplevel
+  from data import vlm_batches  # pylint: disable=import-outside-toplevel
+  from viit_jax import programs  # pylint: disable=import-outside-toplevel
   runtime.configure_runtime()
   results: dict[str, Any] = {}
   t_all = time.perf_counter()
@@ -417,7 +419,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     if "steps" not in skip or "resume" not in skip:
       mesh = sharding_lib.make_mesh(dict(config.mesh))
-      task = train.build_task(config, mesh)
+      vocab = registry.register_for_training(config.data)  # The VLM trainer's task, no eval.
+      task = programs.vlm_task(config, programs.vlm_model_config(config, vocab.vocab_size),
+                               data_fn=vlm_batches.make_data_fn(config, vocab))
     if "steps" not in skip:
       r = results["steps"] = bench_steps(task, config, mesh, args.steps, args.warmup,
                                          args.rounds)
