@@ -4,7 +4,7 @@
 tokens / mask_ar / mask_loss / mask_input int32[b, L]} (b = batch / process count) of steps
 start, start + 1, ... for `data.process_split` indexed, slice or shard (see make_data_fn);
 `eval_batches` the first `train.eval_batches` held-out batches. Used by viit_jax.train and the
-input benchmark.
+input benchmark; `process_split` (this process's share of a global batch) by the dual encoder too.
 """
 from __future__ import annotations
 
@@ -41,6 +41,24 @@ def model_batches(config: Config, vocab: Vocab, name: str, split: str, *, shuffl
   return pp.batch_for_model(ds, batch_size=batch_size, seq_len=config.data.text_len, vocab=vocab)
 
 
+PROCESS_SPLITS = ("indexed", "slice", "shard")
+
+
+def process_split(config: Config, process_index: int | None = None,
+                  process_count: int | None = None) -> tuple[int, int, int, str]:
+  """(process index p, count n, local batch B / n, data.process_split), checked; p and n default
+  to JAX's (tests pass them to play one process of several)."""
+  b = int(config.train.batch_size)
+  n = jax.process_count() if process_count is None else int(process_count)
+  p = jax.process_index() if process_index is None else int(process_index)
+  if b % n:
+    raise ValueError(f"train.batch_size {b} is not divisible by the process count {n}")
+  mode = config.data.process_split
+  if mode not in PROCESS_SPLITS:
+    raise ValueError(f"data.process_split must be one of {PROCESS_SPLITS}, got {mode!r}")
+  return p, n, b // n, mode
+
+
 def make_data_fn(config: Config, vocab: Vocab) -> Callable[[int], Iterator[HostBatch]]:
   """first step -> iterator of this process's rows of global batches first, first + 1, ...
 
@@ -53,13 +71,7 @@ def make_data_fn(config: Config, vocab: Vocab) -> Callable[[int], Iterator[HostB
   the process count; resume replays the shard).
   """
   b = int(config.train.batch_size)
-  n, p = jax.process_count(), jax.process_index()
-  if b % n:
-    raise ValueError(f"train.batch_size {b} is not divisible by the process count {n}")
-  local = b // n
-  mode = config.data.process_split
-  if mode not in ("indexed", "slice", "shard"):
-    raise ValueError(f"data.process_split must be 'indexed', 'slice' or 'shard', got {mode!r}")
+  p, n, local, mode = process_split(config)
 
   def data_fn(start: int) -> Iterator[HostBatch]:
     if mode == "indexed":

@@ -83,6 +83,7 @@ from data import indexed
 from data import preprocessors as pp
 from data import registry
 from data import tasks as tasks_lib
+from data import vlm_batches
 from viit_jax import embed
 from viit_jax import loop
 from viit_jax import programs
@@ -437,14 +438,7 @@ def make_data_fn(config: ml_collections.ConfigDict, vocab: seqio.SentencePieceVo
   process of several).
   """
   b = int(config.train.batch_size)
-  n = jax.process_count() if process_count is None else int(process_count)
-  p = jax.process_index() if process_index is None else int(process_index)
-  if b % n:
-    raise ValueError(f"train.batch_size {b} is not divisible by the process count {n}")
-  local = b // n
-  mode = config.data.process_split
-  if mode not in ("indexed", "slice", "shard"):
-    raise ValueError(f"data.process_split must be 'indexed', 'slice' or 'shard', got {mode!r}")
+  p, n, local, mode = vlm_batches.process_split(config, process_index, process_count)
 
   def data_fn(start: int) -> Iterator[dict[str, np.ndarray]]:
     if mode == "indexed":
