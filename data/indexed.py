@@ -46,7 +46,7 @@ Example = dict[str, Any]
 MAX_PROBES = 64  # Consecutive bad clips tolerated at one position before the stream gives up.
 
 
-def _key(*parts: Any) -> int:
+def digest(*parts: Any) -> int:
   """A 64-bit integer digest of `parts` (stable across processes and Python runs)."""
   return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little")
 
@@ -66,7 +66,7 @@ class Permutation:
     bits += bits % 2
     self._half = bits // 2
     self._mask = (1 << self._half) - 1
-    self._keys = [_key(key, r) for r in range(4)]
+    self._keys = [digest(key, r) for r in range(4)]
 
   def _round(self, x: int, k: int) -> int:
     h = (x * 0x9E3779B97F4A7C15 + k) & 0xFFFFFFFFFFFFFFFF
@@ -148,7 +148,7 @@ class IndexedItems:
 
 def window_rng(seed: int, name: str, i: int) -> np.random.Generator:
   """The generator of item i's random temporal window: fixed per (seed, task, item)."""
-  return np.random.default_rng([seed & 0xFFFFFFFF, _key(name) & 0xFFFFFFFF, i])
+  return np.random.default_rng([seed & 0xFFFFFFFF, digest(name) & 0xFFFFFFFF, i])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +187,7 @@ class Order:
       if perm is None:
         if len(self._perms) > 64:  # Only the current epochs are in use.
           self._perms.clear()
-        perm = self._perms[(t, epoch)] = Permutation(self.sizes[t], _key(self.seed, t, epoch))
+        perm = self._perms[(t, epoch)] = Permutation(self.sizes[t], digest(self.seed, t, epoch))
       return perm
 
   def candidates(self, k: int) -> Iterator[tuple[int, int]]:

@@ -332,8 +332,8 @@ def register_from_config(spec: str) -> None:
   config = _load_config(spec)
   vocab = registry.register_for_training(config.data)
   if "dual_encoder" in config:
-    from viit_jax import train_dual_encoder  # pylint: disable=import-outside-toplevel
-    train_dual_encoder.caption_sources(config, vocab.sentencepiece_model_file)
+    from data import caption_tasks  # pylint: disable=import-outside-toplevel
+    caption_tasks.caption_sources(config, vocab.sentencepiece_model_file)
 
 
 def _pyav_source(task_name: str) -> Any:
@@ -689,7 +689,8 @@ class PreparedSource(seqio.DataSource):
     def generate() -> Iterator[Example]:
       if n == 0:
         return
-      perm = indexed.Permutation(n, indexed._key(entropy, index, count)) if shuffle else None  # pylint: disable=protected-access
+      key = indexed.digest(entropy, index, count)
+      perm = indexed.Permutation(n, key) if shuffle else None
       for j in range(n):
         i = index + count * (perm(j) if perm is not None else j)
         example = items.decode(i, entropy)

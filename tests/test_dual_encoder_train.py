@@ -24,6 +24,7 @@ import pytest
 from flax import traverse_util
 
 from configs import dual_encoder_demo
+from data import caption_tasks
 from data import indexed
 from data import rejects as rj
 from data import preprocessors as pp
@@ -172,7 +173,7 @@ def test_autolabel_batches_draw_each_clips_captions(demo_world, autolabel_dirs):
                                   "dual_encoder.viit_captions_dir": autolabel_dirs["viit"]})
   vocab = registry.register_for_training(config.data)
   path = vocab.sentencepiece_model_file
-  sources = tde.caption_sources(config, path)
+  sources = caption_tasks.caption_sources(config, path)
   assert [(s.name, s.captions_field) for s in sources] == [("viit", "captions")]
   all_caps = [c for caps in autolabel_dirs["captions"]["viit"].values() for c in caps]
   ids = {tuple(t): c for t, c in zip(pp.text_tokens(vocab, all_caps, 8).tolist(), all_caps)}
@@ -198,7 +199,7 @@ def test_stills_source_gives_static_clips_of_image_captions(demo_world):
   config = _config(demo_world, **{"dual_encoder.caption_source": "stills"})
   vocab = registry.register_for_training(config.data)
   path = vocab.sentencepiece_model_file
-  sources = tde.caption_sources(config, path)
+  sources = caption_tasks.caption_sources(config, path)
   assert [(s.name, s.key_field, s.captions_field) for s in sources] == [
       ("stills", "image_id", "references")]
   with open(demo_world / "stills" / "captions_train.json") as f:
@@ -323,7 +324,7 @@ def _indexed_run(config, steps: int, start: int, calls, *, process_index: int = 
   """`steps` batches of make_data_fn(process_index of process_count) from `start`, and the decode
   calls this run made (counted once the read-ahead has settled)."""
   vocab = registry.register_for_training(config.data)
-  sources = tde.caption_sources(config, vocab.sentencepiece_model_file)
+  sources = caption_tasks.caption_sources(config, vocab.sentencepiece_model_file)
   before = set(calls)
   it = tde.make_data_fn(config, vocab, sources, process_index=process_index,
                         process_count=process_count)(start)
@@ -358,7 +359,7 @@ def test_indexed_resume_decodes_only_from_its_step(demo_world, decode_calls):
   b = 8
   # 2 batches taken + read-ahead (tf.data's prefetch / parallel map, the stream's 2 batches).
   assert 2 * b <= len(calls) <= 8 * b, len(calls)
-  stream = tde.caption_stream(config, tde.caption_sources(config, registry.register_for_training(
+  stream = tde.caption_stream(config, caption_tasks.caption_sources(config, registry.register_for_training(
       config.data).sentencepiece_model_file), process_index=0, process_count=1)
   # The decodes are exactly the clips of positions n * B, n * B + 1, ... (no clip is rejected).
   want = _first_candidates(stream, range(n * b, n * b + len(calls)))
@@ -383,7 +384,7 @@ def test_indexed_processes_decode_disjoint_rows_of_the_global_batch(demo_world, 
           np.concatenate([runs[0][0][s][k], runs[1][0][s][k]]), one[s][k], err_msg=f"{s} {k}")
   np.testing.assert_array_equal(one[0]["frames"][:, 0], one[0]["frames"][:, 1])  # static clips
   vocab = registry.register_for_training(config.data)
-  sources = tde.caption_sources(config, vocab.sentencepiece_model_file)
+  sources = caption_tasks.caption_sources(config, vocab.sentencepiece_model_file)
   decoded = []
   for p, (_, calls) in enumerate(runs):
     stream = tde.caption_stream(config, sources, process_index=p, process_count=2)
@@ -410,7 +411,7 @@ def test_indexed_clips_without_caption_are_rejected_deterministically(demo_world
         fields = {**item.fields, "alt_text": "  " if j in blank else item.fields["alt_text"]}
         yield tb.ClipItem(item.key, item.path, fields)
 
-    source = tde.CaptionSource("alt_text", "demo_pool", "train", "clip_id", "references", 1.0,
+    source = caption_tasks.CaptionSource("alt_text", "demo_pool", "train", "clip_id", "references", 1.0,
                                "alt_text")
     return tde.CaptionItems(indexed.IndexedItems("pool", items_fn, sampling, rejects), source, 2)
 

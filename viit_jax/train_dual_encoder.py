@@ -69,7 +69,6 @@ configs/dual_encoder_demo.py:add_dual_encoder_section (to move into the base).
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import jax
@@ -82,7 +81,6 @@ from data import caption_tasks
 from data import indexed
 from data import preprocessors as pp
 from data import registry
-from data import tasks as tasks_lib
 from data import vlm_batches
 from viit_jax import embed
 from viit_jax import loop
@@ -90,107 +88,9 @@ from viit_jax import programs
 from viit_jax import runtime
 from viit_jax.models import dual_encoder as de_lib
 
-CAPTION_SOURCES = ("alt_text", "smit", "viit", "frame_captions", "stills")
+CaptionSource = caption_tasks.CaptionSource  # One training stream (dual_encoder.caption_source).
 BATCH_KEYS = ("frames", "tokens")
 NO_CAPTION = "no_caption"  # Reject reason: an item whose caption field holds no non-empty text.
-
-
-# ------------------------------------------------------------------------------------------------
-# Caption sources.
-
-
-@dataclasses.dataclass(frozen=True)
-class CaptionSource:
-  """One training stream of clips with captions.
-
-  Attributes:
-    name: alt_text | smit | viit | frame_captions.
-    task: the seqio task it reads.
-    split: the split it reads.
-    key_field: the example's clip id field (the caption/crop draws are keyed by it).
-    captions_field: the example's captions, str[K] (after the task's seqio preprocessors).
-    rate: sampling rate in a mixture.
-    item_captions_field: the same captions in the raw item, before any preprocessor: str or
-      str[K] (`data.process_split=indexed` reads raw items; see CaptionItems).
-  """
-  name: str
-  task: str
-  split: str
-  key_field: str
-  captions_field: str
-  rate: float
-  item_captions_field: str
-
-
-def parse_caption_source(spec: str) -> list[tuple[str, float]]:
-  """'alt_text' or 'alt_text:1+viit:3' -> [(name, rate), ...] (rate 1 when omitted).
-
-  Parts are separated by '+' (or ',', which needs quoting inside a --config argument).
-  """
-  out: list[tuple[str, float]] = []
-  for part in [p.strip() for p in spec.replace("+", ",").split(",") if p.strip()]:
-    name, _, rate = part.partition(":")
-    name = name.strip()
-    if name not in CAPTION_SOURCES:
-      raise ValueError(f"dual_encoder.caption_source: unknown source {name!r} in {spec!r}; "
-                       f"known: {CAPTION_SOURCES}")
-    try:
-      value = float(rate) if rate else 1.0
-    except ValueError as e:
-      raise ValueError(f"dual_encoder.caption_source: bad rate {rate!r} in {spec!r}") from e
-    if value <= 0:
-      raise ValueError(f"dual_encoder.caption_source: rate of {name} must be > 0, got {value}")
-    if name in [n for n, _ in out]:
-      raise ValueError(f"dual_encoder.caption_source: {name} given twice in {spec!r}")
-    out.append((name, value))
-  if not out:
-    raise ValueError("dual_encoder.caption_source is empty")
-  return out
-
-
-def autolabel_task_name(source: str) -> str:
-  return f"de_{source}_captions"
-
-
-def caption_sources(config: ml_collections.ConfigDict, vocab_path: str) -> list[CaptionSource]:
-  """The configured sources, registering the auto-label tasks they need."""
-  d, de = config.data, config.dual_encoder
-  demo = d.source == "demo"
-  out = []
-  for name, rate in parse_caption_source(de.caption_source):
-    if name == "alt_text":
-      if demo:
-        task = tasks_lib.DEMO_TASK_NAMES["webvid_pool"]
-      else:
-        if de.pool not in ("webvid", "internvid"):
-          raise ValueError(f"dual_encoder.pool must be webvid or internvid, got {de.pool!r}")
-        task = f"{de.pool}_pool"
-      out.append(CaptionSource(name, task, "train", "clip_id", "references", rate,
-                               "alt_text"))
-    elif name == "smit":
-      task = tasks_lib.DEMO_TASK_NAMES["smit_caption"] if demo else "smit_caption"
-      out.append(CaptionSource(name, task, "train", "video_id", "references", rate,
-                               "caption"))
-    elif name == "stills":
-      task = tasks_lib.DEMO_TASK_NAMES["coco_caption"] if demo else "coco_caption"
-      out.append(CaptionSource(name, task, "train", "image_id", "references", rate,
-                               "captions"))
-    else:
-      directory = de.viit_captions_dir if name == "viit" else de.frame_captions_dir
-      if not directory:
-        raise ValueError(f"caption source {name} needs dual_encoder."
-                         f"{'viit_captions_dir' if name == 'viit' else 'frame_captions_dir'}")
-      task = caption_tasks.register_caption_task(
-          autolabel_task_name(name), directory, None, num_frames=d.num_frames, fps=d.fps,
-          res=d.res, vocab_path=vocab_path, decode_workers=d.decode_workers,
-          shuffle_buffer_size=d.shuffle_buffer, cache_decoded=d.cache_decoded)
-      out.append(CaptionSource(name, task, caption_tasks.SPLIT, "clip_id", "captions", rate,
-                               "captions"))
-    if out[-1].task not in seqio.TaskRegistry.names():
-      raise KeyError(f"caption source {name}: seqio task {out[-1].task!r} is not registered "
-                     f"(data.source={d.source!r}; for real data set data.dirs."
-                     f"{'smit' if name == 'smit' else de.pool})")
-  return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -495,7 +395,7 @@ def build_task(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> lo
   d = config.data
   vocab = registry.register_for_training(d, prepared_now=False)
   cfg = programs.dual_encoder_model_config(config, vocab.vocab_size)
-  sources = caption_sources(config, vocab.sentencepiece_model_file)
+  sources = caption_tasks.caption_sources(config, vocab.sentencepiece_model_file)
   registry.register_prepared(d)  # After the auto-labeled caption tasks, which it may name.
   return programs.dual_encoder_task(
       config, cfg, data_fn=make_data_fn(config, vocab, sources),

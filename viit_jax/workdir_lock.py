@@ -52,8 +52,8 @@ def holder_description() -> dict[str, Any]:
 
 def _describe(workdir: str, holder: dict[str, Any]) -> str:
   return (f"{workdir} is in use by pid {holder.get('pid', '?')} on host {holder.get('host', '?')} "
-          f"({holder.get('command', '?')}, since {holder.get('started', '?')}); wait for it to end, "
-          "stop it, or use another --workdir")
+          f"({holder.get('command', '?')}, since {holder.get('started', '?')}); wait for it to "
+          "end, stop it, or use another --workdir")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -76,7 +76,8 @@ class _LocalLock:
 
   def acquire(self) -> None:
     os.makedirs(self._workdir, exist_ok=True)
-    f = open(os.path.join(self._workdir, self._name), "a+", encoding="utf-8")  # pylint: disable=consider-using-with
+    path = os.path.join(self._workdir, self._name)
+    f = open(path, "a+", encoding="utf-8")  # pylint: disable=consider-using-with
     try:
       fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
