@@ -573,6 +573,15 @@ def _examples(version_dir: paths.PathLike) -> tuple[list[dict], list[bytes]]:
   return rows, [p.read_bytes() for p in sorted(units.glob("unit-*.tfrecord"), key=os.fspath)]
 
 
+def _rerun_to_the_end(cmd: list[str], env: dict[str, str]) -> float:
+  """Reruns an interrupted synthesis CLI to completion; returns when the rerun started."""
+  start = time.time()
+  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=180)
+  assert proc.returncode == 0, proc.stdout.decode()[-3000:] + proc.stderr.decode()[-3000:]
+  _forget_gcs_listings()
+  return start
+
+
 def test_sigterm_finishes_the_unit_exits_42_and_resumes_on_gcs(tmp_path, fake_llm, gcs_bucket):
   """SIGTERM mid-unit on a gs:// workdir: the unit in progress is finished and written, then the
   job exits 42 without a manifest; the rerun completes with an uninterrupted run's examples and
@@ -607,11 +616,7 @@ def test_sigterm_finishes_the_unit_exits_42_and_resumes_on_gcs(tmp_path, fake_ll
   assert run1["preempted"] and run1["units_written"] == finished
   (segment,) = (paths.path(workdir) / "cache").glob("replies-*.jsonl")
   assert {json.loads(x)["key"] for x in segment.read_text().splitlines()} == first_keys
-  rerun_start = time.time()
-
-  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=180)
-  assert proc.returncode == 0, proc.stdout.decode()[-3000:] + proc.stderr.decode()[-3000:]
-  _forget_gcs_listings()
+  rerun_start = _rerun_to_the_end(cmd, env)
   manifest = paths.read_json(version / "manifest.json")
   assert manifest["counts_per_kind"] == {"causal": 16, "shortqa": 16, "temporal": 16}
   second = [e for e in server.log if e["t0"] >= rerun_start]
@@ -652,11 +657,7 @@ def test_sigkill_on_gcs_loses_only_the_unit_in_progress(tmp_path, fake_llm, gcs_
   unit0 = {e["key"] for e in sorted(server.log, key=lambda e: e["t0"])[:6]}
   (segment,) = (paths.path(workdir) / "cache").glob("replies-*.jsonl")
   assert {json.loads(x)["key"] for x in segment.read_text().splitlines()} == unit0
-  rerun_start = time.time()
-
-  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=180)
-  assert proc.returncode == 0, proc.stdout.decode()[-3000:] + proc.stderr.decode()[-3000:]
-  _forget_gcs_listings()
+  rerun_start = _rerun_to_the_end(cmd, env)
   assert paths.read_json(f"{workdir}/v1/manifest.json")["num_examples"] == 24
   second = [e for e in server.log if e["t0"] >= rerun_start]
   assert not {e["key"] for e in second} & unit0 and len(second) == 24 - 6
