@@ -76,6 +76,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.variant = ""
   c.model.vocab_size = 0
   c.model.dtype = ""  # Compute dtype, e.g. bfloat16; '' = the checkpoint's model.dtype.
+  # Weights as held on the devices: '' = as trained (float32); bfloat16 halves them (inference).
+  c.model.param_dtype = ""
   c.vocab_path = ""  # SentencePiece model; '' = <world_dir>/spm/demo.model (demo corpus only).
 
   # Decoding (viit_jax/decoding.py). The paper: nucleus sampling, several captions per clip.

@@ -23,12 +23,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.experiment = "autolabel_webvid"
   c.corpus.format = "webvid"
   c.unit_size = 1024
-  c.batch_size = 64  # Per host (e.g. 8 per chip on a v5e host of 8 chips).
+  c.batch_size = 64  # Per host: 16 clips (64 samples) per chip on a v5e host of 4 chips.
   c.data.num_frames = 8  # The paper: 8 frames at 2 fps, 224 px.
   c.data.fps = 2.0
   c.data.res = 224
   c.data.decode_workers = 16
+  c.model.variant = "paligemma-3b-224"  # What phase 2 trained (the checkpoint must agree).
   c.model.dtype = "bfloat16"
+  # bfloat16 weights, sharded over the host's chips (FSDP; the batch too): float32 replicated
+  # would put 11.7 GB of weights on each 16 GiB v5e chip before any KV cache (docs/plan.md).
+  c.model.param_dtype = "bfloat16"
+  c.mesh.data = 1
+  c.mesh.fsdp = -1
   c.decode.sampler = "nucleus"
   c.decode.num_samples = 4
   c.decode.max_decode_len = 64

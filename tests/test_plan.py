@@ -1,4 +1,5 @@
-"""viit_jax.plan: the train step compiled by libtpu's compiler for a TPU topology; the cost table.
+"""viit_jax.plan: the entry points' programs compiled by libtpu's compiler for a TPU topology; the
+cost table.
 
 The compile tests need libtpu (the `[tpu]` extra; `make test` installs it) and are defined only when
 it imports, so a machine without it collects the rest rather than skipping them.
@@ -8,6 +9,7 @@ import re
 
 import pytest
 
+from viit_jax import aot
 from viit_jax import plan
 
 libtpu = importlib.util.find_spec("libtpu")
@@ -40,7 +42,7 @@ def test_collective_bytes_from_hlo():
   %rs-start = f32[16]{0} reduce-scatter(f32[128]{0} %c), dimensions={0}
   %add.2 = f32[4]{0} add(f32[4]{0} %x, f32[4]{0} %y)
   """
-  out = plan.collective_bytes(hlo)
+  out = aot.collective_bytes(hlo)
   assert out["all-gather"] == 8 * 128 * 2
   assert out["all-reduce"] == 4 * 4 + 4 * 4
   assert out["reduce-scatter"] == 16 * 4
@@ -63,10 +65,13 @@ def test_cost_table_prints_positive_hours(capsys):
 
 def test_analytic_flops_count_frozen_towers_less():
   from viit_jax.models import variants
-  cfg = plan.build_program(plan.load_config(TINY_VLM)).model_cfg
-  full = plan.analytic_step_flops(cfg, 8, ["img/x", "llm/y"], "none")
-  frozen_llm = plan.analytic_step_flops(cfg, 8, ["img/x"], "none")
-  remat = plan.analytic_step_flops(cfg, 8, ["img/x", "llm/y"], "full")
+  from viit_jax import sharding as sharding_lib
+  import jax
+  one = sharding_lib.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
+  cfg = aot.train_program(plan.load_config(TINY_VLM), one).model_cfg
+  full = aot.analytic_step_flops(cfg, 8, ("img/x", "llm/y"), "none")
+  frozen_llm = aot.analytic_step_flops(cfg, 8, ("img/x",), "none")
+  remat = aot.analytic_step_flops(cfg, 8, ("img/x", "llm/y"), "full")
   assert full.model == 3 * 8 * variants.flops_per_example(cfg)
   assert frozen_llm.model < full.model
   assert remat.hardware == full.model + 8 * variants.flops_per_example(cfg)
@@ -81,16 +86,31 @@ if libtpu is not None:
     p = plan.plan(config, plan.parse_topology("v5e:2x4"))
     assert p.fits and p.hbm_gib == 16
     mem = p.memory
-    for key in ("arguments", "parameters", "optimizer", "batch", "outputs", "code", "total"):
-      assert 0 < mem[key] < 16 * plan.GIB, (key, mem)
-    assert 0 <= mem["temporaries"] < 16 * plan.GIB  # This tiny step reports 0 B on v5e.
-    assert mem["parameters"] + mem["optimizer"] + mem["batch"] <= mem["arguments"]
+    for key in ("arguments", "parameters", "optimizer state", "batch", "outputs", "code", "total"):
+      assert 0 < mem[key] < 16 * aot.GIB, (key, mem)
+    assert 0 <= mem["temporaries"] < 16 * aot.GIB  # This tiny step reports 0 B on v5e.
+    assert mem["parameters"] + mem["optimizer state"] + mem["batch"] <= mem["arguments"]
     assert p.compiled_flops and p.compiled_flops > 0 and p.analytic.hardware > 0
     m = TOTAL_RE.match(p.lines[-1])
     assert m and 0 < float(m.group(1)) < 16 and m.group(2) == "16", p.lines[-1]
     text = "\n".join(p.lines)
     assert "mesh {'data': 1, 'fsdp': 8, 'tensor': 1}" in text
     assert "compiled / analytic" in text and "collectives" in text
+
+  def test_plan_compiles_the_auto_labeling_decode_step(capsys):
+    """The auto-labeling decode step (prefill + K-sample extend loop) on one host of a v5e-16
+    (compiled as that host's v5e:2x2), bfloat16 weights sharded over its 4 chips."""
+    code = plan.main([
+        "--config=configs/autolabel_webvid.py:model.variant=test,data.res=16,data.num_frames=2,"
+        "batch_size=8", "--topology=v5e-16", "--full_flops"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "decode step (auto-labeling)" in out and "params in bfloat16" in out
+    assert "one host's 4 chips, compiled as v5e:2x2" in out and "each of the 4 hosts" in out
+    assert "mesh {'data': 1, 'fsdp': 4, 'tensor': 1}" in out
+    assert "every layer counted: compiled" in out
+    m = TOTAL_RE.match(_last_line(out))
+    assert m and 0 < float(m.group(1)) < 16
 
   def test_plan_cli_dual_encoder_and_multislice(capsys):
     """The dual encoder's step on 2 x v5e:2x4 (16 chips, data across the slices) exits 0."""

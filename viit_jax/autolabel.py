@@ -64,6 +64,7 @@ from data import corpus as corpus_lib
 from data import rejects as rj
 from data import video
 from data import watchdog
+from viit_jax import aot
 from viit_jax import caption_sets
 from viit_jax import decoding
 from viit_jax import paths
@@ -240,13 +241,8 @@ class Captioner:
 
 def decode_config(config: ml_collections.ConfigDict, tokenizer: Tokenizer, model_vocab: int
                   ) -> decoding.DecodeConfig:
-  d = config.decode
-  return decoding.DecodeConfig(
-      sampler=d.sampler, max_decode_len=int(d.max_decode_len), num_samples=int(d.num_samples),
-      temperature=float(d.temperature), top_p=float(d.top_p), top_k=int(d.top_k),
-      beam_size=int(d.beam_size), length_penalty=float(d.length_penalty),
-      eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
-      valid_vocab_size=tokenizer.size if tokenizer.size < model_vocab else 0)
+  return aot.decode_settings(config, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
+                             valid_vocab_size=tokenizer.size if tokenizer.size < model_vocab else 0)
 
 
 class Progress:
@@ -357,14 +353,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
     vocab_path = os.path.join(config.corpus.world_dir, "spm", "demo.model")
   tokenizer = Tokenizer(vocab_path)
   source = runtime.checkpoint_source(config.init_from, config.init_step)
-  res = config.data.res or source.trained("data", "res")
-  if not res:
-    raise ValueError("data.res is not set and the checkpoint records none")
+  model_cfg = aot.decode_model_config(config, source)
+  res = model_cfg.img.image_size
   fc = config.mode == "frame_captioner"
-  num_frames = config.frame_captioner.num_frames if fc else config.data.num_frames
+  num_frames = aot.cfg_frames(config)
   fps = config.frame_captioner.fps if fc else config.data.fps
-  model_cfg = runtime.model_config(config.model, vlm_lib.VLMConfig,
-                                   num_frames=1 if fc else num_frames, res=int(res), source=source)
   dcfg = decode_config(config, tokenizer, model_cfg.llm.vocab_size)
   trained_frames = source.trained("data", "num_frames")
   if not fc and trained_frames and trained_frames != num_frames:
@@ -376,6 +369,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
                      "experiment": source.meta.get("experiment"),
                      "variant": config.model.variant or source.trained("model", "variant")},
       "model": {"vocab_size": model_cfg.llm.vocab_size, "dtype": model_cfg.llm.dtype,
+                "param_dtype": config.model.param_dtype or "float32",
                 "image_size": model_cfg.img.image_size},
       "prompt": config.prompt, "prompt_ids": tokenizer.prompt_ids(config.prompt),
       "tokenizer": {"path": tokenizer.path, "sha256": tokenizer.sha256()},
@@ -408,7 +402,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
   # Model: this process's devices, parameters restored into their shardings.
   mesh = decoding.local_mesh(dict(config.mesh))
   params = runtime.load_params(model_cfg, source, mesh,
-                       tuple(tuple(r) for r in config.init_assignment_map))
+                               tuple(tuple(r) for r in config.init_assignment_map),
+                               param_dtype=config.model.param_dtype)
   decoder = decoding.Decoder(decoding.VLMAdapter(vlm_lib.VLM(model_cfg)), dcfg, mesh)
   rows_per_clip = num_frames if fc else 1
   if (config.batch_size * rows_per_clip) % decoder.batch_divisor:
@@ -539,5 +534,17 @@ def main(args: runtime.Args) -> int:
   return 0
 
 
+def compile_only(config: ml_collections.ConfigDict) -> int:
+  """--compile_only: the decode step on this process's devices (the checkpoint's model when
+  init_from names one, else model.variant and data.res), with a 16-token prompt."""
+  def program() -> aot.Program:
+    source = (runtime.checkpoint_source(config.init_from, config.init_step) if config.init_from
+              else None)
+    return aot.decode_program(config, decoding.local_mesh(dict(config.mesh)),
+                              model_cfg=aot.decode_model_config(config, source))
+
+  return aot.print_report(program)
+
+
 if __name__ == "__main__":
-  runtime.run(main)
+  runtime.run(main, compile_only=compile_only)

@@ -518,6 +518,19 @@ class Decoder:
     self._replicated = replicated
     self.batch_divisor = sharding_lib.batch_devices(mesh, rules)
 
+  def lower(self, params: Params, inputs: Mapping[str, jax.ShapeDtypeStruct]
+            ) -> jax.stages.Lowered:
+    """The decode program for `params` (arrays or ShapeDtypeStructs, with their shardings) and
+    inputs of these shapes (a global batch of this mesh), lowered but not run; `.compile()` gives
+    the compiled program of `__call__` (viit_jax.aot reports its memory)."""
+    b = next(iter(inputs.values())).shape[0]
+    batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=self._batch)
+             for k, v in inputs.items()}
+    ids = jax.ShapeDtypeStruct((b,), jnp.int32, sharding=self._batch)
+    seed = jax.ShapeDtypeStruct((), jnp.int32, sharding=self._replicated)
+    with sharding_lib.use_mesh(self.mesh, self.rules):
+      return self._fn.lower(params, batch, ids, seed)
+
   def __call__(self, params: Params, inputs: Mapping[str, np.ndarray], example_ids: np.ndarray,
                seed: int) -> DecodeOutput:
     b = len(example_ids)

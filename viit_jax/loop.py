@@ -395,6 +395,12 @@ def compile_step(task: Task, config: ml_collections.ConfigDict, mesh: jax.shardi
                  spec: StateSpec) -> jax.stages.Compiled:
   """The train step, compiled ahead of time: explicit shardings, donated state,
   (state, batch) -> (state, metrics)."""
+  return lower_step(task, config, mesh, spec).compile()
+
+
+def lower_step(task: Task, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+               spec: StateSpec) -> jax.stages.Lowered:
+  """The train step of `compile_step`, lowered with abstract arguments (not yet compiled)."""
   rules = sharding_lib.RULES
   batch_sharding = jax.sharding.NamedSharding(mesh, sharding_lib.batch_spec(rules))
   batch_shardings = {k: batch_sharding for k in task.batch_spec}
@@ -409,7 +415,7 @@ def compile_step(task: Task, config: ml_collections.ConfigDict, mesh: jax.shardi
   abstract_batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_shardings[k])
                     for k, v in task.batch_spec.items()}
   with sharding_lib.use_mesh(mesh, rules):
-    return jitted.lower(spec.abstract_state, abstract_batch).compile()
+    return jitted.lower(spec.abstract_state, abstract_batch)
 
 
 def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,

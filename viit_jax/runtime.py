@@ -9,7 +9,8 @@ An entry point (train, train_dual_encoder, autolabel, evaluate, synthesize) is
     runtime.run(main)
 
 `run` defines `--config` (an ml_collections config file, locked: unknown keys are errors),
-`--workdir` and, for trainers, `--resume`; starts JAX multi-process when the launcher's variables
+`--workdir` and, for trainers, `--resume` (train, train_dual_encoder and autolabel also take
+`--compile_only`: compile the job's program, print its memory per device and exit); starts JAX multi-process when the launcher's variables
 are set (before anything touches a device); quiets orbax's INFO logging unless `--verbosity` is
 given; turns on the persistent compile cache; holds the workdir's lock (`workdir_lock`) while
 `main` runs, so a second run on the same workdir exits with EXIT_WORKDIR_LOCKED naming the first;
@@ -74,24 +75,37 @@ class Args:
   resume: bool = False  # Trainers: continue a workdir that holds another config.
 
 
-def define_flags(*, resume: bool) -> None:
-  """--config and --workdir (required), plus --resume when `resume`."""
+def define_flags(*, resume: bool, compile_only: bool = False) -> None:
+  """--config and --workdir (required), plus --resume when `resume` and --compile_only (then
+  --workdir is not needed) when `compile_only`."""
   config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/<x>.py:args).",
                                   lock_config=True)
   flags.DEFINE_string("workdir", None, "Run directory (checkpoints, outputs, config.json).")
   if resume:
     flags.DEFINE_bool("resume", False, "Continue a workdir even though it holds another config.")
-  flags.mark_flags_as_required(["config", "workdir"])
+  flags.mark_flags_as_required(["config"])
+  if not compile_only:
+    flags.mark_flags_as_required(["workdir"])
+    return
+  flags.DEFINE_bool("compile_only", False, "Compile the job's program on this job's devices, "
+                    "print its memory per device (viit_jax.aot) and exit: 0 if it fits, 1 if not. "
+                    "Reads no data and writes nothing.")
+  flags.register_multi_flags_validator(
+      ["workdir", "compile_only"], lambda f: bool(f["workdir"] or f["compile_only"]),
+      message="--workdir is required (unless --compile_only)")
 
 
 def run(main: Callable[[Args], int | None], *, resume: bool = False, uses_jax: bool = True,
-        lock_name: Callable[[ml_collections.ConfigDict], str] = lambda config: "") -> NoReturn:
+        lock_name: Callable[[ml_collections.ConfigDict], str] = lambda config: "",
+        compile_only: Callable[[ml_collections.ConfigDict], int] | None = None) -> NoReturn:
   """Runs `main` as the program (see the module docstring); never returns.
 
   `lock_name(config)` names the workdir's lock file when one workdir legitimately hosts several
-  jobs at once (synthesis shards); "" is the one lock of the workdir.
+  jobs at once (synthesis shards); "" is the one lock of the workdir. `compile_only(config)`, when
+  given, is what `--compile_only` runs instead of `main` (no workdir, no lock): it compiles the
+  job's program and returns the exit code.
   """
-  define_flags(resume=resume)
+  define_flags(resume=resume, compile_only=compile_only is not None)
 
   def program(argv: list[str]) -> int:
     if len(argv) > 1:
@@ -102,6 +116,8 @@ def run(main: Callable[[Args], int | None], *, resume: bool = False, uses_jax: b
       absl_logging.set_verbosity(absl_logging.WARNING)
     if uses_jax:
       configure_runtime()
+    if compile_only is not None and FLAGS.compile_only:
+      return compile_only(FLAGS.config)
     try:
       with hold_workdir(FLAGS.workdir, lock_name(FLAGS.config), uses_jax=uses_jax):
         return main(Args(FLAGS.config, FLAGS.workdir, bool(resume and FLAGS.resume))) or 0
@@ -262,9 +278,11 @@ def model_config(model: ml_collections.ConfigDict, want: type, *, num_frames: in
                  extra: Mapping[str, Any] | None = None) -> variants.ModelConfig:
   """The model config of `model.variant` fitted to the data, checked to be a `want`.
 
-  Two uses:
+  Three uses:
   - a model to train (`source` None): the config's variant, vocab size, dtype, remat policy and
     layer layout (`model.scan`);
+  - a model to compile for inference without a checkpoint (`source` None, no `model.remat_policy`:
+    viit_jax.aot): the config's variant, vocab size and dtype, the variant's layout;
   - a trained model (`source` given; evaluation, auto-labeling): the config's variant, vocab size
     and dtype where set, else the checkpoint's; its recorded layer layout (scanned or not).
   The image tower sees `num_frames` frames of `res` px; the text side (the VLM's LM or the dual
@@ -287,7 +305,7 @@ def model_config(model: ml_collections.ConfigDict, want: type, *, num_frames: in
     overrides[f"{tower}.vocab_size"] = int(size)
   dtype = model.dtype or trained("model", "dtype") or "float32"
   overrides.update({"img.dtype": dtype, f"{tower}.dtype": dtype})
-  if source is None:
+  if source is None and "remat_policy" in model:  # A trainer's config.
     overrides.update({"img.remat_policy": model.remat_policy, f"{tower}.remat_policy":
                       model.remat_policy, "img.scan": model.scan, f"{tower}.scan": model.scan})
   elif trained("model", "scan") is not None:  # Imports keep the variant's layout.
@@ -309,14 +327,27 @@ def model_config(model: ml_collections.ConfigDict, want: type, *, num_frames: in
 MODEL_KINDS: dict[str, type] = {"vlm": vlm_lib.VLMConfig, "dual_encoder": de_lib.DualEncoderConfig}
 
 
-def load_params(model_cfg: variants.ModelConfig, source: CheckpointSource, mesh: jax.sharding.Mesh,
-                assignment_map: checkpoints.AssignmentMap = ()) -> Any:
-  """The parameters (only) of `source`, restored straight into their shardings on `mesh`; every
-  parameter must come from the source."""
+def abstract_params(model_cfg: variants.ModelConfig, mesh: jax.sharding.Mesh,
+                    param_dtype: str = "") -> Any:
+  """ShapeDtypeStructs with shardings of the model's parameters on `mesh` (by their logical axes);
+  floating leaves in `param_dtype` ('' = as initialised: float32)."""
   boxed = variants.abstract_params(model_cfg)
   shardings = sharding_lib.logical_to_shardings(boxed, mesh)
-  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                          nn.unbox(boxed), shardings)
+
+  def leaf(x, s):
+    floating = param_dtype and jax.numpy.issubdtype(x.dtype, jax.numpy.floating)
+    return jax.ShapeDtypeStruct(x.shape, jax.numpy.dtype(param_dtype) if floating else x.dtype,
+                                sharding=s)
+
+  return jax.tree.map(leaf, nn.unbox(boxed), shardings)
+
+
+def load_params(model_cfg: variants.ModelConfig, source: CheckpointSource, mesh: jax.sharding.Mesh,
+                assignment_map: checkpoints.AssignmentMap = (), param_dtype: str = "") -> Any:
+  """The parameters (only) of `source`, restored straight into their shardings on `mesh` (cast to
+  `param_dtype` when set: bfloat16 halves an inference job's weights); every parameter must come
+  from the source."""
+  abstract = abstract_params(model_cfg, mesh, param_dtype)
   params, report = checkpoints.load_params_into(abstract, source.path, step=source.step or -1,
                                                 assignment_map=assignment_map)
   if report.kept:

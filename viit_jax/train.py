@@ -31,6 +31,7 @@ import ml_collections
 from data import registry
 from data import vlm_batches
 from viit_jax import decoding
+from viit_jax import aot
 from viit_jax import loop
 from viit_jax import programs
 from viit_jax import runtime
@@ -143,4 +144,4 @@ def main(args: runtime.Args) -> int:
 
 
 if __name__ == "__main__":
-  runtime.run(main, resume=True)
+  runtime.run(main, resume=True, compile_only=aot.train_step_compile_only)

@@ -83,6 +83,7 @@ from data import preprocessors as pp
 from data import registry
 from data import vlm_batches
 from viit_jax import embed
+from viit_jax import aot
 from viit_jax import loop
 from viit_jax import programs
 from viit_jax import runtime
@@ -409,4 +410,4 @@ def main(args: runtime.Args) -> int:
 
 
 if __name__ == "__main__":
-  runtime.run(main, resume=True)
+  runtime.run(main, resume=True, compile_only=aot.train_step_compile_only)
