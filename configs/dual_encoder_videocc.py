@@ -12,7 +12,9 @@ Here both towers start from the public SigLIP B/16 two-tower checkpoint, importe
       --variant=siglip-b16-video --workdir=runs/siglip_b16_video
 
 Deviations and choices (not given by the paper):
-- Size: B/16 (the paper's tables use ViT-st-L; variants has no SigLIP L two-tower yet).
+- Size: B/16. The paper's tables use ViT-st-L: `model.variant=siglip-l16-video` (ViT-st-L/16 and
+  SigLIP L/16's text tower) is that size, which `python -m viit_jax.plan` compiles for v5e-128
+  (docs/plan.md); training it needs SigLIP L/16 weights imported into that variant.
 - Learning rate: the paper states none for AdamW; 1e-5 peak (a usual fine-tuning rate for a
   pre-trained SigLIP/CLIP B/16) with 5K warm-up and cosine decay. The paper's SGD recipe:
   `optim.name=sgd,optim.lr=1e-3,optim.momentum=0.9,optim.weight_decay=0.0` (100 epochs).

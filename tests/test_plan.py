@@ -83,7 +83,7 @@ if libtpu is not None:
     """The test-size VLM (phase-1 config: LM frozen) on 8 v5e chips: the compiler's figures are
     positive, below HBM, and the last line has the documented format."""
     config = plan.load_config(TINY_VLM)
-    p = plan.plan(config, plan.parse_topology("v5e:2x4"))
+    p, eval_decode = plan.plan(config, plan.parse_topology("v5e:2x4"))
     assert p.fits and p.hbm_gib == 16
     mem = p.memory
     for key in ("arguments", "parameters", "optimizer state", "batch", "outputs", "code", "total"):
@@ -96,6 +96,11 @@ if libtpu is not None:
     text = "\n".join(p.lines)
     assert "mesh {'data': 1, 'fsdp': 8, 'tensor': 1}" in text
     assert "compiled / analytic" in text and "collectives" in text
+    # The trainer's eval samples: greedy decode with the optimizer state resident meanwhile.
+    assert "eval decode step" in eval_decode.lines[0] and eval_decode.fits
+    assert eval_decode.memory["optimizer state"] == mem["optimizer state"] > 0
+    assert eval_decode.memory["parameters"] == mem["parameters"]
+    assert TOTAL_RE.match(eval_decode.lines[-1]), eval_decode.lines
 
   def test_plan_compiles_the_auto_labeling_decode_step(capsys):
     """The auto-labeling decode step (prefill + K-sample extend loop) on one host of a v5e-16

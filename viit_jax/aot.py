@@ -174,6 +174,8 @@ class Program:
     analytic: its analytic FLOPs.
     with_depths: (img depth, text-side depth) -> the same program with those layer counts,
       unrolled (for layer_extrapolated_flops).
+    resident: bytes per chip that stay allocated while it runs without being its arguments
+      (the optimizer state during the trainer's eval).
   """
   name: str
   header: str
@@ -183,6 +185,7 @@ class Program:
   parts: Mapping[str, int]
   analytic: AnalyticFlops
   with_depths: Callable[[int, int], "Program"] | None = None
+  resident: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 def shard_bytes(tree: Any) -> int:
@@ -255,6 +258,39 @@ def train_program(config: Config, mesh: jax.sharding.Mesh,
       lower=functools.partial(loop.lower_step, task, config, mesh, spec), parts=parts,
       analytic=analytic_step_flops(cfg, b, spec.trainable, str(config.model.remat_policy)),
       with_depths=lambda i, t: train_program(config, mesh, _with_depths(cfg, i, t)))
+
+
+def eval_decode_program(config: Config, mesh: jax.sharding.Mesh,
+                        model_cfg: vlm_lib.VLMConfig | None = None) -> Program:
+  """The VLM trainer's in-training eval sampling: greedy continuation of a train-size batch for
+  `train.max_decode_len` tokens, with the train state's parameters; its optimizer state stays
+  resident meanwhile."""
+  cfg = model_cfg or programs.vlm_model_config(config)
+  task = programs.vlm_task(config, cfg)
+  spec = loop.state_spec(task, config, mesh)
+  params = spec.abstract_state["params"]
+  batch_sharding = jax.sharding.NamedSharding(mesh, sharding_lib.batch_spec())
+  batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sharding)
+           for k, v in task.batch_spec.items()}
+  length = int(config.train.max_decode_len)
+  fn = jax.jit(functools.partial(decoding.greedy_continuation, model=vlm_lib.VLM(cfg),
+                                 max_len=length, eos_id=1),
+               out_shardings=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+
+  def lower() -> jax.stages.Lowered:
+    with sharding_lib.use_mesh(mesh):
+      return fn.lower(params, batch)
+
+  b = int(config.train.batch_size)
+  prompt = int(config.data.text_len)  # The prompt is padded to the text length.
+  dcfg = decoding.DecodeConfig(sampler="greedy", max_decode_len=length)
+  return Program(
+      "eval decode step", f"config {config.experiment}: eval decode step (the trainer's greedy "
+      f"samples), batch {b}, {length} tokens, prompt padded to {prompt}", cfg, mesh, lower,
+      parts={"parameters": shard_bytes(params), "batch": shard_bytes(batch)},
+      analytic=analytic_decode_flops(cfg, b, dcfg, prompt),
+      with_depths=lambda i, t: eval_decode_program(config, mesh, _with_depths(cfg, i, t)),
+      resident={"optimizer state": shard_bytes(spec.abstract_state["opt"])})
 
 
 def decode_model_config(config: Config, source: runtime.CheckpointSource | None = None
@@ -336,9 +372,18 @@ def is_decode_config(config: Config) -> bool:
   return "decode" in config and "corpus" in config
 
 
-def program_of(config: Config, mesh: jax.sharding.Mesh) -> Program:
-  """The program `config`'s entry point compiles: decode step or train step."""
-  return decode_program(config, mesh) if is_decode_config(config) else train_program(config, mesh)
+def programs_of(config: Config, mesh: jax.sharding.Mesh) -> list[Program]:
+  """The programs `config`'s entry point compiles: the decode step (auto-labeling); or the train
+  step, and for a VLM phase with in-training samples (data.eval_task, train.decode_samples) the
+  eval decode step."""
+  if is_decode_config(config):
+    return [decode_program(config, mesh)]
+  train = train_program(config, mesh)
+  out = [train]
+  if (isinstance(train.model_cfg, vlm_lib.VLMConfig) and config.data.eval_task
+      and int(config.train.decode_samples) > 0):
+    out.append(eval_decode_program(config, mesh, train.model_cfg))
+  return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -412,29 +457,31 @@ class Report:
     return self.hbm_gib is None or self.total_gib <= self.hbm_gib
 
 
-def print_report(make_program: Callable[[], Program]) -> int:
-  """What an entry point's `--compile_only` runs: builds the program on this job's devices,
-  compiles it and prints the report (process 0). Exit code 0 if it fits, 1 if not, 2 if the config
-  cannot run on these devices (e.g. a batch the mesh cannot split)."""
+def print_reports(make_programs: Callable[[], list[Program]]) -> int:
+  """What an entry point's `--compile_only` runs: builds its programs on this job's devices,
+  compiles them and prints their reports (process 0). Exit code 0 if they fit, 1 if not, 2 if the
+  config cannot run on these devices (e.g. a batch the mesh cannot split)."""
   try:
-    program = make_program()
+    programs_ = make_programs()
   except ValueError as e:
     print(f"ERROR: {e}", file=sys.stderr, flush=True)
     return 2
-  report = compile_report(program, device_hbm_gib(program.mesh.devices.flat[0]))
-  if jax.process_index() == 0:
-    print("\n".join(report.lines), flush=True)
-  if not report.fits:
-    print(f"ERROR: does not fit: {report.total_gib:.2f} GiB per device > {report.hbm_gib:g} GiB",
-          file=sys.stderr, flush=True)
-    return 1
-  return 0
+  code = 0
+  for program in programs_:
+    report = compile_report(program, device_hbm_gib(program.mesh.devices.flat[0]))
+    if jax.process_index() == 0:
+      print("\n".join(report.lines), flush=True)
+    if not report.fits:
+      print(f"ERROR: {program.name} does not fit: {report.total_gib:.2f} GiB per device > "
+            f"{report.hbm_gib:g} GiB", file=sys.stderr, flush=True)
+      code = 1
+  return code
 
 
-def train_step_compile_only(config: Config) -> int:
-  """The trainers' `--compile_only`: the train step on the config's mesh over all devices (the
-  variant's vocabulary, or model.vocab_size: no tokenizer is read)."""
-  return print_report(lambda: train_program(config, sharding_lib.make_mesh(dict(config.mesh))))
+def trainer_compile_only(config: Config) -> int:
+  """The trainers' `--compile_only`: their programs (programs_of) on the config's mesh over all
+  devices (the variant's vocabulary, or model.vocab_size: no tokenizer is read)."""
+  return print_reports(lambda: programs_of(config, sharding_lib.make_mesh(dict(config.mesh))))
 
 
 def device_hbm_gib(device: Any) -> float | None:
@@ -481,7 +528,8 @@ def compile_report(program: Program, hbm_gib: float | None, *, full_flops: bool 
   arg, out = ma.argument_size_in_bytes, ma.output_size_in_bytes
   temp, alias = ma.temp_size_in_bytes, ma.alias_size_in_bytes
   code = ma.generated_code_size_in_bytes
-  total = arg + out - alias + temp + code
+  resident = sum(program.resident.values())
+  total = arg + out - alias + temp + code + resident
   other = arg - sum(program.parts.values())
   lines += [
       "per chip (compiled memory_analysis):",
@@ -490,8 +538,13 @@ def compile_report(program: Program, hbm_gib: float | None, *, full_flops: bool 
       f"  outputs          {g(out)} (aliased to donated arguments: {g(alias)})",
       f"  temporaries      {g(temp)}",
       f"  generated code   {g(code)}",
-      "  total = arguments + outputs - aliased + temporaries + code",
   ]
+  if resident:
+    lines += [f"  resident         {g(resident)} (" + ", ".join(
+        f"{k} {g(v)}" for k, v in program.resident.items()) + ": allocated, not an argument)",
+              "  total = arguments + outputs - aliased + temporaries + code + resident"]
+  else:
+    lines.append("  total = arguments + outputs - aliased + temporaries + code")
   per_chip = compiled_flops(compiled)
   flops = per_chip * chips if per_chip is not None else None
   if flops is None:
@@ -500,7 +553,7 @@ def compile_report(program: Program, hbm_gib: float | None, *, full_flops: bool 
   else:
     lines.append(f"FLOPs per call: compiled {flops:.4g} ({per_chip:.4g} per chip x {chips}); "
                  f"analytic {a.hardware:.4g} [{a.formula}]")
-    if program.name == "decode step":
+    if program.name.endswith("decode step"):
       lines.append(f"  the extend while-loop is counted once by XLA: analytic prefill + 1 extend "
                    f"step = {a.comparable:.4g}; compiled / that = {flops / a.comparable:.3f}")
     elif _scanned(program.model_cfg):
@@ -525,7 +578,7 @@ def compile_report(program: Program, hbm_gib: float | None, *, full_flops: bool 
                + ", ".join(f"{k} {g(v)}" for k, v in coll.items()))
   lines.append(f"total per chip: {total / GIB:.4g} GiB of {hbm}")
   memory = {"arguments": arg, **dict(program.parts), "outputs": out, "aliased": alias,
-            "temporaries": temp, "code": code, "total": total}
+            "temporaries": temp, "code": code, **dict(program.resident), "total": total}
   return Report(lines, total / GIB, hbm_gib, flops, a, memory)
 
 

@@ -537,13 +537,13 @@ def main(args: runtime.Args) -> int:
 def compile_only(config: ml_collections.ConfigDict) -> int:
   """--compile_only: the decode step on this process's devices (the checkpoint's model when
   init_from names one, else model.variant and data.res), with a 16-token prompt."""
-  def program() -> aot.Program:
+  def program() -> list[aot.Program]:
     source = (runtime.checkpoint_source(config.init_from, config.init_step) if config.init_from
               else None)
-    return aot.decode_program(config, decoding.local_mesh(dict(config.mesh)),
-                              model_cfg=aot.decode_model_config(config, source))
+    return [aot.decode_program(config, decoding.local_mesh(dict(config.mesh)),
+                               model_cfg=aot.decode_model_config(config, source))]
 
-  return aot.print_report(program)
+  return aot.print_reports(program)
 
 
 if __name__ == "__main__":

@@ -489,6 +489,23 @@ def decode(params: Params, inputs: Inputs, example_ids: Array, seed: Array, *,
   return fn(params, inputs, example_ids, seed, model=model, cfg=cfg)
 
 
+def greedy_continuation(params: Params, batch: Mapping[str, Array], *, model: vlm_lib.VLM,
+                        max_len: int, eos_id: int) -> Array:
+  """Greedy continuation of each row's prompt: int32[B, max_len], 0 after EOS.
+
+  The prompt is the prefix part of `batch` (mask_ar 0, valid): [BOS + prefix + "\\n"]. Decodes with
+  `decode` (prefill + cached extend in a while_loop), the code auto-labeling runs. The VLM
+  trainer's in-training eval samples.
+  """
+  prompt_mask = batch["mask_input"] * (1 - batch["mask_ar"])
+  inputs = {"frames": batch["frames"], "tokens": batch["tokens"] * prompt_mask,
+            "mask_input": prompt_mask}
+  cfg = DecodeConfig(sampler="greedy", max_decode_len=max_len, eos_id=eos_id)
+  example_ids = jnp.arange(prompt_mask.shape[0], dtype=jnp.int32)
+  out = decode(params, inputs, example_ids, jnp.int32(0), model=VLMAdapter(model), cfg=cfg)
+  return out.tokens[:, 0]
+
+
 # ------------------------------------------------------------------------------------------------
 # Jitted, sharded decoding.
 

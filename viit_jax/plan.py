@@ -126,11 +126,13 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
 
 
 def plan(config: ml_collections.ConfigDict, topology: Topology, num_slices: int = 1, *,
-         full_flops: bool = False) -> aot.Report:
-  """Compiles `config`'s program for `num_slices` x `topology` and measures it per chip.
+         full_flops: bool = False) -> list[aot.Report]:
+  """Compiles `config`'s programs (aot.programs_of) for `num_slices` x `topology` and measures
+  them per chip.
 
-  Trainers: the train step over the whole slice(s). Auto-labeling: the decode step on one host's
-  chips (each process decodes its own work units on a mesh of its own devices).
+  Trainers: the train step (and a VLM phase's eval decode step) over the whole slice(s).
+  Auto-labeling: the decode step on one host's chips (each process decodes its own work units on
+  a mesh of its own devices).
   """
   if aot.is_decode_config(config):
     # libtpu does not compile a program for a subset of a v5e slice's devices ("device assignment
@@ -148,13 +150,16 @@ def plan(config: ml_collections.ConfigDict, topology: Topology, num_slices: int 
   mesh = sharding_lib.make_mesh(dict(config.mesh), devices)
   # The abstract state comes from eval_shape with an eager PRNG key made on the host's CPU,
   # outside any topology mesh context (eager ops cannot run on topology devices).
-  program = aot.program_of(config, mesh)
-  report = aot.compile_report(program, topology.hbm_gib, full_flops=full_flops)
-  report.lines.insert(1, (
-      f"topology {topology.name} = {topology.topology_name} x {num_slices} slice(s): {where} "
-      f"({topology.generation}, {topology.hbm_gib:g} GiB HBM, "
-      f"{PEAK_BF16_TFLOPS[topology.generation]} bf16 TFLOP/s per chip); mesh {dict(mesh.shape)}"))
-  return report
+  reports = []
+  for program in aot.programs_of(config, mesh):
+    report = aot.compile_report(program, topology.hbm_gib, full_flops=full_flops)
+    report.lines.insert(1, (
+        f"topology {topology.name} = {topology.topology_name} x {num_slices} slice(s): {where} "
+        f"({topology.generation}, {topology.hbm_gib:g} GiB HBM, "
+        f"{PEAK_BF16_TFLOPS[topology.generation]} bf16 TFLOP/s per chip); mesh "
+        f"{dict(mesh.shape)}"))
+    reports.append(report)
+  return reports
 
 
 # ------------------------------------------------------------------------------------------------
@@ -176,8 +181,9 @@ PAPER_PHASES = (
           "40K steps x batch 64, LM frozen (paper, Stage 1)"),
     Phase("stage 2 (VIIT)", "configs/paligemma_phase2.py", 10_000, 256,
           "10K steps x batch 256 (paper, Stage 2)"),
-    Phase("dual encoder", "configs/dual_encoder_videocc.py", 137_000, 1024,
-          "137K steps x batch 1024 (configs/dual_encoder_videocc.py)"),
+    Phase("dual encoder (ViT-st-L)",
+          "configs/dual_encoder_videocc.py:model.variant=siglip-l16-video", 137_000, 1024,
+          "137K steps (20 epochs of ~7M clips) x batch 1024, ViT-st-L/16 + SigLIP L text"),
 )
 LABEL_CLIPS = 17_000_000
 LABEL_K = 4  # The paper's K captions per clip (configs/autolabel_webvid.py: decode.num_samples).
@@ -187,11 +193,12 @@ LABEL_CONFIG = "configs/autolabel_webvid.py"
 def _phase_flops(phase: Phase, compiled_on: Topology | None) -> tuple[float, str]:
   """Training FLOPs per step of a phase: compiled on `compiled_on` with every layer counted
   (aot.layer_extrapolated_flops), else analytic."""
-  config = load_config(f"{phase.config}:train.batch_size={phase.batch}")
+  config = load_config(f"{phase.config}{',' if ':' in phase.config else ':'}"
+                       f"train.batch_size={phase.batch}")
   fallback = ""
   if compiled_on is not None:
     try:
-      p = plan(config, compiled_on, full_flops=True)
+      p = plan(config, compiled_on, full_flops=True)[0]  # The train step.
     except ValueError as e:  # E.g. a batch the topology's mesh cannot split.
       fallback = f"; not compiled on {compiled_on.name}: {e}"
     else:
@@ -271,16 +278,19 @@ def main(argv: Sequence[str] | None = None) -> int:
   config = load_config(args.config)
   topology = parse_topology(args.topology)
   try:
-    p = plan(config, topology, args.num_slices, full_flops=args.full_flops)
+    reports = plan(config, topology, args.num_slices, full_flops=args.full_flops)
   except ValueError as e:
     print(f"ERROR: {e}", file=sys.stderr, flush=True)
     return 2
-  print("\n".join(p.lines), flush=True)
-  if not p.fits:
-    print(f"ERROR: does not fit: {p.total_gib:.2f} GiB per chip > {topology.hbm_gib:g} GiB HBM "
-          f"of {topology.generation}", file=sys.stderr, flush=True)
-    return 1
-  return 0
+  print("\n\n".join("\n".join(r.lines) for r in reports), flush=True)
+  code = 0
+  for r in reports:
+    if not r.fits:
+      print(f"ERROR: {r.lines[0].split(': ', 1)[1].split(',')[0]} does not fit: "
+            f"{r.total_gib:.2f} GiB per chip > {topology.hbm_gib:g} GiB HBM of "
+            f"{topology.generation}", file=sys.stderr, flush=True)
+      code = 1
+  return code
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import seqio
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -45,24 +44,7 @@ HostBatch = vlm_batches.HostBatch
 
 
 # ------------------------------------------------------------------------------------------------
-# Model, loss, decoding (pure functions; jitted by the loop or by `make_eval_fn`).
-
-
-def greedy_decode(params: Any, batch: Mapping[str, jax.Array], *, model: vlm_lib.VLM,
-                  max_len: int, eos_id: int) -> jax.Array:
-  """Greedy continuation of each row's prompt: int32[B, max_len], 0 after EOS.
-
-  The prompt is the prefix part of `batch` (mask_ar 0, valid): [BOS + prefix + "\\n"]. Decodes with
-  viit_jax.decoding (prefill + cached extend in a while_loop), the code auto-labeling runs.
-  """
-  prompt_mask = batch["mask_input"] * (1 - batch["mask_ar"])
-  inputs = {"frames": batch["frames"], "tokens": batch["tokens"] * prompt_mask,
-            "mask_input": prompt_mask}
-  cfg = decoding.DecodeConfig(sampler="greedy", max_decode_len=max_len, eos_id=eos_id)
-  example_ids = jnp.arange(prompt_mask.shape[0], dtype=jnp.int32)
-  out = decoding.decode(params, inputs, example_ids, jnp.int32(0),
-                        model=decoding.VLMAdapter(model), cfg=cfg)
-  return out.tokens[:, 0]
+# In-training eval: held-out loss and greedy samples (decoding.greedy_continuation).
 
 
 def make_eval_fn(config: Config, model: vlm_lib.VLM, vocab: Vocab, mesh: jax.sharding.Mesh,
@@ -72,7 +54,7 @@ def make_eval_fn(config: Config, model: vlm_lib.VLM, vocab: Vocab, mesh: jax.sha
   loss_step = jax.jit(functools.partial(vlm_lib.batch_loss, rng=None, model=model),
                       out_shardings=replicated)
   eos = int(vocab.tokenizer.eos_id())
-  decode_step = jax.jit(functools.partial(greedy_decode, model=model,
+  decode_step = jax.jit(functools.partial(decoding.greedy_continuation, model=model,
                                           max_len=int(config.train.max_decode_len), eos_id=eos),
                         out_shardings=replicated)
 
@@ -144,4 +126,4 @@ def main(args: runtime.Args) -> int:
 
 
 if __name__ == "__main__":
-  runtime.run(main, resume=True, compile_only=aot.train_step_compile_only)
+  runtime.run(main, resume=True, compile_only=aot.trainer_compile_only)

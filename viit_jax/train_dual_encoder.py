@@ -410,4 +410,4 @@ def main(args: runtime.Args) -> int:
 
 
 if __name__ == "__main__":
-  runtime.run(main, resume=True, compile_only=aot.train_step_compile_only)
+  runtime.run(main, resume=True, compile_only=aot.trainer_compile_only)

@@ -122,6 +122,10 @@ VARIANTS: dict[str, ModelConfig] = {
     "siglip-b16-video": de_lib.DualEncoderConfig(
         img=_vit("B/16", num_frames=4, pool_type="map", temporal=True),
         txt=_siglip_text("B/16", seq_len=64)),
+    # The paper's size: ViT-st-L (L/16, SigLIP L/16's trunk) and SigLIP L/16's text tower.
+    "siglip-l16-video": de_lib.DualEncoderConfig(
+        img=_vit("L/16", num_frames=4, pool_type="map", temporal=True),
+        txt=_siglip_text("L/16", seq_len=64)),
 }
 
 
