@@ -36,6 +36,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0  # Sampling seed: sample k of clip i uses fold_in(seed, i, k) (any device count).
   c.prompt = "Generate the alt-text:"  # The captioning prompt the VLM was trained with.
   c.unit_size = 256  # Clips per work unit (written atomically; a restart skips finished units).
+  # Independent jobs on one version (e.g. single-host TPU v5e slices, which serve inference on one
+  # host only): job s of n takes units u with u % n == s (its processes split them further); the
+  # job that finishes the last unit writes the manifest.
+  c.shard_index = 0
+  c.num_shards = 1
   c.batch_size = 32  # Clips per decode batch on one process (a multiple of its device count).
   c.log_every_s = 10.0  # Progress line at most this often (and after every unit).
   # Circuit breaker: when more than this share of the clips of the latest units (at least

@@ -196,6 +196,25 @@ def test_two_processes_split_units_and_match_one_process(ckpt, corpus, demo_worl
   assert len(list((out / "runs").glob("*-p1.json"))) == 1
 
 
+def test_job_shards_split_units_and_the_last_one_writes_the_manifest(ckpt, corpus, demo_world,
+                                                                      reference, tmp_path):
+  """Two independent jobs (num_shards=2) on one version: each captions its units only; the first
+  to finish leaves no manifest, the second writes it, and the captions equal one job's."""
+  arg = _args(ckpt, _webvid(corpus, demo_world))
+  assert autolabel.run(_config(arg + ",shard_index=1,num_shards=2"), tmp_path) is None
+  units = caption_sets.Units(tmp_path / "v1")
+  num_units = paths.read_json(reference / "manifest.json")["num_units"]
+  done = [u for u in range(num_units) if units.meta(u) is not None]
+  assert done == list(range(1, num_units, 2))
+  assert not (tmp_path / "v1" / "manifest.json").exists()
+  manifest = autolabel.run(_config(arg + ",shard_index=0,num_shards=2"), tmp_path)
+  assert manifest is not None and manifest["num_units"] == num_units
+  ref = {r["clip_id"]: r["captions"] for r in _all_rows(reference)}
+  assert {r["clip_id"]: r["captions"] for r in _all_rows(tmp_path / "v1")} == ref
+  with pytest.raises(ValueError, match="shard_index 2 is not in"):
+    autolabel.run(_config(arg + ",shard_index=2,num_shards=2"), tmp_path)
+
+
 def test_sigterm_finishes_the_unit_and_stops_without_manifest(ckpt, corpus, demo_world,
                                                               reference, tmp_path):
   """SIGTERM (a preemption notice): the unit in progress is written, the job exits with

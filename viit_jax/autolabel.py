@@ -15,7 +15,9 @@ Modes:
 Work units: the corpus (WebVid CSV, InternVid JSONL or the demo pool) is read in file order;
 well-formed, de-duplicated rows get a global index i and form units of `unit_size` consecutive
 clips. Process p of P takes units u with u % P == p and decodes batches of `batch_size` clips
-sharded over its own devices (the last batch padded, the padding dropped). Sample k of clip i is
+sharded over its own devices (the last batch padded, the padding dropped). Independent jobs on one
+version (`shard_index` s of `num_shards` n, each with its own workdir lock) take units
+u % n == s first; whichever job sees every unit finished writes the manifest. Sample k of clip i is
 drawn with keys derived from (seed, i, k) only (viit_jax/decoding.py), so the captions do not
 depend on the process or device count.
 
@@ -331,6 +333,9 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"max_unit_reject_rate {config.max_unit_reject_rate} is not in [0, 1]")
   if config.breaker_min_clips < 1:
     raise ValueError(f"breaker_min_clips must be >= 1, got {config.breaker_min_clips}")
+  if not 0 <= config.shard_index < config.num_shards:
+    raise ValueError(f"shard_index {config.shard_index} is not in [0, num_shards "
+                     f"{config.num_shards})")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
@@ -390,13 +395,16 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
   paths.write_atomic(out_dir / "input_rejects.jsonl",
                      paths.jsonl_bytes(dataclasses.asdict(r) for r in corpus_scan.rejects.records))
   units = caption_sets.Units(out_dir)
-  mine = [u for u in range(corpus_scan.num_units) if u % nproc == pid]
+  shard, shards = int(config.shard_index), int(config.num_shards)
+  mine = [u for u in range(corpus_scan.num_units)
+          if u % shards == shard and (u // shards) % nproc == pid]
   todo = {u for u in mine if units.meta(u) is None}
   for u in todo:  # Temporary files a killed run left in units only this process writes.
     for stale in units.units_dir.glob(f".unit-{u:05d}.*.tmp-*"):
       stale.unlink(missing_ok=True)
   log(f"autolabel {config.mode}: {corpus_scan.num_clips} clips ({corpus_scan.rejects.total} rows "
-      f"rejected) in {corpus_scan.num_units} units of {config.unit_size}; {nproc} process(es); "
+      f"rejected) in {corpus_scan.num_units} units of {config.unit_size}; job shard {shard} of "
+      f"{shards}; {nproc} process(es); "
       f"checkpoint {source.path} step {source.step}; decode {dcfg.settings()}", flush=True)
 
   # Model: this process's devices, parameters restored into their shardings.
@@ -465,8 +473,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
   if pid == 0:
     manifest = finalize(units, corpus_scan.num_units, settings, corpus_scan.rejects)
     if manifest is None:
-      log(f"autolabel: some units are still missing (another process did not finish); rerun "
-          f"to complete {out_dir}", flush=True)
+      log(f"autolabel: some units are still missing (another process or job shard has not "
+          f"finished); rerun it to complete {out_dir}", flush=True)
     else:
       log(f"autolabel: complete: {out_dir / 'manifest.json'}: {manifest['num_captioned']} clips "
           f"captioned, {manifest['num_rejected']} rejected {manifest['rejects_per_reason']}; "
@@ -546,5 +554,10 @@ def compile_only(config: ml_collections.ConfigDict) -> int:
   return aot.print_reports(program)
 
 
+def lock_name(config: ml_collections.ConfigDict) -> str:
+  """Job shards of one version share the workdir, each holding its own lock."""
+  return f".lock-shard{config.shard_index}of{config.num_shards}" if config.num_shards > 1 else ""
+
+
 if __name__ == "__main__":
-  runtime.run(main, compile_only=compile_only)
+  runtime.run(main, compile_only=compile_only, lock_name=lock_name)

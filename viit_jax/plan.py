@@ -149,16 +149,21 @@ def plan(config: ml_collections.ConfigDict, topology: Topology, num_slices: int 
     where = f"{len(devices)} chips"
   mesh = sharding_lib.make_mesh(dict(config.mesh), devices)
   # The abstract state comes from eval_shape with an eager PRNG key made on the host's CPU,
-  # outside any topology mesh context (eager ops cannot run on topology devices).
-  reports = []
-  for program in aot.programs_of(config, mesh):
-    report = aot.compile_report(program, topology.hbm_gib, full_flops=full_flops)
+  # outside any topology mesh context (eager ops cannot run on topology devices). A TPU executable
+  # compiled without a TPU cannot be loaded back from the persistent cache: it is off meanwhile.
+  cache = jax.config.jax_enable_compilation_cache
+  jax.config.update("jax_enable_compilation_cache", False)
+  try:
+    reports = [aot.compile_report(p, topology.hbm_gib, full_flops=full_flops)
+               for p in aot.programs_of(config, mesh)]
+  finally:
+    jax.config.update("jax_enable_compilation_cache", cache)
+  for report in reports:
     report.lines.insert(1, (
         f"topology {topology.name} = {topology.topology_name} x {num_slices} slice(s): {where} "
         f"({topology.generation}, {topology.hbm_gib:g} GiB HBM, "
         f"{PEAK_BF16_TFLOPS[topology.generation]} bf16 TFLOP/s per chip); mesh "
         f"{dict(mesh.shape)}"))
-    reports.append(report)
   return reports
 
 
