@@ -178,21 +178,24 @@ class Phase:
   config: str  # Config file (its model, frames, text length, remat, freeze).
   steps: int
   batch: int
+  slice: str  # Where the paper's plan runs it (docs/plan.md): step time and hours on it.
   note: str
 
 
 PAPER_PHASES = (
-    Phase("stage 1 (visual adaptation)", "configs/paligemma_phase1.py", 40_000, 64,
+    Phase("stage 1 (visual adaptation)", "configs/paligemma_phase1.py", 40_000, 64, "v5e-128",
           "40K steps x batch 64, LM frozen (paper, Stage 1)"),
-    Phase("stage 2 (VIIT)", "configs/paligemma_phase2.py", 10_000, 256,
+    Phase("stage 2 (VIIT)", "configs/paligemma_phase2.py", 10_000, 256, "v5e-128",
           "10K steps x batch 256 (paper, Stage 2)"),
     Phase("dual encoder (ViT-st-L)",
           "configs/dual_encoder_videocc.py:model.variant=siglip-l16-video", 137_000, 1024,
+          "v5e-128",
           "137K steps (20 epochs of ~7M clips) x batch 1024, ViT-st-L/16 + SigLIP L text"),
 )
 LABEL_CLIPS = 17_000_000
-LABEL_K = 4  # The paper's K captions per clip (configs/autolabel_webvid.py: decode.num_samples).
-LABEL_CONFIG = "configs/autolabel_webvid.py"
+LABEL_CONFIG = "configs/autolabel_webvid.py"  # Its decode.num_samples is the paper's K = 4.
+LABEL_SLICE = "v5e-256"
+LABEL_STEP_CLIPS = 1024  # Clips per "step" of the labeling row.
 
 
 def _phase_flops(phase: Phase, compiled_on: Topology | None) -> tuple[float, str]:
@@ -225,29 +228,32 @@ def labeling_flops_per_clip(config_path: str = LABEL_CONFIG) -> tuple[float, str
 
 
 def cost_table(mfu: float, decode_mfu: float, compiled_on: Topology | None = None) -> list[str]:
-  """The cost table's lines: chip-hours per phase and generation."""
+  """The cost table's lines: per phase its FLOPs per step, the step time and hours assumed on its
+  slice, and chip-hours on each TPU generation."""
   gens = ("v4", "v5e", "v5p", "v6e")
   lines = [f"assumptions: MFU {mfu:.0%} of the bf16 peak for training, {decode_mfu:.0%} for "
            "auto-labeling (decode is memory-bound); peak bf16 TFLOP/s per chip: "
-           + ", ".join(f"{g} {PEAK_BF16_TFLOPS[g]}" for g in gens),
-           f"{'phase':<30} {'FLOPs/step':>11} {'steps':>10}  "
-           + "  ".join(f"{g + ' chip-h':>11}" for g in gens) + "  (v5e-256 hours)  basis"]
+           + ", ".join(f"{g} {PEAK_BF16_TFLOPS[g]}" for g in gens)
+           + "; step time = FLOPs per step / (chips x peak x MFU)",
+           f"{'phase':<30} {'FLOPs/step':>10} {'steps':>8}  {'slice':<8} {'step time':>9} "
+           f"{'hours':>6}  " + " ".join(f"{g + ' chip-h':>11}" for g in gens) + "  basis"]
   rows = []
   for phase in PAPER_PHASES:
     flops, basis = _phase_flops(phase, compiled_on)
-    rows.append((phase.name, flops, phase.steps, mfu, f"{phase.note}; {basis}"))
+    rows.append((phase.name, flops, phase.steps, phase.slice, mfu, f"{phase.note}; {basis}"))
   per_clip, basis = labeling_flops_per_clip()
-  basis += (f" ({LABEL_CONFIG}'s model and decode settings; a {aot.PROMPT_TOKENS}-token prompt "
-            "assumed; analytic: XLA counts the extend loop once)")
-  unit = 1024  # Clips per "step" in the table.
-  rows.append((f"auto-labeling ({LABEL_CLIPS / 1e6:g}M clips)", per_clip * unit,
-               math.ceil(LABEL_CLIPS / unit), decode_mfu,
-               f"{LABEL_CLIPS:,} clips, a step = {unit} clips; {basis}"))
-  for name, flops, steps, m, basis in rows:
+  rows.append((f"auto-labeling ({LABEL_CLIPS / 1e6:g}M clips)", per_clip * LABEL_STEP_CLIPS,
+               math.ceil(LABEL_CLIPS / LABEL_STEP_CLIPS), LABEL_SLICE, decode_mfu,
+               f"{LABEL_CLIPS:,} clips, a step = {LABEL_STEP_CLIPS} clips; {basis} "
+               f"({LABEL_CONFIG}'s model and decode settings; a {aot.PROMPT_TOKENS}-token prompt "
+               "assumed; analytic: XLA counts the extend loop once)"))
+  for name, flops, steps, where, m, basis in rows:
     chip_h = {g: flops * steps / (PEAK_BF16_TFLOPS[g] * 1e12 * m) / 3600 for g in gens}
-    lines.append(f"{name:<30} {flops:>11.3e} {steps:>10,}  "
-                 + "  ".join(f"{chip_h[g]:>11,.0f}" for g in gens)
-                 + f"  ({chip_h['v5e'] / 256:>8.1f} h)  {basis}")
+    t = parse_topology(where)
+    step_s = flops / (t.chips * PEAK_BF16_TFLOPS[t.generation] * 1e12 * m)
+    lines.append(f"{name:<30} {flops:>10.3e} {steps:>8,}  {where:<8} {step_s:>8.2f}s "
+                 f"{step_s * steps / 3600:>6.1f}  "
+                 + " ".join(f"{chip_h[g]:>11,.0f}" for g in gens) + f"  {basis}")
   return lines
 
 
