@@ -198,6 +198,13 @@ def shard_bytes(tree: Any) -> int:
   return total
 
 
+def sharded_batch(spec: Mapping[str, jax.ShapeDtypeStruct], mesh: jax.sharding.Mesh
+                  ) -> dict[str, jax.ShapeDtypeStruct]:
+  """A batch's ShapeDtypeStructs with the batch sharding of `mesh` (leading axis split)."""
+  sharding = jax.sharding.NamedSharding(mesh, sharding_lib.batch_spec())
+  return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding) for k, v in spec.items()}
+
+
 def _text_tower(cfg: variants.ModelConfig) -> str:
   return "llm" if isinstance(cfg, vlm_lib.VLMConfig) else "txt"
 
@@ -243,10 +250,8 @@ def train_program(config: Config, mesh: jax.sharding.Mesh,
         f"mesh.fsdp={split},mesh.tensor={chips // split}")
   spec = loop.state_spec(task, config, mesh)
   state = spec.abstract_state
-  batch_sharding = jax.sharding.NamedSharding(mesh, sharding_lib.batch_spec())
   parts = {"parameters": shard_bytes(state["params"]), "optimizer state": shard_bytes(state["opt"]),
-           "batch": shard_bytes({k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sharding)
-                                 for k, v in task.batch_spec.items()})}
+           "batch": shard_bytes(sharded_batch(task.batch_spec, mesh))}
   n_params = optim.tree_size(state["params"])
   n_train = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(
       optim.split_params(state["params"], config.optim.freeze)[0]))
@@ -269,9 +274,7 @@ def eval_decode_program(config: Config, mesh: jax.sharding.Mesh,
   task = programs.vlm_task(config, cfg)
   spec = loop.state_spec(task, config, mesh)
   params = spec.abstract_state["params"]
-  batch_sharding = jax.sharding.NamedSharding(mesh, sharding_lib.batch_spec())
-  batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sharding)
-           for k, v in task.batch_spec.items()}
+  batch = sharded_batch(task.batch_spec, mesh)
   length = int(config.train.max_decode_len)
   fn = jax.jit(functools.partial(decoding.greedy_continuation, model=vlm_lib.VLM(cfg),
                                  max_len=length, eos_id=1),
@@ -344,10 +347,7 @@ def decode_program(config: Config, mesh: jax.sharding.Mesh, *,
   params = runtime.abstract_params(cfg, mesh, param_dtype)
   inputs = decode_inputs(rows, cfg, prompt_len)
   decoder = decoding.Decoder(decoding.VLMAdapter(vlm_lib.VLM(cfg)), dcfg, mesh)
-  batch_sharding = jax.sharding.NamedSharding(mesh, sharding_lib.batch_spec())
-  parts = {"parameters": shard_bytes(params),
-           "batch": shard_bytes({k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sharding)
-                                 for k, v in inputs.items()})}
+  parts = {"parameters": shard_bytes(params), "batch": shard_bytes(sharded_batch(inputs, mesh))}
   header = (f"config {config.experiment}: decode step (auto-labeling), model "
             f"{config.model.variant} ({variants.count_params(cfg):,} params in "
             f"{param_dtype or 'float32'}, compute {cfg.llm.dtype}), {rows} rows per call, "

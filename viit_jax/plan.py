@@ -126,9 +126,9 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
 
 
 def plan(config: ml_collections.ConfigDict, topology: Topology, num_slices: int = 1, *,
-         full_flops: bool = False) -> list[aot.Report]:
-  """Compiles `config`'s programs (aot.programs_of) for `num_slices` x `topology` and measures
-  them per chip.
+         full_flops: bool = False, train_step_only: bool = False) -> list[aot.Report]:
+  """Compiles `config`'s programs (aot.programs_of; only the first with `train_step_only`) for
+  `num_slices` x `topology` and measures them per chip.
 
   Trainers: the train step (and a VLM phase's eval decode step) over the whole slice(s).
   Auto-labeling: the decode step on one host's chips (each process decodes its own work units on
@@ -154,8 +154,9 @@ def plan(config: ml_collections.ConfigDict, topology: Topology, num_slices: int 
   cache = jax.config.jax_enable_compilation_cache
   jax.config.update("jax_enable_compilation_cache", False)
   try:
+    programs = aot.programs_of(config, mesh)
     reports = [aot.compile_report(p, topology.hbm_gib, full_flops=full_flops)
-               for p in aot.programs_of(config, mesh)]
+               for p in programs[:1 if train_step_only else None]]
   finally:
     jax.config.update("jax_enable_compilation_cache", cache)
   for report in reports:
@@ -206,7 +207,7 @@ def _phase_flops(phase: Phase, compiled_on: Topology | None) -> tuple[float, str
   fallback = ""
   if compiled_on is not None:
     try:
-      p = plan(config, compiled_on, full_flops=True)[0]  # The train step.
+      p = plan(config, compiled_on, full_flops=True, train_step_only=True)[0]
     except ValueError as e:  # E.g. a batch the topology's mesh cannot split.
       fallback = f"; not compiled on {compiled_on.name}: {e}"
     else:
