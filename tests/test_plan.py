@@ -75,6 +75,8 @@ def test_analytic_flops_count_frozen_towers_less():
   assert full.model == 3 * 8 * variants.flops_per_example(cfg)
   assert frozen_llm.model < full.model
   assert remat.hardware == full.model + 8 * variants.flops_per_example(cfg)
+  dots = aot.analytic_step_flops(cfg, 8, ("img/x", "llm/y"), "dots")  # Saves every matmul.
+  assert dots.hardware == dots.model == full.model
 
 
 if libtpu is not None:

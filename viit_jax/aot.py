@@ -61,6 +61,8 @@ _DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "bf16": 2, "f16
                 "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16}
 
 Config = ml_collections.ConfigDict
+# Remat policies that recompute a block's whole forward in the backward pass (models/layers.py).
+RECOMPUTE_FORWARD = ("full", "nothing_saveable")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -99,9 +101,10 @@ def analytic_step_flops(cfg: variants.ModelConfig, batch: int, trainable: tuple[
   model = B x sum_tower F_tower x m_tower, m = 3 for a tower with trainable weights (forward, the
   activations' and the weights' gradients), 2 for a frozen tower the gradient must cross to reach a
   trainable one (phase 1's frozen LM, downstream of the trained ViT), 1 for a frozen tower nothing
-  trainable precedes; hardware = model + B x sum F (remat recomputes the forward: exact for
-  'full', an upper bound for the partial policies) unless remat_policy is 'none';
-  six_nd = 6 x params x B x tokens (visual + text).
+  trainable precedes; hardware = model + the forward remat recomputes: B x sum F for 'full' and
+  'nothing_saveable'; none for 'dots' (every matmul output is saved; what is recomputed, norms and
+  activations, is not counted) and 'dots_no_batch' (a lower bound: it recomputes attention's
+  batched matmuls); six_nd = 6 x params x B x tokens (visual + text).
   """
   fwd = towers_forward(cfg)
   trained = {name.split("/")[0] for name in trainable}
@@ -114,7 +117,8 @@ def analytic_step_flops(cfg: variants.ModelConfig, batch: int, trainable: tuple[
     else:
       mult[tower] = 1
   model = batch * sum(fwd[k] * mult[k] for k in fwd)
-  hardware = model + (batch * sum(fwd.values()) if remat_policy != "none" else 0)
+  recomputed = remat_policy in RECOMPUTE_FORWARD
+  hardware = model + (batch * sum(fwd.values()) if recomputed else 0)
   if isinstance(cfg, vlm_lib.VLMConfig):
     tokens = cfg.img.num_frames * cfg.tokens_per_frame + cfg.llm.seq_len
   else:
@@ -122,7 +126,8 @@ def analytic_step_flops(cfg: variants.ModelConfig, batch: int, trainable: tuple[
   six_nd = 6 * variants.count_params(cfg) * batch * tokens
   formula = (f"B x sum_tower fwd x m (m: {', '.join(f'{k} {v}' for k, v in mult.items())}; "
              "3 trained, 2 frozen but crossed by the gradient, 1 frozen)"
-             + (" + B x fwd (remat)" if remat_policy != "none" else ""))
+             + (f" + B x fwd (remat {remat_policy})" if recomputed else
+                f" (remat {remat_policy}: no matmul recomputed)" if remat_policy != "none" else ""))
   return AnalyticFlops(model, hardware, hardware, formula, six_nd)
 
 
