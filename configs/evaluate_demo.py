@@ -72,7 +72,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.retrieval_split = "test"
   c.eval.kinetics_split = "test"
   c.eval.caption_metrics = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
-  c.eval.tie_policy = "optimistic"  # optimistic | average (viit_jax/metrics/retrieval.py)
+  # expected (random tie-breaking, the expectation) | optimistic | pessimistic; "average" = expected
+  # (the old name). viit_jax/metrics/retrieval.py.
+  c.eval.tie_policy = "expected"
   c.eval.retrieval_block_size = 256  # Texts per device per step of the sharded R@K.
   c.eval.zero_shot_templates = ()  # () = viit_jax.metrics.classification.DEFAULT_TEMPLATES
   return c

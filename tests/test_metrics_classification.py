@@ -50,9 +50,29 @@ def test_ties_follow_the_policy():
   classes = np.eye(4, dtype=np.float32)
   videos = np.ones((2, 4), np.float32)  # every class scores the same
   labels = np.array([0, 3])
-  assert C.zero_shot_accuracy(videos, classes, labels, ks=(1, 2))["top1"] == 100.0
+  optimistic = C.zero_shot_accuracy(videos, classes, labels, ks=(1, 2), tie_policy="optimistic")
+  assert optimistic["top1"] == 100.0
   average = C.zero_shot_accuracy(videos, classes, labels, ks=(1, 2), tie_policy="average")
   assert average["top1"] == pytest.approx(25.0) and average["top2"] == pytest.approx(50.0)
+  expected = C.zero_shot_accuracy(videos, classes, labels, ks=(1, 2))  # The default: "expected".
+  assert expected == average
+  # Pessimistic: the true class last of the 4 tied: rank 4.
+  pessimistic = C.zero_shot_accuracy(videos, classes, labels, ks=(1, 2, 4), tie_policy="pessimistic")
+  assert pessimistic == {"top1": 0.0, "top2": 0.0, "top4": 100.0}
+  with pytest.raises(ValueError, match="tie policy"):
+    C.zero_shot_accuracy(videos, classes, labels, tie_policy="best")
+
+
+def test_bounds_beside_the_chosen_policy():
+  classes = np.eye(3, dtype=np.float32)
+  videos = np.array([[1, 1, 0],    # label 0 ties with class 1: expected top1 1/2
+                     [0, 1, 0],    # label 1 first
+                     [1, 1, 1]],   # label 2 ties with all three: expected top1 1/3, top2 2/3
+                    np.float32)
+  result = C.zero_shot_accuracy(videos, classes, np.array([0, 1, 2]), ks=(1, 2), with_bounds=True)
+  assert result == pytest.approx({
+      "top1": 100 * (1 / 2 + 1 + 1 / 3) / 3, "top1/optimistic": 100.0, "top1/pessimistic": 100 / 3,
+      "top2": 100 * (1 + 1 + 2 / 3) / 3, "top2/optimistic": 100.0, "top2/pessimistic": 200 / 3})
 
 
 def test_end_to_end_with_templates():

@@ -103,11 +103,17 @@ def load_retrieval_set(task: str, split: str, max_pairs: int) -> RetrievalSet:
 
 
 def retrieval_eval(embedder: Embedder, params, data: RetrievalSet, tokens: np.ndarray, *,
-                   tie_policy: str = "optimistic", block_size: int = 256) -> dict[str, float]:
-  """t2v/v2t R@1/5/10, MedR, MeanR of `data` (tokens: its texts' ids int32[N, S])."""
+                   tie_policy: str = retrieval.DEFAULT_TIE_POLICY, block_size: int = 256,
+                   with_bounds: bool = False) -> dict[str, float]:
+  """t2v/v2t R@1/5/10, MedR, MeanR of `data` (tokens: its texts' ids int32[N, S]).
+
+  Ties per `tie_policy` (default "expected": the expectation over random tie-breaking); `with_bounds`
+  adds "<key>/optimistic" and "<key>/pessimistic" beside each key (`retrieval.rank_summary_with_bounds`).
+  """
   video = embedder.videos(params, data.frames)
   text = embedder.texts(params, tokens)
   return retrieval.sharded_retrieval_metrics(text, video, data.text_to_video, mesh=embedder.mesh,
-                                             tie_policy=tie_policy, block_size=block_size)
+                                             tie_policy=tie_policy, block_size=block_size,
+                                             with_bounds=with_bounds)
 
 

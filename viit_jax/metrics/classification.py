@@ -3,8 +3,8 @@
 CLIP's recipe: each class name is written into every template, the texts are embedded and L2-normalised,
 averaged per class and re-normalised; a video is assigned the classes whose embeddings have the highest
 cosine similarity with its (normalised) embedding. Top-k accuracy follows `retrieval`'s tie policy
-("optimistic": the true class ranks first among classes scoring the same; "average": expectation over
-random tie-breaking).
+("expected", the default: expectation over random tie-breaking, "average" being its old alias;
+"optimistic": the true class ranks first among classes scoring the same; "pessimistic": last).
 """
 from __future__ import annotations
 
@@ -60,14 +60,19 @@ def class_embeddings(encode_text: TextEncoder, class_names: Sequence[str],
 
 def zero_shot_accuracy(video_emb: np.ndarray, class_emb: np.ndarray, labels: np.ndarray,
                        ks: Sequence[int] = (1, 5),
-                       tie_policy: retrieval.TiePolicy = "optimistic") -> dict[str, float]:
+                       tie_policy: retrieval.TiePolicy = retrieval.DEFAULT_TIE_POLICY,
+                       with_bounds: bool = False) -> dict[str, float]:
   """{"top<k>": accuracy x100} of cosine-similarity classification.
 
   Args:
     video_emb: float[N, D] video embeddings (normalised here).
     class_emb: float[C, D] class embeddings from `class_embeddings`.
     labels: int[N] true class index of each video.
+    tie_policy: see `retrieval` ("expected", "optimistic", "pessimistic"; "average" = "expected").
+    with_bounds: also "top<k>/optimistic" and "top<k>/pessimistic" (the true class first / last among
+      the classes tied with it), from the same scores.
   """
+  retrieval.canonical_tie_policy(tie_policy)
   video_emb, class_emb = np.asarray(video_emb, np.float32), np.asarray(class_emb, np.float32)
   labels = np.asarray(labels)
   if video_emb.ndim != 2 or class_emb.ndim != 2 or video_emb.shape[1] != class_emb.shape[1]:
@@ -83,4 +88,10 @@ def zero_shot_accuracy(video_emb: np.ndarray, class_emb: np.ndarray, labels: np.
   counts = retrieval.RankCounts(greater=(scores > true[:, None]).sum(1),
                                 equal=(scores == true[:, None]).sum(1),
                                 correct_tied=np.ones(labels.size, np.int64))
-  return {f"top{k}": 100.0 * float(retrieval.hits_at_k(counts, k, tie_policy).mean()) for k in ks}
+  result = {}
+  for k in ks:
+    result[f"top{k}"] = 100.0 * float(retrieval.hits_at_k(counts, k, tie_policy).mean())
+    if with_bounds:
+      for policy in retrieval.BOUND_POLICIES:
+        result[f"top{k}/{policy}"] = 100.0 * float(retrieval.hits_at_k(counts, k, policy).mean())
+  return result

@@ -13,13 +13,23 @@ Everything derives from three counts per query, taken against the best-scored co
 `greater` = items scoring > m, `equal` = items scoring == m (the correct one included), and
 `correct_tied` = correct items among those scoring == m.
 
-Tie policy (the common CLIP4Clip code breaks ties by sort order, silently):
-- "optimistic" (default): a query's rank is the best rank of its tie group, `greater + 1`.
-- "average": the expectation over a uniformly random order within each tie group. The rank is the
-  expected position of the first correct item, `greater + (equal + 1) / (correct_tied + 1)` (for one correct
-  item, the mean of the tied positions), and R@K counts the probability that it lands within the top K,
+Tie policy (the common CLIP4Clip code breaks ties by sort order, silently). A model that collapses onto
+few embeddings produces large tie groups, so the policy can move the numbers by a lot:
+- "expected" (default; "average" is an alias kept for old configs): the expectation over a uniformly random
+  order within each tie group. The rank is the expected position of the first correct item,
+  `greater + (equal + 1) / (correct_tied + 1)` (for one correct item, the mean of the tied positions), and
+  R@K counts the probability that it lands within the top K,
   `1 - prod_{i < K - greater} (equal - correct_tied - i) / (equal - i)` (for one correct item,
-  `clip(K - greater, 0, equal) / equal`). MedR is the median of the expected ranks.
+  `clip(K - greater, 0, equal) / equal`). MedR is the median of the expected ranks. This is what an
+  arbitrary (sort-order) tie-break gives on average, and it neither rewards nor punishes ties: a collapsed
+  model (every score equal) gets chance level (R@1 = 100 / n_items for one correct item per query).
+- "optimistic": the best rank of the tie group, `greater + 1` (the correct items first); an upper bound on
+  R@K that a collapsed model maxes out (R@1 = 100).
+- "pessimistic": the worst rank of the tie group among the orders that put the correct items last,
+  `greater + equal - correct_tied + 1`; R@K counts a hit only when that rank <= K. A lower bound on R@K.
+Every policy's R@K (MedR, MeanR) lies between the pessimistic and the optimistic one.
+`rank_summary_with_bounds` (and `with_bounds=True` of the metric functions) reports the chosen policy under
+the usual keys plus both bounds under "<key>/optimistic" and "<key>/pessimistic", all from the same counts.
 
 Two implementations give identical counts (so identical metrics): `retrieval_metrics` (numpy, from a
 materialised similarity matrix; the reference) and `sharded_retrieval_metrics` (jax, from embeddings): the
@@ -43,8 +53,11 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-TiePolicy = Literal["optimistic", "average"]
-TIE_POLICIES = ("optimistic", "average")
+TiePolicy = Literal["expected", "optimistic", "pessimistic", "average"]
+TIE_POLICIES = ("expected", "optimistic", "pessimistic")  # Canonical names.
+TIE_POLICY_ALIASES = {"average": "expected"}  # Old name of "expected", still accepted.
+DEFAULT_TIE_POLICY = "expected"
+BOUND_POLICIES = ("optimistic", "pessimistic")  # Suffixes of the bound keys of `rank_summary_with_bounds`.
 DEFAULT_KS = (1, 5, 10)
 
 
@@ -68,24 +81,35 @@ class RankCounts:
       raise ValueError("RankCounts fields must have one shape.")
 
 
-def _check_policy(tie_policy: str) -> None:
-  if tie_policy not in TIE_POLICIES:
-    raise ValueError(f"Unknown tie policy {tie_policy!r}; expected one of {TIE_POLICIES}.")
+def canonical_tie_policy(tie_policy: str) -> str:
+  """The canonical name of a tie policy ("average" -> "expected"); raises ValueError on unknown ones.
+
+  Reports should print this name next to the numbers.
+  """
+  name = TIE_POLICY_ALIASES.get(tie_policy, tie_policy)
+  if name not in TIE_POLICIES:
+    raise ValueError(f"Unknown tie policy {tie_policy!r}; expected one of {TIE_POLICIES} "
+                     f"(or an alias in {sorted(TIE_POLICY_ALIASES)}).")
+  return name
 
 
-def ranks(counts: RankCounts, tie_policy: TiePolicy = "optimistic") -> np.ndarray:
-  """float64[Q] 1-based ranks (expected ranks under "average")."""
-  _check_policy(tie_policy)
+def ranks(counts: RankCounts, tie_policy: TiePolicy = DEFAULT_TIE_POLICY) -> np.ndarray:
+  """float64[Q] 1-based ranks (expected ranks under "expected")."""
+  tie_policy = canonical_tie_policy(tie_policy)
   if tie_policy == "optimistic":
     return counts.greater + 1.0
+  if tie_policy == "pessimistic":
+    return counts.greater + counts.equal - counts.correct_tied + 1.0
   return counts.greater + (counts.equal + 1.0) / (counts.correct_tied + 1.0)
 
 
-def hits_at_k(counts: RankCounts, k: int, tie_policy: TiePolicy = "optimistic") -> np.ndarray:
+def hits_at_k(counts: RankCounts, k: int, tie_policy: TiePolicy = DEFAULT_TIE_POLICY) -> np.ndarray:
   """float64[Q] in [0, 1]: whether (probability that) the query ranks within the top k."""
-  _check_policy(tie_policy)
+  tie_policy = canonical_tie_policy(tie_policy)
   if tie_policy == "optimistic":
     return (counts.greater < k).astype(np.float64)
+  if tie_policy == "pessimistic":
+    return (counts.greater + counts.equal - counts.correct_tied < k).astype(np.float64)
   slots = np.clip(k - counts.greater, 0, counts.equal)  # Tie-group positions that fall within the top k.
   wrong = counts.equal - counts.correct_tied
   miss = np.ones(counts.greater.shape, np.float64)  # P(the first `slots` positions all hold wrong items).
@@ -95,18 +119,47 @@ def hits_at_k(counts: RankCounts, k: int, tie_policy: TiePolicy = "optimistic") 
   return 1.0 - miss
 
 
-def rank_summary(counts: RankCounts, tie_policy: TiePolicy = "optimistic",
-                 ks: Sequence[int] = DEFAULT_KS, prefix: str = "") -> dict[str, float]:
-  """{prefix R@K (x100) for K in ks, prefix MedR, prefix MeanR}."""
+def _check_counts(counts: RankCounts) -> None:
   if counts.greater.size == 0:
     raise ValueError("No queries.")
   if (counts.correct_tied < 1).any() or (counts.equal < counts.correct_tied).any():
     raise ValueError("Every query needs a correct item (correct_tied >= 1, equal >= correct_tied).")
+
+
+def rank_summary(counts: RankCounts, tie_policy: TiePolicy = DEFAULT_TIE_POLICY,
+                 ks: Sequence[int] = DEFAULT_KS, prefix: str = "") -> dict[str, float]:
+  """{prefix R@K (x100) for K in ks, prefix MedR, prefix MeanR}."""
+  _check_counts(counts)
   result = {f"{prefix}R@{k}": 100.0 * float(hits_at_k(counts, k, tie_policy).mean()) for k in ks}
   r = ranks(counts, tie_policy)
   result[f"{prefix}MedR"] = float(np.median(r))
   result[f"{prefix}MeanR"] = float(r.mean())
   return result
+
+
+def rank_summary_with_bounds(counts: RankCounts, tie_policy: TiePolicy = DEFAULT_TIE_POLICY,
+                             ks: Sequence[int] = DEFAULT_KS, prefix: str = "") -> dict[str, float]:
+  """`rank_summary` under `tie_policy`, plus both bounds beside each key, from the same counts.
+
+  Returns:
+    {prefix R@K, prefix MedR, prefix MeanR} of `tie_policy` (the usual keys), then per key
+    "<key>/optimistic" and "<key>/pessimistic" (e.g. "t2v/R@1/optimistic"): the same metric with the
+    correct items first / last in their tie groups (R@K: an upper / lower bound on every policy's).
+  """
+  chosen = rank_summary(counts, tie_policy, ks, prefix)
+  bounds = {policy: rank_summary(counts, policy, ks, prefix) for policy in BOUND_POLICIES}
+  result = {}
+  for key, value in chosen.items():
+    result[key] = value
+    for policy in BOUND_POLICIES:
+      result[f"{key}/{policy}"] = bounds[policy][key]
+  return result
+
+
+def _summaries(t2v: RankCounts, v2t: RankCounts, tie_policy: str, ks: Sequence[int],
+               with_bounds: bool) -> dict[str, float]:
+  summary = rank_summary_with_bounds if with_bounds else rank_summary
+  return {**summary(t2v, tie_policy, ks, "t2v/"), **summary(v2t, tie_policy, ks, "v2t/")}
 
 
 def _check_mapping(text_to_video: np.ndarray, n_texts: int, n_videos: int) -> np.ndarray:
@@ -150,11 +203,16 @@ def retrieval_counts(sim: np.ndarray, text_to_video: np.ndarray) -> tuple[RankCo
   return t2v, v2t
 
 
-def retrieval_metrics(sim: np.ndarray, text_to_video: np.ndarray, tie_policy: TiePolicy = "optimistic",
-                      ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
-  """Numpy reference: "t2v/R@K", "t2v/MedR", "t2v/MeanR" and the same for "v2t/", from float[T, V] sim."""
+def retrieval_metrics(sim: np.ndarray, text_to_video: np.ndarray,
+                      tie_policy: TiePolicy = DEFAULT_TIE_POLICY, ks: Sequence[int] = DEFAULT_KS,
+                      with_bounds: bool = False) -> dict[str, float]:
+  """Numpy reference: "t2v/R@K", "t2v/MedR", "t2v/MeanR" and the same for "v2t/", from float[T, V] sim.
+
+  With `with_bounds`, also "<key>/optimistic" and "<key>/pessimistic" for each (`rank_summary_with_bounds`).
+  """
+  canonical_tie_policy(tie_policy)
   t2v, v2t = retrieval_counts(sim, text_to_video)
-  return {**rank_summary(t2v, tie_policy, ks, "t2v/"), **rank_summary(v2t, tie_policy, ks, "v2t/")}
+  return _summaries(t2v, v2t, tie_policy, ks, with_bounds)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -302,9 +360,12 @@ def sharded_retrieval_counts(text_emb, video_emb, text_to_video: np.ndarray, mes
 
 
 def sharded_retrieval_metrics(text_emb, video_emb, text_to_video: np.ndarray, mesh=None,
-                              tie_policy: TiePolicy = "optimistic", ks: Sequence[int] = DEFAULT_KS,
-                              block_size: int = 256) -> dict[str, float]:
-  """`retrieval_metrics(text_emb @ video_emb.T, ...)` computed blockwise on device (same keys)."""
-  _check_policy(tie_policy)
+                              tie_policy: TiePolicy = DEFAULT_TIE_POLICY, ks: Sequence[int] = DEFAULT_KS,
+                              block_size: int = 256, with_bounds: bool = False) -> dict[str, float]:
+  """`retrieval_metrics(text_emb @ video_emb.T, ...)` computed blockwise on device (same keys).
+
+  The bounds of `with_bounds` come from the same counts: the similarities are computed once for all policies.
+  """
+  canonical_tie_policy(tie_policy)
   t2v, v2t = sharded_retrieval_counts(text_emb, video_emb, text_to_video, mesh, block_size)
-  return {**rank_summary(t2v, tie_policy, ks, "t2v/"), **rank_summary(v2t, tie_policy, ks, "v2t/")}
+  return _summaries(t2v, v2t, tie_policy, ks, with_bounds)
