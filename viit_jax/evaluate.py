@@ -23,7 +23,8 @@ Tasks (`eval.tasks`, '+'-joined; '' = all of the kind):
     msrvtt_retrieval   text->video and video->text R@1/5/10, MedR, MeanR over the 1k-A pairs
                        (videos de-duplicated by video_id, so several texts per video work too);
                        similarities blockwise on device (`sharded_retrieval_metrics`), ties per
-                       `eval.tie_policy` (optimistic by default: best rank of the tie group).
+                       `eval.tie_policy` (expected by default: the expectation over random
+                       tie-breaking), with the optimistic and pessimistic values beside it.
     kinetics_zero_shot top-1 / top-5: class embedding = normalised mean of the normalised text
                        embeddings of every template filled with the class name.
 Video frames: the task's centred window of num_frames at fps (data/video.py), the checkpoint's
@@ -74,8 +75,10 @@ NOTES = {
                  "tagger; trailing punctuation of predictions stripped; x100.",
     "msrvtt_qa": "STAND-IN for MSR-VTT-QA: exact match on the NExT-OE short answers (no MSR-VTT-QA "
                  "set here); normalisation: lower-case, punctuation -> space, no articles; x100.",
-    "msrvtt_retrieval": "1k-A style; R@K x100, MedR/MeanR 1-based; ties: {tie_policy}.",
-    "kinetics_zero_shot": "Prompt-template ensemble ({templates} templates); ties: {tie_policy}.",
+    "msrvtt_retrieval": "1k-A style; R@K x100, MedR/MeanR 1-based; ties: {tie_policy} (the "
+                        "optimistic and pessimistic rows bound it).",
+    "kinetics_zero_shot": "Prompt-template ensemble ({templates} templates); ties: {tie_policy} "
+                          "(/optimistic, /pessimistic: its bounds).",
 }
 METRICS_JSON = "metrics.json"
 METRICS_MD = "metrics.md"
@@ -263,7 +266,8 @@ def eval_retrieval(config, embedder: embed.Embedder, params: Any, vocab: seqio.V
   text_emb = embedder.texts(params, pp.text_tokens(vocab, texts, text_len))
   metrics = retrieval.sharded_retrieval_metrics(
       text_emb, np.concatenate(video_emb), np.asarray(t2v, np.int64), mesh=embedder.mesh,
-      tie_policy=config.eval.tie_policy, block_size=int(config.eval.retrieval_block_size))
+      tie_policy=config.eval.tie_policy, block_size=int(config.eval.retrieval_block_size),
+      with_bounds=True)
   rows = [{"text": t, "video_id": v} for t, v in zip(texts, np.array(list(video_index))[t2v])]
   return {**metrics, "num_texts": float(len(texts)), "num_videos": float(len(video_index))}, rows
 
@@ -292,7 +296,7 @@ def eval_zero_shot(config, embedder: embed.Embedder, params: Any, vocab: seqio.V
   class_emb = classification.class_embeddings(encode, list(labels_all), templates)
   video = np.concatenate(video_emb)
   metrics = classification.zero_shot_accuracy(video, class_emb, np.asarray(labels), ks=(1, 5),
-                                              tie_policy=config.eval.tie_policy)
+                                              tie_policy=config.eval.tie_policy, with_bounds=True)
   pred = np.argmax(video @ class_emb.T, axis=1)
   rows = [{"clip_id": c, "label": labels_all[y], "prediction": labels_all[p]}
           for c, y, p in zip(clips, labels, pred)]
@@ -331,6 +335,10 @@ def markdown(report: Mapping[str, Any]) -> str:
       lines += ["| direction | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
       for d in ("t2v", "v2t"):
         lines.append(f"| {d} | " + " | ".join(_fmt(m[f"{d}/{c}"]) for c in cols) + " |")
+        for bound in ("optimistic", "pessimistic"):
+          if f"{d}/R@1/{bound}" in m:
+            lines.append(f"| {d} {bound} | "
+                         + " | ".join(_fmt(m[f"{d}/{c}/{bound}"]) for c in cols) + " |")
       lines.append(f"\n{int(m['num_texts'])} texts, {int(m['num_videos'])} videos.")
     else:
       keys = list(m)
@@ -393,7 +401,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> d
       metrics, rows = eval_retrieval(config, embedder, params, vocab, text_len, task, split)
     else:
       metrics, rows = eval_zero_shot(config, embedder, params, vocab, text_len, task, split)
-    note = NOTES[name].format(tie_policy=config.eval.tie_policy,
+    note = NOTES[name].format(tie_policy=retrieval.canonical_tie_policy(config.eval.tie_policy),
                               templates=len(tuple(config.eval.zero_shot_templates)
                                             or classification.DEFAULT_TEMPLATES))
     tasks[name] = {"data_task": task, "split": split, "metrics": metrics, "note": note,

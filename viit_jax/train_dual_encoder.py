@@ -62,7 +62,8 @@ clip, s) only; so batch s is the same whether the run was interrupted or not.
 Eval (every `train.eval_every` steps and at the end): text->video and video->text R@1/5/10,
 MedR, MeanR over the first `train.eval_batches * train.batch_size` pairs of `data.eval_task`
 (the 1k-A-style MSR-VTT set), embeddings computed batched and sharded (`Embedder`), metrics
-with `viit_jax.metrics.retrieval.sharded_retrieval_metrics` (optimistic ties).
+with `viit_jax.metrics.retrieval.sharded_retrieval_metrics` (ties: the expectation over random
+tie-breaking).
 
 Config: configs/base.py plus the `dual_encoder` section declared by
 configs/dual_encoder_demo.py:add_dual_encoder_section (to move into the base).
