@@ -704,7 +704,7 @@ def register_prepared_task(name: str, directory: str | os.PathLike[str], *,
                            like: str | None = None) -> str:
   """Registers (or replaces) seqio task `name` over the prepared shards in `directory`, with the
   preprocessors, output features and shuffle buffer of the registered task `like` (default:
-  `name` itself, which it replaces). Returns `name`.
+  `name` itself, which it replaces), and its postprocess_fn and metric_fns. Returns `name`.
 
   Registered under the name of the task the shards were built from, the prepared task draws the
   same windows as that task's PyAV path (window seed (seed, name, i); prepared item i is the PyAV
@@ -725,7 +725,10 @@ def register_prepared_task(name: str, directory: str | os.PathLike[str], *,
   seqio.TaskRegistry.remove(name)
   seqio.TaskRegistry.add(name, source=source, preprocessors=preprocessors,
                          output_features=output_features,
-                         shuffle_buffer_size=shuffle_buffer_size)
+                         shuffle_buffer_size=shuffle_buffer_size,
+                         # seqio keeps the raw postprocess function private.
+                         postprocess_fn=reference._postprocess_fn,  # pylint: disable=protected-access
+                         metric_fns=list(reference.metric_fns) or None)
   return name
 
 

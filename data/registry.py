@@ -8,6 +8,7 @@ when a directory or tokenizer is missing.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
@@ -99,10 +100,12 @@ def prepared_dirs(spec: str) -> dict[str, str]:
 
 
 def register_for_eval(d: DataConfig, *, num_frames: int, fps: float, res: int,
-                      vocab_path: str) -> None:
-  """Registers the evaluation tasks at the evaluated model's frame sampling."""
+                      vocab_path: str,
+                      caption_metrics: Sequence[str] = tasks_lib.CAPTION_METRICS) -> None:
+  """Registers the evaluation tasks at the evaluated model's frame sampling, the caption task
+  scored by `caption_metrics`."""
   _register_sets(d, num_frames=num_frames, fps=fps, res=res,
-                 vocab_path=paths.local_copy(vocab_path))
+                 vocab_path=paths.local_copy(vocab_path), caption_metrics=tuple(caption_metrics))
 
 
 def provider(name: str) -> seqio.DatasetProviderBase:

@@ -53,6 +53,7 @@ from data import preprocessors as pp
 from data import tfds_builders as tb
 from data.rejects import Rejects
 from data.tfds_builders import ClipItem, Sampling
+from viit_jax.metrics import task_fns
 
 ItemsFn = Callable[[str, Rejects], Iterable[ClipItem]]
 
@@ -122,6 +123,16 @@ def output_features(vocab: seqio.Vocabulary) -> dict[str, seqio.Feature]:
       "prefix": seqio.Feature(vocab, add_eos=False),
       "suffix": seqio.Feature(vocab, add_eos=False),
   }
+
+
+class EvalFeatureConverter(seqio.PassThroughFeatureConverter):
+  """The feature converter for `seqio.Evaluator` over these tasks: the examples go to the
+  predict_fn as the task made them (frames, prefix, suffix and the metadata the metrics read)."""
+  _SPEC = seqio.FeatureConverter.FeatureSpec
+  TASK_FEATURES = {"frames": _SPEC(dtype=tf.uint8, rank=4), "prefix": _SPEC(dtype=tf.int32),
+                   "suffix": _SPEC(dtype=tf.int32)}
+  MODEL_FEATURES = TASK_FEATURES
+  _pack = False  # The evaluator refuses packing; PassThroughFeatureConverter leaves it unset.
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,7 +272,8 @@ def tfds_source(dataset: str, tfds_data_dir: str | pathlib.Path, config: tb.Vide
 
 
 def _register(info: TaskInfo, source: seqio.DataSource, preprocessors: Sequence[Callable[..., Any]],
-              vocab: seqio.Vocabulary, shuffle_buffer_size: int) -> str:
+              vocab: seqio.Vocabulary, shuffle_buffer_size: int,
+              evaluation: Evaluation | None = None) -> str:
   seqio.TaskRegistry.remove(info.name)
   seqio.TaskRegistry.add(
       info.name, source=source,
@@ -269,9 +281,32 @@ def _register(info: TaskInfo, source: seqio.DataSource, preprocessors: Sequence[
                      functools.partial(pp.check_frames, num_frames=info.num_frames,
                                        res=info.res),
                      pp.tokenize_text],
-      output_features=output_features(vocab), shuffle_buffer_size=shuffle_buffer_size)
+      output_features=output_features(vocab), shuffle_buffer_size=shuffle_buffer_size,
+      postprocess_fn=evaluation.postprocess_fn if evaluation else None,
+      metric_fns=list(evaluation.metric_fns) if evaluation else None)
   _INFO[info.name] = info
   return info.name
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+  """How seqio's Evaluator scores a task: predictions are generated `suffix` text
+  (target_field_name="suffix"), postprocessed, then given to the metric functions with the
+  postprocessed targets (viit_jax.metrics.task_fns)."""
+  postprocess_fn: Callable[..., Any]
+  metric_fns: tuple[Callable[..., Mapping[str, float]], ...]
+
+
+CAPTION_METRICS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr")  # MSR-VTT's usual set (CIDEr-D).
+
+
+def caption_evaluation(metrics: Sequence[str] = CAPTION_METRICS) -> Evaluation:
+  """Caption tasks: pycocoevalcap's scorers against every reference."""
+  return Evaluation(task_fns.caption_postprocess,
+                    (functools.partial(task_fns.caption_metrics, metrics=tuple(metrics)),))
+
+
+NEXTQA_EVALUATION = Evaluation(task_fns.qa_postprocess, (task_fns.wups_metrics,))
 
 
 def register_viit_mixture(name: str, task_rates: list[tuple[str, float]]) -> seqio.Mixture:
@@ -366,7 +401,7 @@ def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[s
                    num_frames: int, fps: float, res: int, vocab: seqio.Vocabulary,
                    tfds_data_dir: str | pathlib.Path | None, rejects_dir: str | pathlib.Path | None,
                    formats: _Formats, decode_workers: int, shuffle_buffer_size: int,
-                   cache_decoded: bool) -> list[str]:
+                   cache_decoded: bool, caption_metrics: Sequence[str]) -> list[str]:
   unknown = sorted(set(data_dirs) - set(REAL_DATA_SETS))
   if unknown:
     raise ValueError(f"unknown data sets {unknown}; known: {list(REAL_DATA_SETS)}")
@@ -382,7 +417,8 @@ def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[s
   def add(role: str, dataset: str, splits: Sequence[str], items_fn: ItemsFn,
           features: tfds.features.FeaturesDict, preprocessors: Sequence[Callable[..., Any]],
           sampling: Mapping[str, Sampling], tfds_splits: Mapping[str, str] | None,
-          labels: Mapping[str, tuple[str, ...]] | None = None) -> None:
+          labels: Mapping[str, tuple[str, ...]] | None = None,
+          evaluation: Evaluation | None = None) -> None:
     name = names[role]
     if not splits:
       raise FileNotFoundError(f"{name}: no split's annotation file under {roots[dataset]}")
@@ -399,7 +435,8 @@ def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[s
                     backend=backend, rejects=rejects,
                     num_frames=1 if dataset == "coco" else num_frames, fps=fps, res=res,
                     labels=labels or {})
-    registered.append(_register(info, source, preprocessors, vocab, shuffle_buffer_size))
+    registered.append(_register(info, source, preprocessors, vocab, shuffle_buffer_size,
+                                evaluation))
 
   if "coco" in roots:
     root = roots["coco"]
@@ -446,7 +483,8 @@ def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[s
         lambda split, rej, root=root: tb.msrvtt_items(root, split, rej),
         tb.msrvtt_features(num_frames, res),
         [functools.partial(pp.caption_from_list, key="captions", pick="first")],
-        uniform(caption_splits), {s: s for s in caption_splits})
+        uniform(caption_splits), {s: s for s in caption_splits},
+        evaluation=caption_evaluation(caption_metrics))
     if "test_1ka" in all_splits:
       add("msrvtt_retrieval", "msrvtt", ["test"],
           lambda split, rej, root=root: tb.msrvtt_items(root, "test_1ka", rej),
@@ -458,7 +496,7 @@ def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[s
     add("nextqa_oe", "nextqa", splits,
         lambda split, rej, root=root: tb.nextqa_items(root, split, rej),
         tb.nextqa_features(num_frames, res), [pp.flatten_nextqa, pp.qa_prompt], uniform(splits),
-        {s: s for s in splits})
+        {s: s for s in splits}, evaluation=NEXTQA_EVALUATION)
   if "kinetics" in roots:
     root = roots["kinetics"]
     splits = tb.kinetics_splits(root)
@@ -473,7 +511,8 @@ def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[s
 def register_demo_tasks(world_dir: str | pathlib.Path, *, num_frames: int = 8, fps: float = 2.0,
                         res: int = 32, vocab_path: str | pathlib.Path | None = None,
                         rejects_dir: str | pathlib.Path | None = None, decode_workers: int = 1,
-                        shuffle_buffer_size: int = 64, cache_decoded: bool = False) -> list[str]:
+                        shuffle_buffer_size: int = 64, cache_decoded: bool = False,
+                        caption_metrics: Sequence[str] = CAPTION_METRICS) -> list[str]:
   """Registers the demo world's tasks (direct PyAV path); returns their names.
 
   Args:
@@ -485,6 +524,7 @@ def register_demo_tasks(world_dir: str | pathlib.Path, *, num_frames: int = 8, f
     shuffle_buffer_size: seqio shuffle buffer (examples hold decoded frames: keep it small).
     cache_decoded: keep decoded clips in memory after a split's first pass (small data only; see
       pyav_source).
+    caption_metrics: the caption task's seqio metric (viit_jax.metrics.captioning.METRICS names).
   """
   world = pathlib.Path(world_dir)
   vocab = vocabulary(str(vocab_path if vocab_path is not None else world / "spm" / "demo.model"))
@@ -496,7 +536,8 @@ def register_demo_tasks(world_dir: str | pathlib.Path, *, num_frames: int = 8, f
   return _register_sets(dirs, DEMO_TASK_NAMES, num_frames=num_frames, fps=fps, res=res,
                         vocab=vocab, tfds_data_dir=None, rejects_dir=rejects_dir,
                         formats=formats, decode_workers=decode_workers,
-                        shuffle_buffer_size=shuffle_buffer_size, cache_decoded=cache_decoded)
+                        shuffle_buffer_size=shuffle_buffer_size, cache_decoded=cache_decoded,
+                        caption_metrics=caption_metrics)
 
 
 def register_real_tasks(data_dirs: Mapping[str, str | pathlib.Path], *, num_frames: int,
@@ -510,7 +551,8 @@ def register_real_tasks(data_dirs: Mapping[str, str | pathlib.Path], *, num_fram
                         internvid_full_videos: bool = True,
                         coco_annotation_template: str = "annotations/captions_{split}2017.json",
                         coco_image_dir: str = "{split}2017", decode_workers: int = 1,
-                        shuffle_buffer_size: int = 64, cache_decoded: bool = False) -> list[str]:
+                        shuffle_buffer_size: int = 64, cache_decoded: bool = False,
+                        caption_metrics: Sequence[str] = CAPTION_METRICS) -> list[str]:
   """Registers tasks of the real data sets; returns their names.
 
   Args:
@@ -527,7 +569,8 @@ def register_real_tasks(data_dirs: Mapping[str, str | pathlib.Path], *, num_fram
     webvid_csv, webvid_path_template, internvid_jsonl, internvid_path_template,
     internvid_full_videos, coco_annotation_template, coco_image_dir: layout of those releases
       (see data.readers).
-    decode_workers, shuffle_buffer_size, cache_decoded: as register_demo_tasks (PyAV path).
+    decode_workers, shuffle_buffer_size, cache_decoded, caption_metrics: as
+      register_demo_tasks.
   """
   names = {role: name_prefix + role for role in (
       "coco_caption", "smit_caption", "webvid_pool", "internvid_pool", "msrvtt_caption",
@@ -541,4 +584,5 @@ def register_real_tasks(data_dirs: Mapping[str, str | pathlib.Path], *, num_fram
   return _register_sets(data_dirs, names, num_frames=num_frames, fps=fps, res=res,
                         vocab=vocabulary(str(vocab_path)), tfds_data_dir=tfds_data_dir,
                         rejects_dir=rejects_dir, formats=formats, decode_workers=decode_workers,
-                        shuffle_buffer_size=shuffle_buffer_size, cache_decoded=cache_decoded)
+                        shuffle_buffer_size=shuffle_buffer_size, cache_decoded=cache_decoded,
+                        caption_metrics=caption_metrics)

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import seqio
 
 from configs import demo_phase1
 from configs import dual_encoder_demo
@@ -26,6 +27,7 @@ from viit_jax import config_lib
 from viit_jax import evaluate
 from viit_jax import runtime
 from viit_jax.metrics import qa
+from viit_jax.metrics import task_fns
 from viit_jax.metrics import wups
 from viit_jax.models import dual_encoder as de_lib
 from viit_jax.models import variants
@@ -92,6 +94,19 @@ def test_evaluate_vlm(vlm_checkpoint, demo_world, tmp_path):
   assert all(0 <= cap[k] <= 100 for k in ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr"))
   preds = _jsonl(tmp_path / "predictions" / "msrvtt_caption.jsonl")
   assert len(preds) == 12 and all(len(p["references"]) >= 6 for p in preds)
+  # seqio.Evaluator scored the task with its own metric_fns; pycocoevalcap directly, from the
+  # predictions file, gives the same CIDEr-D and BLEU-4.
+  task = seqio.get_mixture_or_task("demo_msrvtt_caption")
+  assert task.metric_fns and task.postprocess_fn("a cat. ", is_target=False) == "a cat."
+  from pycocoevalcap.bleu.bleu import Bleu
+  from pycocoevalcap.cider.cider import Cider
+  from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+  tok = PTBTokenizer()
+  gts = tok.tokenize({p["video_id"]: [{"caption": r} for r in p["references"]] for p in preds})
+  res = tok.tokenize({p["video_id"]: [{"caption": p["prediction"]}] for p in preds})
+  assert cap["CIDEr"] == pytest.approx(100 * Cider().compute_score(gts, res)[0], abs=1e-6)
+  assert cap["BLEU-4"] == pytest.approx(100 * Bleu(4).compute_score(gts, res, verbose=0)[0][3],
+                                        abs=1e-6)
 
   rows = _jsonl(tmp_path / "predictions" / "nextqa_oe.jsonl")
   assert len(rows) == 12 and rows == _jsonl(tmp_path / "predictions" / "msrvtt_qa.jsonl")
@@ -99,7 +114,7 @@ def test_evaluate_vlm(vlm_checkpoint, demo_world, tmp_path):
   types = {r["type"] for r in rows}
   assert {"WUPS@0", "WUPS@0.9", "count"} <= w.keys()
   assert {f"WUPS@0/{t}" for t in types} | {f"WUPS@0.9/{t[0]}" for t in types} <= w.keys()
-  expected = wups.nextoe_wups([evaluate.strip_trailing_punctuation(r["prediction"]) for r in rows],
+  expected = wups.nextoe_wups([task_fns.strip_trailing_punctuation(r["prediction"]) for r in rows],
                               [r["answers"] for r in rows], [r["type"] for r in rows])
   assert w == pytest.approx(expected)
   q = on_disk["tasks"]["msrvtt_qa"]

@@ -8,7 +8,9 @@ restored straight into their shardings on this process's mesh -> each evaluation
 `metrics.json`, `metrics.md`, `predictions/<task>.jsonl` in the workdir (process 0 writes).
 
 Tasks (`eval.tasks`, '+'-joined; '' = all of the kind):
-  kind=vlm, greedy decoding (viit_jax.decoding, cached) of the prompt [BOS + prompt + "\\n"]:
+  kind=vlm, greedy decoding (viit_jax.decoding, cached) of the prompt [BOS + prompt + "\\n"],
+  run by `seqio.Evaluator` over the registered task (its postprocess_fn and metric_fns:
+  viit_jax.metrics.task_fns; the decoder is its predict_fn):
     msrvtt_caption     prompt "Generate the alt-text:"; CIDEr (pycocoevalcap's Cider = CIDEr-D),
                        BLEU-4, METEOR, ROUGE-L after the PTB tokenizer, against all references.
     nextqa_oe          prompt "Answer in en: <question>"; WUPS@0 and WUPS@0.9 overall, per type
@@ -36,9 +38,8 @@ from __future__ import annotations
 
 import json
 import os
-import string
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -54,10 +55,9 @@ from viit_jax import decoding
 from viit_jax import embed
 from viit_jax import paths
 from viit_jax import runtime
-from viit_jax.metrics import captioning
 from viit_jax.metrics import classification
-from viit_jax.metrics import qa
 from viit_jax.metrics import retrieval
+from viit_jax.metrics import task_fns
 from viit_jax.metrics import wups
 from viit_jax.models import dual_encoder as de_lib
 from viit_jax.models import vlm as vlm_lib
@@ -165,8 +165,9 @@ class VLMEvaluator:
                        f"{self.decoder.batch_divisor} batch devices")
     self.batch_size, self.prompt_len = batch_size, prompt_len
 
-  def predict(self, ds: Any, keep: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(prediction text, kept fields of the example) for every example of `ds`, in order."""
+  def predict(self, ds: Any, keep: Sequence[str]) -> Iterator[tuple[list[int], dict[str, Any]]]:
+    """(generated ids before EOS, kept fields of the example) for every example of `ds`, in
+    order."""
     batches = pp.batch_for_model(ds, batch_size=self.batch_size, seq_len=self.prompt_len,
                                  vocab=self.vocab, keep=keep, include_suffix=False,
                                  drop_remainder=False)
@@ -180,46 +181,63 @@ class VLMEvaluator:
       ids = np.arange(offset, offset + self.batch_size, dtype=np.int32)
       out = self.decoder(self.params, inputs, ids, self.seed)
       for i in range(n):
-        text = self.vocab.decode(decoding.strip(out.tokens[i, 0], self.eos))
-        yield text, {k: batch[k][i] for k in keep}
+        yield decoding.strip(out.tokens[i, 0], self.eos), {k: batch[k][i] for k in keep}
       offset += n
 
+  def seqio_evaluate(self, task: str, split: str, max_examples: int,
+                     row: Callable[[str, Mapping[str, Any]], dict[str, Any]]
+                     ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """`seqio.Evaluator` on `task`/`split` (its first `max_examples`; 0 = all) with this
+    decoder as its predict_fn: the task's postprocess_fn and metric_fns score the generated
+    text. Returns (metrics + "count", one `row(text, example)` per example, in order)."""
+    rows: dict[int, dict[str, Any]] = {}
 
-def eval_captioning(config, evaluator: VLMEvaluator, task: str, split: str
-                    ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-  refs: dict[str, list[str]] = {}
-  preds: dict[str, str] = {}
-  rows = []
-  for pred, ex in evaluator.predict(_rows(config, task, split), ("video_id", "references")):
-    vid = _text(ex["video_id"])
-    refs[vid] = _texts(ex["references"])
-    preds[vid] = pred
-    rows.append({"video_id": vid, "prediction": pred, "references": refs[vid]})
-  metrics = captioning.caption_metrics(refs, preds, metrics=tuple(config.eval.caption_metrics))
-  return {**metrics, "count": float(len(preds))}, rows
+    def predict_fn(ds: Any, model_feature_shapes: Any = None) -> list[tuple[int, list[int]]]:
+      del model_feature_shapes  # The pass-through converter keeps the task features.
+      ds = ds.map(lambda i, ex: {**ex, "_index": i})
+      out = []
+      for ids, ex in self.predict(ds, ("_index", *ROW_FIELDS[task_role(task)])):
+        index = int(ex["_index"])
+        out.append((index, ids))
+        rows[index] = row(self.vocab.decode(ids), ex)
+      return out
+
+    evaluator = seqio.Evaluator(
+        task, tasks_lib.EvalFeatureConverter(), eval_split=split,
+        num_examples=max_examples or None, target_field_name="suffix",
+        async_compute_metrics=False)
+    future, _ = evaluator.evaluate(compute_metrics=True, predict_fn=predict_fn)
+    metrics = {k: float(v) for k, v in future.result()[task].items()}
+    return {**metrics, "count": float(len(rows))}, [rows[i] for i in sorted(rows)]
 
 
-def nextqa_predictions(config, evaluator: VLMEvaluator, task: str, split: str
-                       ) -> list[dict[str, Any]]:
-  keep = ("key", "type", "question", "answers")
-  return [{"key": _text(ex["key"]), "type": _text(ex["type"]), "question": _text(ex["question"]),
-           "prediction": pred, "answers": _texts(ex["answers"])}
-          for pred, ex in evaluator.predict(_rows(config, task, split), keep)]
+# The example fields each kind of task keeps in its predictions file.
+ROW_FIELDS = {"msrvtt_caption": ("video_id", "references"),
+              "nextqa_oe": ("key", "type", "question", "answers")}
 
 
-def strip_trailing_punctuation(text: str) -> str:
-  """'move left.' -> 'move left' (WUPS tokens would otherwise carry the punctuation)."""
-  return text.strip().rstrip(string.punctuation + " ").strip()
+def task_role(task: str) -> str:
+  """The evaluation role of a data task name (demo_msrvtt_caption -> msrvtt_caption)."""
+  for role, demo in tasks_lib.DEMO_TASK_NAMES.items():
+    if task in (role, demo) and role in ROW_FIELDS:
+      return role
+  raise KeyError(f"{task!r} is not a VLM evaluation task ({list(ROW_FIELDS)})")
 
 
-def eval_nextqa_wups(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-  return wups.nextoe_wups([strip_trailing_punctuation(r["prediction"]) for r in rows],
-                          [r["answers"] for r in rows], [r["type"] for r in rows])
+def caption_row(prediction: str, ex: Mapping[str, Any]) -> dict[str, Any]:
+  return {"video_id": _text(ex["video_id"]), "prediction": prediction,
+          "references": _texts(ex["references"])}
+
+
+def qa_row(prediction: str, ex: Mapping[str, Any]) -> dict[str, Any]:
+  return {"key": _text(ex["key"]), "type": _text(ex["type"]), "question": _text(ex["question"]),
+          "prediction": prediction, "answers": _texts(ex["answers"])}
 
 
 def eval_qa_exact_match(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-  return qa.qa_accuracy([r["prediction"] for r in rows], [r["answers"] for r in rows],
-                        [r["type"] for r in rows])
+  """The MSR-VTT-QA stand-in: exact match on the NExT-OE predictions."""
+  targets = [{"answers": r["answers"], "type": r["type"]} for r in rows]
+  return task_fns.qa_accuracy_metrics(targets, [r["prediction"] for r in rows])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -363,7 +381,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> d
   text_len = int(_setting(config, source, "text_len"))
   vpath = vocab_path(config, source)
   registry.register_for_eval(config.data, num_frames=num_frames, fps=fps, res=res,
-                             vocab_path=vpath)
+                             vocab_path=vpath, caption_metrics=tuple(config.eval.caption_metrics))
   vocab = tasks_lib.vocabulary(paths.local_copy(vpath))
   mesh = decoding.local_mesh(dict(config.mesh))
   batch = int(config.eval.batch_size)
@@ -387,16 +405,17 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> d
                              seed=int(config.eval.seed))
   else:
     embedder = embed.Embedder(de_lib.DualEncoder(model_cfg), mesh, batch)
+  max_examples = int(config.eval.max_examples)
   for name in names:
     t0 = time.time()
     task, split = data_task(config, name), split_of[name]
     if name == "msrvtt_caption":
-      metrics, rows = eval_captioning(config, evaluator, task, split)
+      metrics, rows = evaluator.seqio_evaluate(task, split, max_examples, caption_row)
     elif name in ("nextqa_oe", "msrvtt_qa"):
       if qa_rows is None:
-        qa_rows = nextqa_predictions(config, evaluator, task, split)
+        wups_metrics, qa_rows = evaluator.seqio_evaluate(task, split, max_examples, qa_row)
       rows = qa_rows
-      metrics = eval_nextqa_wups(rows) if name == "nextqa_oe" else eval_qa_exact_match(rows)
+      metrics = wups_metrics if name == "nextqa_oe" else eval_qa_exact_match(rows)
     elif name == "msrvtt_retrieval":
       metrics, rows = eval_retrieval(config, embedder, params, vocab, text_len, task, split)
     else:
