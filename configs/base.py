@@ -93,6 +93,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.eval_at_start = False  # Also evaluate the initial state (a phase's starting point).
   c.train.eval_batches = 2  # Held-out batches for the eval loss.
   c.train.decode_samples = 4  # Greedy-decoded examples logged at each eval.
+  # VLM trainer: the first N examples of data.eval_task decoded greedily at each eval and scored
+  # by the task's seqio metric_fns (CIDEr for captions, WUPS for NExT-OE); 0 = off.
+  c.train.eval_metric_examples = 0
   c.train.max_decode_len = 16
 
   # Optimizer (viit_jax/optim.py). Defaults: the paper's (PaLI-3's) Adafactor recipe.

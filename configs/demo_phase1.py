@@ -30,6 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 100
   c.train.eval_every = 100
   c.train.eval_batches = 4
+  c.train.eval_metric_examples = 16  # CIDEr / WUPS of the eval task at each eval.
   # The paper's peak LR. Higher rates pull the ViT away from what the frozen LM reads:
   # docs/demo_results.md#phase-1-learning-rate.
   c.optim.lr = 1e-4

@@ -37,6 +37,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 100
   c.train.eval_every = 100
   c.train.eval_batches = 4
+  c.train.eval_metric_examples = 16  # CIDEr / WUPS of the eval task at each eval.
   # Peak LR, tuned on the demo's seeds 0-2: docs/demo_results.md#phase-2-learning-rate.
   c.optim.lr = 3e-3
   c.optim.warmup_steps = 30

@@ -91,7 +91,8 @@ def _test(c: ml_collections.ConfigDict) -> None:
     c[name].steps = 4
     c[name].batch_size = 8
     c[name].args = ("train.log_every=2,train.checkpoint_every=2,train.eval_every=0,"
-                    "train.eval_batches=1,train.decode_samples=1,train.max_decode_len=8")
+                    "train.eval_batches=1,train.decode_samples=1,train.max_decode_len=8,"
+                    "train.eval_metric_examples=4")
   c.autolabel.limit = 16
   c.autolabel.num_samples = 2
   c.autolabel.batch_size = 8

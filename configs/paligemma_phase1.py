@@ -51,6 +51,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 1000
   c.train.eval_every = 2000
   c.train.eval_batches = 8
+  c.train.eval_metric_examples = 256  # CIDEr / WUPS of the eval task at each eval.
   c.train.max_decode_len = 32
   c.optim.name = "adafactor"
   c.optim.lr = 1e-4

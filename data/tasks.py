@@ -455,7 +455,7 @@ def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[s
         tb.smit_features(num_frames, res), [functools.partial(pp.caption_from_text,
                                                                 key="caption")],
         {s: Sampling(num_frames, fps, res, "random" if s == "train" else "uniform")
-         for s in splits}, {s: s for s in splits})
+         for s in splits}, {s: s for s in splits}, evaluation=caption_evaluation(("CIDEr",)))
   if "webvid" in roots:
     root = roots["webvid"]
     splits = ["train"] if (root / formats.webvid_csv).is_file() else []

@@ -94,7 +94,8 @@ def test_three_demo_phases_chain_with_freezing(demo_world, tmp_path):
   mesh = _one_device_mesh(c0)
   r0 = loop.run(train.build_task(c0, mesh), c0, w0, mesh=mesh)
   c1 = demo_phase1.get_config(_tiny(world, train__total_steps=16, data__num_frames=2,
-                                    data__text_len=40, init_from=w0, **evals))
+                                    data__text_len=40, init_from=w0, **evals,
+                                    train__eval_metric_examples=6, train__max_decode_len=6))
   r1 = loop.run(train.build_task(c1, mesh), c1, w1, mesh=mesh)
   c2 = demo_phase2.get_config(_tiny(world, train__total_steps=16, data__num_frames=2,
                                     data__text_len=48, init_from=w1, data__viit_dir=viit,
@@ -115,6 +116,11 @@ def test_three_demo_phases_chain_with_freezing(demo_world, tmp_path):
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(workdir, "tb")))
     assert json.load(open(os.path.join(workdir, loop.MEMORY_FILE)))["temp_mib"] > 0
   assert "init_from" in r1.source and w0 in r1.source and "init_from" in r2.source
+  # Phase 1 scored its held-out captions with the eval task's seqio metric (CIDEr) at each eval;
+  # phase 2's VIIT task has no metric_fns, so its evals carry none.
+  evals1 = [json.loads(l) for l in open(os.path.join(w1, loop.METRICS_FILE)) if "eval/loss" in l]
+  assert all(0 <= e["eval/CIDEr"] <= 1000 for e in evals1), evals1
+  assert not any(k.startswith("eval/CIDEr") or k.startswith("eval/WUPS") for k in evals[-1])
   # Phase 2 decoded greedy samples of the held-out QA (logged to JSONL and TensorBoard).
   assert "eval/sample_0" in evals[-1]["texts"] and "greedy:" in evals[-1]["texts"]["eval/sample_0"]
 

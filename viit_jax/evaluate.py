@@ -165,9 +165,9 @@ class VLMEvaluator:
                        f"{self.decoder.batch_divisor} batch devices")
     self.batch_size, self.prompt_len = batch_size, prompt_len
 
-  def predict(self, ds: Any, keep: Sequence[str]) -> Iterator[tuple[list[int], dict[str, Any]]]:
-    """(generated ids before EOS, kept fields of the example) for every example of `ds`, in
-    order."""
+  def predict(self, ds: Any, keep: Sequence[str]) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+    """(generated ids int32[max_decode_len], EOS included, 0 after it; kept fields of the
+    example) for every example of `ds`, in order."""
     batches = pp.batch_for_model(ds, batch_size=self.batch_size, seq_len=self.prompt_len,
                                  vocab=self.vocab, keep=keep, include_suffix=False,
                                  drop_remainder=False)
@@ -181,7 +181,7 @@ class VLMEvaluator:
       ids = np.arange(offset, offset + self.batch_size, dtype=np.int32)
       out = self.decoder(self.params, inputs, ids, self.seed)
       for i in range(n):
-        yield decoding.strip(out.tokens[i, 0], self.eos), {k: batch[k][i] for k in keep}
+        yield out.tokens[i, 0], {k: batch[k][i] for k in keep}
       offset += n
 
   def seqio_evaluate(self, task: str, split: str, max_examples: int,
@@ -192,14 +192,14 @@ class VLMEvaluator:
     text. Returns (metrics + "count", one `row(text, example)` per example, in order)."""
     rows: dict[int, dict[str, Any]] = {}
 
-    def predict_fn(ds: Any, model_feature_shapes: Any = None) -> list[tuple[int, list[int]]]:
+    def predict_fn(ds: Any, model_feature_shapes: Any = None) -> list[tuple[int, np.ndarray]]:
       del model_feature_shapes  # The pass-through converter keeps the task features.
       ds = ds.map(lambda i, ex: {**ex, "_index": i})
       out = []
       for ids, ex in self.predict(ds, ("_index", *ROW_FIELDS[task_role(task)])):
         index = int(ex["_index"])
-        out.append((index, ids))
-        rows[index] = row(self.vocab.decode(ids), ex)
+        out.append((index, ids))  # Equal lengths: seqio stacks them; its decode stops at EOS.
+        rows[index] = row(self.vocab.decode(decoding.strip(ids, self.eos)), ex)
       return out
 
     evaluator = seqio.Evaluator(

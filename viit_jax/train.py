@@ -11,7 +11,9 @@ init_from). Reads top to bottom: config -> distributed start-up and mesh -> data
 - Data order is a function of (seed, step): batch s of a run is the same whether the run was
   interrupted or not, and (with `data.process_split=slice`) whatever the process count.
 - Eval (every `train.eval_every` steps and at the end): held-out loss over `train.eval_batches`
-  batches of `data.eval_task` and greedy-decoded samples (prefill + cached extend).
+  batches of `data.eval_task`, greedy-decoded samples (prefill + cached extend), and with
+  `train.eval_metric_examples` the task's own metrics (seqio.Evaluator with its metric_fns:
+  CIDEr for captions, WUPS for NExT-OE) on that many held-out examples.
 - A workdir that holds another config is refused unless `--resume` is given; a NaN/Inf loss stops
   the run (exit code 3) naming the step, keeping the last good checkpoint.
 """
@@ -27,7 +29,9 @@ import seqio
 from jax.sharding import NamedSharding, PartitionSpec as P
 import ml_collections
 
+from data import preprocessors as pp
 from data import registry
+from data import tasks as tasks_lib
 from data import vlm_batches
 from viit_jax import decoding
 from viit_jax import aot
@@ -44,12 +48,14 @@ HostBatch = vlm_batches.HostBatch
 
 
 # ------------------------------------------------------------------------------------------------
-# In-training eval: held-out loss and greedy samples (decoding.greedy_continuation).
+# In-training eval: held-out loss, greedy samples (decoding.greedy_continuation) and the eval
+# task's seqio metrics.
 
 
 def make_eval_fn(config: Config, model: vlm_lib.VLM, vocab: Vocab, mesh: jax.sharding.Mesh,
                  batches: list[HostBatch]) -> Callable[[Any, int], loop.EvalResult]:
-  """(params, step) -> EvalResult: held-out loss over `batches`, greedy samples of the first."""
+  """(params, step) -> EvalResult: held-out loss over `batches`, greedy samples of the first,
+  and with train.eval_metric_examples the eval task's own metrics (CIDEr, WUPS)."""
   replicated = NamedSharding(mesh, P())
   loss_step = jax.jit(functools.partial(vlm_lib.batch_loss, rng=None, model=model),
                       out_shardings=replicated)
@@ -65,6 +71,7 @@ def make_eval_fn(config: Config, model: vlm_lib.VLM, vocab: Vocab, mesh: jax.sha
     return vocab.decode(ids)
 
   compiled: dict[str, Any] = {}
+  metric_examples = int(config.train.eval_metric_examples)
 
   def compile_once(params: Any, batch: Mapping[str, jax.Array]) -> None:
     """AOT-compiles the eval programs on first use, then aligns the processes (see
@@ -73,9 +80,45 @@ def make_eval_fn(config: Config, model: vlm_lib.VLM, vocab: Vocab, mesh: jax.sha
       return
     with sharding_lib.use_mesh(mesh):
       compiled["loss"] = loss_step.lower(params, batch).compile()
-      if config.train.decode_samples > 0:
+      if config.train.decode_samples > 0 or metric_examples > 0:
         compiled["decode"] = decode_step.lower(params, batch).compile()
     loop.sync_processes("viit_train/eval_compiled")
+
+  evaluators: list[seqio.Evaluator] = []
+
+  def task_metrics(params: Any) -> dict[str, float]:
+    """The eval task's seqio metric_fns on its first `train.eval_metric_examples` examples,
+    decoded greedily by all processes together (each feeds its rows of every global batch and
+    gets every prediction back), scored by every process alike."""
+    if not evaluators:  # Built once: seqio.Evaluator decodes and caches the examples.
+      evaluators.append(seqio.Evaluator(
+          config.data.eval_task, tasks_lib.EvalFeatureConverter(),
+          eval_split=config.data.eval_split, num_examples=metric_examples,
+          target_field_name="suffix", async_compute_metrics=False))
+    b = int(config.train.batch_size)
+    local, p = b // jax.process_count(), jax.process_index()
+
+    def predict_fn(ds: Any, model_feature_shapes: Any = None) -> list[tuple[int, list[int]]]:
+      del model_feature_shapes
+      ds = ds.map(lambda i, ex: {**ex, "_index": i})
+      out = []
+      for batch in pp.numpy_iterator(pp.batch_for_model(
+          ds, batch_size=b, seq_len=int(config.data.text_len), vocab=vocab, keep=("_index",),
+          include_suffix=False, drop_remainder=False)):
+        n = len(batch["_index"])
+        rows = {k: np.concatenate([batch[k], np.repeat(batch[k][-1:], b - n, 0)])
+                for k in vlm_lib.BATCH_KEYS}  # The last batch padded to the compiled shape.
+        host = {k: v[p * local:(p + 1) * local] for k, v in rows.items()}
+        tokens = np.asarray(jax.device_get(compiled["decode"](
+            params, sharding_lib.host_local_to_global(host, mesh))))
+        # Equal lengths (EOS, then 0): seqio stacks the outputs; its decode stops at EOS.
+        out += [(int(batch["_index"][i]), tokens[i]) for i in range(n)]
+      return out
+
+    if not evaluators[0].eval_tasks:  # The task has no metric_fns (e.g. a VIIT task).
+      return {}
+    future, _ = evaluators[0].evaluate(compute_metrics=True, predict_fn=predict_fn)
+    return {k: float(v) for k, v in future.result()[config.data.eval_task].items()}
 
   def eval_fn(params: Any, step: int) -> loop.EvalResult:
     del step
@@ -101,7 +144,10 @@ def make_eval_fn(config: Config, model: vlm_lib.VLM, vocab: Vocab, mesh: jax.sha
           target = host["tokens"][i][valid & (host["mask_ar"][i] == 1)]
           texts[f"sample_{i}"] = (f"prompt: {text(prompt)!r} | target: {text(target)!r} | "
                                   f"greedy: {text(out[i])!r}")
-    return loop.EvalResult({"loss": total / weight, "token_accuracy": acc / weight}, texts)
+      metrics = {"loss": total / weight, "token_accuracy": acc / weight}
+      if metric_examples > 0:
+        metrics.update(task_metrics(params))
+    return loop.EvalResult(metrics, texts)
 
   return eval_fn
 

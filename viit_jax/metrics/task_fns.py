@@ -45,11 +45,13 @@ def strip_trailing_punctuation(text: str) -> str:
 
 def caption_postprocess(output: str, example: Mapping[str, Any] | None = None,
                         is_target: bool = False) -> Any:
-  """Target: {"id", "references"} from the example; prediction: the text, stripped."""
+  """Target: {"id": video_id, "references": the example's references (MSR-VTT's 20), or the
+  target text itself (one caption per clip, S-MiT)}; prediction: the text, stripped."""
   if is_target:
     if example is None:
-      raise ValueError("caption targets need the example (its video_id and references)")
-    return {"id": _text(example["video_id"]), "references": _texts(example["references"])}
+      raise ValueError("caption targets need the example (its video_id)")
+    refs = _texts(example["references"]) if "references" in example else [_text(output)]
+    return {"id": _text(example["video_id"]), "references": refs}
   return _text(output).strip()
 
 
