@@ -155,5 +155,5 @@ if libtpu is not None:
     assert "cannot be split over the 8 batch shards" in err and "mesh.fsdp=4,mesh.tensor=2" in err
     # --cost --compiled falls back to analytic FLOPs for such a phase, and says why.
     flops, basis = plan._phase_flops(  # pylint: disable=protected-access
-        plan.Phase("t", "configs/demo_phase1.py", 1, 4, ""), plan.parse_topology("v5e:2x4"))
+        plan.Phase("t", "configs/demo_phase1.py", 1, 4, "v5e-8", ""), plan.parse_topology("v5e:2x4"))
     assert flops > 0 and basis.startswith("analytic") and "not compiled on v5e:2x4" in basis
