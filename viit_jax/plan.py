@@ -149,16 +149,10 @@ def plan(config: ml_collections.ConfigDict, topology: Topology, num_slices: int 
     where = f"{len(devices)} chips"
   mesh = sharding_lib.make_mesh(dict(config.mesh), devices)
   # The abstract state comes from eval_shape with an eager PRNG key made on the host's CPU,
-  # outside any topology mesh context (eager ops cannot run on topology devices). A TPU executable
-  # compiled without a TPU cannot be loaded back from the persistent cache: it is off meanwhile.
-  cache = jax.config.jax_enable_compilation_cache
-  jax.config.update("jax_enable_compilation_cache", False)
-  try:
-    programs = aot.programs_of(config, mesh)
-    reports = [aot.compile_report(p, topology.hbm_gib, full_flops=full_flops)
-               for p in programs[:1 if train_step_only else None]]
-  finally:
-    jax.config.update("jax_enable_compilation_cache", cache)
+  # outside any topology mesh context (eager ops cannot run on topology devices).
+  programs = aot.programs_of(config, mesh)
+  reports = [aot.compile_report(p, topology.hbm_gib, full_flops=full_flops)
+             for p in programs[:1 if train_step_only else None]]
   for report in reports:
     report.lines.insert(1, (
         f"topology {topology.name} = {topology.topology_name} x {num_slices} slice(s): {where} "
