@@ -22,6 +22,7 @@ import seqio
 from configs import demo_phase1
 from configs import dual_encoder_demo
 from configs import evaluate_demo
+from launch import local as local_launch
 from viit_jax import checkpoints
 from viit_jax import config_lib
 from viit_jax import evaluate
@@ -127,6 +128,30 @@ def test_evaluate_vlm(vlm_checkpoint, demo_world, tmp_path):
     assert heading in md
   assert "| WUPS@0 |" in md and "| accuracy |" in md and "CIDEr" in md
   assert "STAND-IN" in md
+
+
+def test_two_process_vlm_evaluation_equals_one_process(vlm_checkpoint, demo_world, tmp_path):
+  """2 processes x 4 devices (each decodes half the examples, predictions gathered once) give the
+  same predictions and metrics, task by task, as 1 process x 8 devices."""
+  arg = (f"kind=vlm,checkpoint={vlm_checkpoint},data.world_dir={demo_world},data.num_frames=4,"
+         "eval.batch_size=8,eval.max_examples=10,eval.max_decode_len=6,"
+         "eval.caption_metrics=('BLEU-4','CIDEr')")
+  one = evaluate.evaluate(evaluate_demo.get_config(arg), str(tmp_path / "one"),
+                          log=lambda s: None)
+  env = {**os.environ, "PYTHONPATH": str(REPO)}
+  rc = local_launch.run_local(
+      [sys.executable, "-m", "viit_jax.evaluate",
+       f"--config={REPO}/configs/evaluate_demo.py:{arg}", f"--workdir={tmp_path / 'two'}"],
+      num_processes=2, devices_per_process=4, env=env, cwd=str(REPO),
+      out=open(tmp_path / "launch.log", "w"))
+  assert rc == 0, (tmp_path / "launch.log").read_text()[-3000:]
+  two = json.loads((tmp_path / "two" / "metrics.json").read_text())
+  assert two["tasks"].keys() == one["tasks"].keys() == {"msrvtt_caption", "nextqa_oe", "msrvtt_qa"}
+  for name in one["tasks"]:
+    assert two["tasks"][name]["metrics"] == pytest.approx(one["tasks"][name]["metrics"]), name
+    assert (_jsonl(tmp_path / "two" / "predictions" / f"{name}.jsonl")
+            == _jsonl(tmp_path / "one" / "predictions" / f"{name}.jsonl"))
+  assert one["tasks"]["msrvtt_caption"]["metrics"]["count"] == 10
 
 
 def test_evaluate_dual_encoder_cli(de_checkpoint, demo_world, tmp_path):

@@ -32,7 +32,9 @@ Tasks (`eval.tasks`, '+'-joined; '' = all of the kind):
 Video frames: the task's centred window of num_frames at fps (data/video.py), the checkpoint's
 frames/fps/res unless `data.*` sets them (an image model evaluated on 8 frames: data.num_frames=8;
 the VLM has no temporal parameter, ViT-st's PE_t fixes its frame count).
-Multi-process: every process evaluates everything on its own devices; process 0 writes.
+Multi-process: VLM tasks: process p decodes examples i % P == p on its own devices, the predictions
+are gathered once and every process scores them (the metrics equal a 1-process run's); dual-encoder
+tasks: every process embeds everything on its own devices. Process 0 writes.
 """
 from __future__ import annotations
 
@@ -164,6 +166,7 @@ class VLMEvaluator:
       raise ValueError(f"eval.batch_size {batch_size} is not a multiple of the mesh's "
                        f"{self.decoder.batch_divisor} batch devices")
     self.batch_size, self.prompt_len = batch_size, prompt_len
+    self.max_decode_len = max_decode_len
 
   def predict(self, ds: Any, keep: Sequence[str]) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
     """(generated ids int32[max_decode_len], EOS included, 0 after it; kept fields of the
@@ -189,18 +192,25 @@ class VLMEvaluator:
                      ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """`seqio.Evaluator` on `task`/`split` (its first `max_examples`; 0 = all) with this
     decoder as its predict_fn: the task's postprocess_fn and metric_fns score the generated
-    text. Returns (metrics + "count", one `row(text, example)` per example, in order)."""
-    rows: dict[int, dict[str, Any]] = {}
+    text. Process p of P decodes the examples i with i % P == p on its own devices; the
+    predictions are gathered once and every process scores all of them. Returns (metrics +
+    "count", one `row(text, example)` per example, in order)."""
+    rows: list[dict[str, Any]] = []
+    procs, me = jax.process_count(), jax.process_index()
+    keep = ("_index", *ROW_FIELDS[task_role(task)])
 
     def predict_fn(ds: Any, model_feature_shapes: Any = None) -> list[tuple[int, np.ndarray]]:
       del model_feature_shapes  # The pass-through converter keeps the task features.
+      total = int(ds.cardinality())
       ds = ds.map(lambda i, ex: {**ex, "_index": i})
-      out = []
-      for ids, ex in self.predict(ds, ("_index", *ROW_FIELDS[task_role(task)])):
+      mine = [(int(ex["_index"]), ids) for ids, ex in self.predict(
+          ds.filter(lambda ex: ex["_index"] % procs == me), ("_index",))]
+      # Equal lengths (EOS, then 0): seqio stacks them; its decode stops at EOS.
+      out = dict(gather_predictions(mine, total, self.max_decode_len))
+      for ex in pp.numpy_iterator(ds.map(lambda ex: {k: ex[k] for k in keep})):
         index = int(ex["_index"])
-        out.append((index, ids))  # Equal lengths: seqio stacks them; its decode stops at EOS.
-        rows[index] = row(self.vocab.decode(decoding.strip(ids, self.eos)), ex)
-      return out
+        rows.append(row(self.vocab.decode(decoding.strip(out[index], self.eos)), ex))
+      return sorted(out.items())
 
     evaluator = seqio.Evaluator(
         task, tasks_lib.EvalFeatureConverter(), eval_split=split,
@@ -208,7 +218,25 @@ class VLMEvaluator:
         async_compute_metrics=False)
     future, _ = evaluator.evaluate(compute_metrics=True, predict_fn=predict_fn)
     metrics = {k: float(v) for k, v in future.result()[task].items()}
-    return {**metrics, "count": float(len(rows))}, [rows[i] for i in sorted(rows)]
+    return {**metrics, "count": float(len(rows))}, rows
+
+
+def gather_predictions(mine: Sequence[tuple[int, np.ndarray]], total: int, length: int
+                       ) -> list[tuple[int, np.ndarray]]:
+  """Every process's (example index, generated ids int32[length]) on every process (one
+  all-gather of ceil(total / P) rows per process, padded with index -1)."""
+  procs = jax.process_count()
+  if procs == 1:
+    return list(mine)
+  per = -(-total // procs)
+  index = np.full((per,), -1, np.int32)
+  tokens = np.zeros((per, length), np.int32)
+  for j, (i, ids) in enumerate(mine):
+    index[j], tokens[j] = i, ids
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  all_index = np.asarray(multihost_utils.process_allgather(index)).reshape(-1)
+  all_tokens = np.asarray(multihost_utils.process_allgather(tokens)).reshape(-1, length)
+  return [(int(i), t) for i, t in zip(all_index, all_tokens) if i >= 0]
 
 
 # The example fields each kind of task keeps in its predictions file.
