@@ -34,7 +34,8 @@ frames/fps/res unless `data.*` sets them (an image model evaluated on 8 frames: 
 the VLM has no temporal parameter, ViT-st's PE_t fixes its frame count).
 Multi-process: VLM tasks: process p decodes examples i % P == p on its own devices, the predictions
 are gathered once and every process scores them (the metrics equal a 1-process run's); dual-encoder
-tasks: every process embeds everything on its own devices. Process 0 writes.
+tasks: process p embeds the video batches b % P == p, one all-gather shares the embeddings (every
+process still reads every clip; texts are embedded by every process). Process 0 writes.
 """
 from __future__ import annotations
 
@@ -201,12 +202,11 @@ class VLMEvaluator:
 
     def predict_fn(ds: Any, model_feature_shapes: Any = None) -> list[tuple[int, np.ndarray]]:
       del model_feature_shapes  # The pass-through converter keeps the task features.
-      total = int(ds.cardinality())
       ds = ds.map(lambda i, ex: {**ex, "_index": i})
       mine = [(int(ex["_index"]), ids) for ids, ex in self.predict(
           ds.filter(lambda ex: ex["_index"] % procs == me), ("_index",))]
       # Equal lengths (EOS, then 0): seqio stacks them; its decode stops at EOS.
-      out = dict(gather_predictions(mine, total, self.max_decode_len))
+      out = dict(gather_rows(mine, (self.max_decode_len,)))
       for ex in pp.numpy_iterator(ds.map(lambda ex: {k: ex[k] for k in keep})):
         index = int(ex["_index"])
         rows.append(row(self.vocab.decode(decoding.strip(out[index], self.eos)), ex))
@@ -221,22 +221,23 @@ class VLMEvaluator:
     return {**metrics, "count": float(len(rows))}, rows
 
 
-def gather_predictions(mine: Sequence[tuple[int, np.ndarray]], total: int, length: int
-                       ) -> list[tuple[int, np.ndarray]]:
-  """Every process's (example index, generated ids int32[length]) on every process (one
-  all-gather of ceil(total / P) rows per process, padded with index -1)."""
+def gather_rows(mine: Sequence[tuple[int, np.ndarray]], shape: tuple[int, ...],
+                dtype: Any = np.int32) -> list[tuple[int, np.ndarray]]:
+  """Every process's (row index, array[shape]) on every process, in no particular order (the
+  row counts, then one all-gather of the largest count of rows per process, padded with index
+  -1)."""
   procs = jax.process_count()
   if procs == 1:
     return list(mine)
-  per = -(-total // procs)
-  index = np.full((per,), -1, np.int32)
-  tokens = np.zeros((per, length), np.int32)
-  for j, (i, ids) in enumerate(mine):
-    index[j], tokens[j] = i, ids
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  per = int(np.max(multihost_utils.process_allgather(np.int32(len(mine)))))
+  index = np.full((per,), -1, np.int32)
+  values = np.zeros((per, *shape), dtype)
+  for j, (i, v) in enumerate(mine):
+    index[j], values[j] = i, v
   all_index = np.asarray(multihost_utils.process_allgather(index)).reshape(-1)
-  all_tokens = np.asarray(multihost_utils.process_allgather(tokens)).reshape(-1, length)
-  return [(int(i), t) for i, t in zip(all_index, all_tokens) if i >= 0]
+  all_values = np.asarray(multihost_utils.process_allgather(values)).reshape(-1, *shape)
+  return [(int(i), v) for i, v in zip(all_index, all_values) if i >= 0]
 
 
 # The example fields each kind of task keeps in its predictions file.
@@ -272,6 +273,37 @@ def eval_qa_exact_match(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 # Dual-encoder tasks.
 
 
+class SplitVideoEmbeddings:
+  """Video embeddings of a stream of frame batches, split over processes: process p embeds the
+  batches b % P == p on its own devices as they come (frames are never all in memory);
+  `gather()` shares them with one all-gather and returns all of them in order."""
+
+  def __init__(self, embedder: embed.Embedder, params: Any):
+    self.embedder, self.params = embedder, params
+    self.procs, self.me = jax.process_count(), jax.process_index()
+    self.mine: list[tuple[int, np.ndarray]] = []
+    self.batches = self.total = self.dim = 0
+
+  def add(self, frames: np.ndarray | None) -> None:
+    if frames is None:
+      return
+    if self.batches % self.procs == self.me:
+      emb = self.embedder.videos(self.params, frames)
+      self.dim = emb.shape[1]
+      self.mine += [(self.total + i, emb[i]) for i in range(len(emb))]
+    self.batches += 1
+    self.total += len(frames)
+
+  def gather(self) -> np.ndarray:
+    """float32[videos, D]."""
+    dim = self.dim
+    if self.procs > 1:  # A process may have embedded nothing.
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      dim = int(np.max(multihost_utils.process_allgather(np.int32(dim))))
+    rows = dict(gather_rows(self.mine, (dim,), np.float32))
+    return np.stack([rows[i] for i in range(self.total)])
+
+
 def _video_batches(ds: Any, batch_size: int, key: str
                    ) -> Iterator[tuple[list[Mapping[str, Any]], np.ndarray]]:
   """(examples, frames uint8[n, T, H, W, 3]) in groups of batch_size, one frame stack per
@@ -296,11 +328,11 @@ def eval_retrieval(config, embedder: embed.Embedder, params: Any, vocab: seqio.V
                    text_len: int, task: str, split: str) -> tuple[dict[str, float], list]:
   """Streams the pairs: video embeddings batch by batch (frames never all in memory)."""
   video_index: dict[str, int] = {}
-  video_emb, texts, t2v = [], [], []
+  videos = SplitVideoEmbeddings(embedder, params)
+  texts, t2v = [], []
   for examples, frames in _video_batches(_rows(config, task, split), embedder.batch_size,
                                          "video_id"):
-    if frames is not None:
-      video_emb.append(embedder.videos(params, frames))
+    videos.add(frames)
     for ex in examples:
       vid = _text(ex["video_id"])
       if ex["_first"]:
@@ -311,7 +343,7 @@ def eval_retrieval(config, embedder: embed.Embedder, params: Any, vocab: seqio.V
     raise ValueError(f"{task}/{split} has no pairs")
   text_emb = embedder.texts(params, pp.text_tokens(vocab, texts, text_len))
   metrics = retrieval.sharded_retrieval_metrics(
-      text_emb, np.concatenate(video_emb), np.asarray(t2v, np.int64), mesh=embedder.mesh,
+      text_emb, videos.gather(), np.asarray(t2v, np.int64), mesh=embedder.mesh,
       tie_policy=config.eval.tie_policy, block_size=int(config.eval.retrieval_block_size),
       with_bounds=True)
   rows = [{"text": t, "video_id": v} for t, v in zip(texts, np.array(list(video_index))[t2v])]
@@ -324,12 +356,12 @@ def eval_zero_shot(config, embedder: embed.Embedder, params: Any, vocab: seqio.V
   if not labels_all:
     raise ValueError(f"{task} has no class names for split {split}")
   templates = tuple(config.eval.zero_shot_templates) or classification.DEFAULT_TEMPLATES
-  video_emb, labels, clips = [], [], []
+  videos = SplitVideoEmbeddings(embedder, params)
+  labels, clips = [], []
   for examples, frames in _video_batches(_rows(config, task, split), embedder.batch_size,
                                          "clip_id"):
     kept = [i for i, ex in enumerate(examples) if ex["_first"]]
-    if frames is not None:
-      video_emb.append(embedder.videos(params, frames))
+    videos.add(frames)
     for i in kept:
       labels.append(int(examples[i]["label_id"]))
       clips.append(_text(examples[i]["clip_id"]))
@@ -340,7 +372,7 @@ def eval_zero_shot(config, embedder: embed.Embedder, params: Any, vocab: seqio.V
     return embedder.texts(params, pp.text_tokens(vocab, prompts, text_len))
 
   class_emb = classification.class_embeddings(encode, list(labels_all), templates)
-  video = np.concatenate(video_emb)
+  video = videos.gather()
   metrics = classification.zero_shot_accuracy(video, class_emb, np.asarray(labels), ks=(1, 5),
                                               tie_policy=config.eval.tie_policy, with_bounds=True)
   pred = np.argmax(video @ class_emb.T, axis=1)
