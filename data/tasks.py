@@ -60,7 +60,8 @@ ItemsFn = Callable[[str, Rejects], Iterable[ClipItem]]
 DEMO_TASK_NAMES = {
     "coco_caption": "demo_stills_caption", "smit_caption": "demo_smit_caption",
     "webvid_pool": "demo_pool", "msrvtt_caption": "demo_msrvtt_caption",
-    "msrvtt_retrieval": "demo_msrvtt_retrieval", "nextqa_oe": "demo_nextqa_oe",
+    "msrvtt_retrieval": "demo_msrvtt_retrieval", "msrvtt_qa": "demo_msrvtt_qa",
+    "nextqa_oe": "demo_nextqa_oe",
     "kinetics": "demo_kinetics"}
 REAL_DATA_SETS = ("msrvtt", "nextqa", "webvid", "internvid", "smit", "kinetics", "coco")
 
@@ -307,6 +308,7 @@ def caption_evaluation(metrics: Sequence[str] = CAPTION_METRICS) -> Evaluation:
 
 
 NEXTQA_EVALUATION = Evaluation(task_fns.qa_postprocess, (task_fns.wups_metrics,))
+MSRVTT_QA_EVALUATION = Evaluation(task_fns.qa_postprocess, (task_fns.qa_accuracy_metrics,))
 
 
 def register_viit_mixture(name: str, task_rates: list[tuple[str, float]]) -> seqio.Mixture:
@@ -485,6 +487,12 @@ def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[s
         [functools.partial(pp.caption_from_list, key="captions", pick="first")],
         uniform(caption_splits), {s: s for s in caption_splits},
         evaluation=caption_evaluation(caption_metrics))
+    qa_splits = tb.msrvtt_qa_splits(root)
+    if qa_splits:
+      add("msrvtt_qa", "msrvtt", qa_splits,
+          lambda split, rej, root=root: tb.msrvtt_qa_items(root, split, rej),
+          tb.nextqa_features(num_frames, res), [pp.flatten_nextqa, pp.qa_prompt],
+          uniform(qa_splits), None, evaluation=MSRVTT_QA_EVALUATION)
     if "test_1ka" in all_splits:
       add("msrvtt_retrieval", "msrvtt", ["test"],
           lambda split, rej, root=root: tb.msrvtt_items(root, "test_1ka", rej),
@@ -563,7 +571,8 @@ def register_real_tasks(data_dirs: Mapping[str, str | pathlib.Path], *, num_fram
     tfds_data_dir: None: decode mp4 with PyAV on the fly. Else read the data sets that have a
       TFDS builder (all but coco) from shards prepared there by `python -m data.tfds_builders`
       (a clear error when missing).
-    name_prefix: prepended to the task names (msrvtt_caption, msrvtt_retrieval, nextqa_oe,
+    name_prefix: prepended to the task names (msrvtt_caption, msrvtt_retrieval, msrvtt_qa
+      (when <msrvtt>/MSRVTT-QA/<split>_qa.json exist), nextqa_oe,
       webvid_pool, internvid_pool, smit_caption, kinetics, coco_caption).
     rejects_dir: optional directory for per-task rejects JSONL files.
     webvid_csv, webvid_path_template, internvid_jsonl, internvid_path_template,
@@ -574,7 +583,7 @@ def register_real_tasks(data_dirs: Mapping[str, str | pathlib.Path], *, num_fram
   """
   names = {role: name_prefix + role for role in (
       "coco_caption", "smit_caption", "webvid_pool", "internvid_pool", "msrvtt_caption",
-      "msrvtt_retrieval", "nextqa_oe", "kinetics")}
+      "msrvtt_retrieval", "msrvtt_qa", "nextqa_oe", "kinetics")}
   formats = _Formats(webvid_csv=webvid_csv, webvid_path_template=webvid_path_template,
                      internvid_jsonl=internvid_jsonl,
                      internvid_path_template=internvid_path_template,

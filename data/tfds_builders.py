@@ -137,6 +137,24 @@ def msrvtt_items(root: pathlib.Path, split: str, rejects: Rejects) -> Iterator[C
   return _unique(items, f"msrvtt/{split}", rejects)
 
 
+def msrvtt_qa_splits(root: pathlib.Path) -> list[str]:
+  return readers.msrvtt_qa_splits(root)
+
+
+def msrvtt_qa_items(root: pathlib.Path, split: str, rejects: Rejects) -> Iterator[ClipItem]:
+  """MSR-VTT-QA: one item per video holding all its questions (in file order), in the NExT-QA
+  item layout (nextqa_features; no extra reference answers)."""
+  by_video: dict[str, list[readers.MsrvttQuestion]] = collections.OrderedDict()
+  for q in readers.read_msrvtt_qa(root, split, rejects=rejects):
+    by_video.setdefault(q.video_id, []).append(q)
+  for vid, qs in by_video.items():
+    yield ClipItem(vid, qs[0].path, {"video_id": vid, "qa": {
+        "qid": np.array([q.qid for q in qs], np.int32),
+        "question": [q.question for q in qs], "answer": [q.answer for q in qs],
+        "extra_answers": ["" for _ in qs], "type": [q.type for q in qs]}},
+                   detail=f"({len(qs)} questions dropped)")
+
+
 def nextqa_splits(root: pathlib.Path) -> list[str]:
   return [s for s in ("train", "val", "test") if (root / f"{s}.csv").is_file()]
 

@@ -152,6 +152,35 @@ def test_internvid_jsonl_with_timestamps_and_scores(demo_world, tmp_path):
   assert full.shape[0] == 16
 
 
+def test_msrvtt_qa_public_layout_and_bad_entries(demo_world, tmp_path):
+  """MSR-VTT-QA: the demo world's test_qa.json parses fully (int video ids -> video<n>.mp4,
+  question-word types); malformed entries, bad UTF-8 and missing videos are rejected by reason."""
+  root = demo_world / "msrvtt"
+  published = json.loads((root / "MSRVTT-QA" / "test_qa.json").read_text())
+  assert published and all(set(q) == {"answer", "category_id", "id", "question", "video_id"}
+                           and isinstance(q["video_id"], int) for q in published)
+  rej = Rejects("msrvtt_qa")
+  qs = list(readers.read_msrvtt_qa(root, "test", rejects=rej))
+  assert rej.total == 0 and len(qs) == len(published) and readers.msrvtt_qa_splits(root) == ["test"]
+  assert qs[0].path == root / "videos" / "all" / f"video{published[0]['video_id']}.mp4"
+  assert {q.type for q in qs} <= {*readers.MSRVTT_QA_TYPES, "other"}
+  bad = tmp_path / "msrvtt"
+  (bad / "videos" / "all").mkdir(parents=True)
+  (bad / "videos" / "all" / "video1.mp4").write_bytes(b"x" * 64)
+  (bad / "MSRVTT-QA").mkdir()
+  (bad / "MSRVTT-QA" / "val_qa.json").write_text(json.dumps([
+      {"answer": "cat", "id": 0, "question": "who is running?", "video_id": 1},
+      {"answer": "dog", "id": 1, "question": "what runs?", "video_id": 2},  # No video2.mp4.
+      {"answer": "dog", "id": 2, "video_id": 1},  # No question.
+      {"answer": "\ud800", "id": 3, "question": "what?", "video_id": 1},  # Lone surrogate.
+      {"answer": "cat", "id": 4, "question": "why so?", "video_id": "video1"}]))
+  rej = Rejects("msrvtt_qa")
+  got = list(readers.read_msrvtt_qa(bad, "val", rejects=rej, check_files=True))
+  assert [(q.qid, q.type, q.video_id) for q in got] == [(0, "who", "video1"),
+                                                        (4, "other", "video1")]
+  assert rej.counts == {rj.MISSING_FILE: 1, rj.MALFORMED_ROW: 1, rj.INVALID_UTF8: 1}, rej.counts
+
+
 def test_parsers():
   assert readers.parse_iso8601_duration("PT00H00M11S") == 11.0
   assert readers.parse_iso8601_duration("PT1H2M3.5S") == 3723.5

@@ -18,9 +18,9 @@ Tasks (`eval.tasks`, '+'-joined; '' = all of the kind):
                        3.0; its documented deviation: lemmas without a POS tagger). Trailing
                        punctuation of a prediction is stripped first (the official code would
                        keep "left." as a token "left." outside WordNet).
-    msrvtt_qa          exact match after viit_jax.metrics.qa's normalisation. STAND-IN: scored on
-                       the NExT-OE short answers (the same predictions as nextqa_oe), since the
-                       demo world has no MSR-VTT-QA set and data/ has no MSR-VTT-QA reader.
+    msrvtt_qa          prompt "Answer in en: <question>"; accuracy: exact match after
+                       viit_jax.metrics.qa's normalisation, overall and per question word, on
+                       MSR-VTT-QA (<msrvtt>/MSRVTT-QA/<split>_qa.json; the demo world writes it).
   kind=dual_encoder, embeddings computed in batches sharded over the mesh (`Embedder`):
     msrvtt_retrieval   text->video and video->text R@1/5/10, MedR, MeanR over the 1k-A pairs
                        (videos de-duplicated by video_id, so several texts per video work too);
@@ -51,6 +51,7 @@ import numpy as np
 import seqio
 
 from data import preprocessors as pp
+from data import readers
 from data import registry
 from data import tasks as tasks_lib
 from viit_jax import config_lib
@@ -60,7 +61,6 @@ from viit_jax import paths
 from viit_jax import runtime
 from viit_jax.metrics import classification
 from viit_jax.metrics import retrieval
-from viit_jax.metrics import task_fns
 from viit_jax.metrics import wups
 from viit_jax.models import dual_encoder as de_lib
 from viit_jax.models import vlm as vlm_lib
@@ -70,14 +70,14 @@ TASKS = {"vlm": ("msrvtt_caption", "nextqa_oe", "msrvtt_qa"),
          "dual_encoder": ("msrvtt_retrieval", "kinetics_zero_shot")}
 # Evaluation task -> the data task role it reads (data.tasks names; demo_<...> on the demo world).
 DATA_ROLES = {"msrvtt_caption": "msrvtt_caption", "nextqa_oe": "nextqa_oe",
-              "msrvtt_qa": "nextqa_oe", "msrvtt_retrieval": "msrvtt_retrieval",
+              "msrvtt_qa": "msrvtt_qa", "msrvtt_retrieval": "msrvtt_retrieval",
               "kinetics_zero_shot": "kinetics"}
 NOTES = {
     "msrvtt_caption": "CIDEr is pycocoevalcap's Cider (CIDEr-D); PTB-tokenised; x100.",
     "nextqa_oe": "Official NExT-OE WUPS (WordNet 3.0, first synsets); lemmas without a POS "
                  "tagger; trailing punctuation of predictions stripped; x100.",
-    "msrvtt_qa": "STAND-IN for MSR-VTT-QA: exact match on the NExT-OE short answers (no MSR-VTT-QA "
-                 "set here); normalisation: lower-case, punctuation -> space, no articles; x100.",
+    "msrvtt_qa": "MSR-VTT-QA exact match (lower-case, punctuation -> space, no articles) against "
+                 "the one answer; per question word; x100.",
     "msrvtt_retrieval": "1k-A style; R@K x100, MedR/MeanR 1-based; ties: {tie_policy} (the "
                         "optimistic and pessimistic rows bound it).",
     "kinetics_zero_shot": "Prompt-template ensemble ({templates} templates); ties: {tie_policy} "
@@ -242,7 +242,8 @@ def gather_rows(mine: Sequence[tuple[int, np.ndarray]], shape: tuple[int, ...],
 
 # The example fields each kind of task keeps in its predictions file.
 ROW_FIELDS = {"msrvtt_caption": ("video_id", "references"),
-              "nextqa_oe": ("key", "type", "question", "answers")}
+              "nextqa_oe": ("key", "type", "question", "answers"),
+              "msrvtt_qa": ("key", "type", "question", "answers")}
 
 
 def task_role(task: str) -> str:
@@ -261,12 +262,6 @@ def caption_row(prediction: str, ex: Mapping[str, Any]) -> dict[str, Any]:
 def qa_row(prediction: str, ex: Mapping[str, Any]) -> dict[str, Any]:
   return {"key": _text(ex["key"]), "type": _text(ex["type"]), "question": _text(ex["question"]),
           "prediction": prediction, "answers": _texts(ex["answers"])}
-
-
-def eval_qa_exact_match(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-  """The MSR-VTT-QA stand-in: exact match on the NExT-OE predictions."""
-  targets = [{"answers": r["answers"], "type": r["type"]} for r in rows]
-  return task_fns.qa_accuracy_metrics(targets, [r["prediction"] for r in rows])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -402,7 +397,8 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines += [f"## {name} (`{t['data_task']}`, split `{t['split']}`)", ""]
     if name in ("nextqa_oe", "msrvtt_qa"):  # Rows: metric; columns: all, groups, types.
       present = {k.split("/", 1)[1] for k in m if "/" in k}
-      cols = ["all"] + [k for k in (*wups.GROUPS, *wups.QUESTION_TYPES) if k in present]
+      order = (*wups.GROUPS, *wups.QUESTION_TYPES, *readers.MSRVTT_QA_TYPES, "other")
+      cols = ["all"] + [k for k in order if k in present]
       lines += ["| metric | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
       for metric in [k for k in m if "/" not in k]:
         vals = [m[metric] if c == "all" else m.get(f"{metric}/{c}") for c in cols]
@@ -455,7 +451,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> d
 
   tasks: dict[str, Any] = {}
   predictions: dict[str, list[dict[str, Any]]] = {}
-  qa_rows: list[dict[str, Any]] | None = None
   split_of = {"msrvtt_caption": config.eval.caption_split, "nextqa_oe": config.eval.qa_split,
               "msrvtt_qa": config.eval.qa_split, "msrvtt_retrieval": config.eval.retrieval_split,
               "kinetics_zero_shot": config.eval.kinetics_split}
@@ -472,10 +467,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> d
     if name == "msrvtt_caption":
       metrics, rows = evaluator.seqio_evaluate(task, split, max_examples, caption_row)
     elif name in ("nextqa_oe", "msrvtt_qa"):
-      if qa_rows is None:
-        wups_metrics, qa_rows = evaluator.seqio_evaluate(task, split, max_examples, qa_row)
-      rows = qa_rows
-      metrics = wups_metrics if name == "nextqa_oe" else eval_qa_exact_match(rows)
+      metrics, rows = evaluator.seqio_evaluate(task, split, max_examples, qa_row)
     elif name == "msrvtt_retrieval":
       metrics, rows = eval_retrieval(config, embedder, params, vocab, text_len, task, split)
     else:

@@ -24,7 +24,8 @@ Every output is in the layout of a real public data set:
     DIR/smit/            S-MiT-style spoken captions (videos/, train.csv, val.csv)
     DIR/vidln/           VidLN-style actor narratives with word times (videos/, train.jsonl)
     DIR/webvid/          unlabeled pool with alt-text (videos/, results_pool.csv)
-    DIR/msrvtt/          MSR-VTT (MSRVTT_data.json, MSRVTT_JSFUSION_test.csv, videos/all/)
+    DIR/msrvtt/          MSR-VTT (MSRVTT_data.json, MSRVTT_JSFUSION_test.csv, videos/all/,
+                         MSRVTT-QA/test_qa.json)
     DIR/nextqa/          NExT-QA open-ended (val.csv, test.csv, map_vid_vidorID.json, NExTVideo/)
     DIR/kinetics/        Kinetics-style action labels (test.csv, test/<label>/<id>_<s>_<e>.mp4)
     DIR/spm/             demo.model, demo.vocab: SentencePiece trained on all the world's text

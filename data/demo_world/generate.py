@@ -376,7 +376,7 @@ def generate(out_dir: str | os.PathLike, preset: str = "demo", seed: int = 0, *,
              ("videoid", "contentUrl", "duration", "page_dir", "name"), rows)
   n_pool = len(rows)
 
-  videos, sentences, jsfusion = [], [], []
+  videos, sentences, jsfusion, msrvtt_qa = [], [], [], []
   lo_s, hi_s = cfg.msrvtt_sentences
   for subset, split in (("train", "train"), ("validate", "val"), ("test", "test")):
     for clip, number, rng in clips_of(f"msrvtt/{subset}", "msrvtt", subset, split,
@@ -394,6 +394,11 @@ def generate(out_dir: str | os.PathLike, preset: str = "demo", seed: int = 0, *,
       if subset == "test":
         k = len(jsfusion)
         jsfusion.append((k, f"ret{k}", f"msr{number}", vid, caps[0]))
+        # MSR-VTT-QA over the test clips, from its own random stream (and kept out of the
+        # tokenizer's text: its questions are NExT-QA's templates), so nothing else moves.
+        for q, a, _ in nextqa_questions(clip, _stream(seed, "msrvtt-qa", number), 2):
+          msrvtt_qa.append({"answer": a, "category_id": videos[-1]["category"],
+                            "id": len(msrvtt_qa), "question": q, "video_id": number})
       record(clip, captions=caps)
       text += caps
   write_json(out / "msrvtt" / "MSRVTT_data.json",
@@ -401,6 +406,7 @@ def generate(out_dir: str | os.PathLike, preset: str = "demo", seed: int = 0, *,
                "videos": videos, "sentences": sentences})
   write_csv(out / "msrvtt" / "MSRVTT_JSFUSION_test.csv",
              ("", "key", "vid_key", "video_id", "sentence"), jsfusion)
+  write_json(out / "msrvtt" / "MSRVTT-QA" / "test_qa.json", msrvtt_qa)
 
   vid_map: dict[str, str] = {}
   nextqa_counts = {}

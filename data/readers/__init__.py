@@ -34,8 +34,9 @@ Formats (columns / keys as in the public releases):
 # readers' public API: `from data import readers`.
 from data.readers.coco import CaptionedImage, read_coco_captions
 from data.readers.kinetics import KINETICS_COLUMNS, KineticsClip, kinetics_path, read_kinetics
-from data.readers.msrvtt import (MSRVTT_1KA_COLUMNS, MsrvttPair, MsrvttVideo, read_msrvtt,
-                                 read_msrvtt_1ka)
+from data.readers.msrvtt import (MSRVTT_1KA_COLUMNS, MSRVTT_QA_TYPES, MsrvttPair,
+                                 MsrvttQuestion, MsrvttVideo, msrvtt_qa_splits, read_msrvtt,
+                                 read_msrvtt_1ka, read_msrvtt_qa)
 from data.readers.nextqa import NEXTQA_COLUMNS, NEXTQA_TYPES, NextqaQuestion, read_nextqa
 from data.readers.parse import PathLike, load_json, parse_iso8601_duration, parse_timestamp
 from data.readers.pools import (INTERNVID_KEYS, WEBVID_COLUMNS, InternvidClip, WebvidClip,
@@ -45,14 +46,14 @@ from data.readers.vidln import ActorNarrative, Utterance, VidlnVideo, read_vidln
 
 __all__ = [
     # Formats' constants.
-    "INTERNVID_KEYS", "KINETICS_COLUMNS", "MSRVTT_1KA_COLUMNS", "NEXTQA_COLUMNS", "NEXTQA_TYPES",
-    "SMIT_COLUMNS", "WEBVID_COLUMNS",
+    "INTERNVID_KEYS", "KINETICS_COLUMNS", "MSRVTT_1KA_COLUMNS", "MSRVTT_QA_TYPES",
+    "NEXTQA_COLUMNS", "NEXTQA_TYPES", "SMIT_COLUMNS", "WEBVID_COLUMNS",
     # Records.
     "ActorNarrative", "CaptionedImage", "InternvidClip", "KineticsClip", "MsrvttPair",
-    "MsrvttVideo", "NextqaQuestion", "SmitClip", "Utterance", "VidlnVideo", "WebvidClip",
+    "MsrvttQuestion", "MsrvttVideo", "NextqaQuestion", "SmitClip", "Utterance", "VidlnVideo", "WebvidClip",
     # Readers.
-    "read_coco_captions", "read_internvid", "read_kinetics", "read_msrvtt", "read_msrvtt_1ka",
-    "read_nextqa", "read_smit", "read_vidln", "read_webvid",
+    "msrvtt_qa_splits", "read_coco_captions", "read_internvid", "read_kinetics", "read_msrvtt",
+    "read_msrvtt_1ka", "read_msrvtt_qa", "read_nextqa", "read_smit", "read_vidln", "read_webvid",
     # Helpers.
     "PathLike", "kinetics_path", "load_json", "parse_iso8601_duration", "parse_timestamp",
 ]

@@ -1,6 +1,8 @@
 """MSR-VTT: the full annotation file (MSRVTT_data.json, videos of a split with all their
-captions) and the 1k-A retrieval test set (MSRVTT_JSFUSION_test.csv, one sentence per video).
-Videos at <root>/<video_dir>/<video_id>.mp4.
+captions), the 1k-A retrieval test set (MSRVTT_JSFUSION_test.csv, one sentence per video) and
+MSR-VTT-QA (Xu et al. 2017: <root>/MSRVTT-QA/{train,val,test}_qa.json, lists of {"answer",
+"category_id", "id", "question", "video_id": int n -> video<n>}). Videos at
+<root>/<video_dir>/<video_id>.mp4.
 """
 from __future__ import annotations
 
@@ -42,6 +44,21 @@ class MsrvttPair:
   video_id: str
   sentence: str
   path: pathlib.Path
+
+
+@dataclasses.dataclass(frozen=True)
+class MsrvttQuestion:
+  """One MSR-VTT-QA question; `type` is its first word (what, who, how, when, where) or
+  "other", the breakdown papers report."""
+  qid: int
+  video_id: str
+  question: str
+  answer: str
+  type: str
+  path: pathlib.Path
+
+
+MSRVTT_QA_TYPES = ("what", "who", "how", "when", "where")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -122,3 +139,46 @@ def read_msrvtt_1ka(root: PathLike, *, rejects: Rejects, csv_name: str = "MSRVTT
       continue
     yield MsrvttPair(key=row["key"], vid_key=row["vid_key"], video_id=vid, sentence=sentence,
                      path=media)
+
+
+def msrvtt_qa_splits(root: PathLike, qa_dir: str = "MSRVTT-QA") -> list[str]:
+  """The MSR-VTT-QA splits whose <root>/<qa_dir>/<split>_qa.json exists."""
+  return [s for s in ("train", "val", "test")
+          if (pathlib.Path(root) / qa_dir / f"{s}_qa.json").is_file()]
+
+
+def read_msrvtt_qa(root: PathLike, split: str, *, rejects: Rejects, qa_dir: str = "MSRVTT-QA",
+                   video_dir: str = "videos/all", check_files: bool = True
+                   ) -> Iterator[MsrvttQuestion]:
+  """Questions of one MSR-VTT-QA split ("train", "val", "test"), in file order.
+
+  Rejects: entries with missing keys or bad values (malformed_row), invalid UTF-8
+  (invalid_utf8), missing video files (missing_file).
+  """
+  root = pathlib.Path(root)
+  path = root / qa_dir / f"{split}_qa.json"
+  source = source_name(root, path)
+  data = load_json(path)
+  if not isinstance(data, list):
+    raise ValueError(f"{path}: expected a list of questions")
+  for i, q in enumerate(data):
+    item = f"[{i}]"
+    if not strings_ok(q):
+      rejects.add(source, item, rj.INVALID_UTF8, "a string field is not valid UTF-8")
+      continue
+    try:
+      raw_vid = q["video_id"]
+      if isinstance(raw_vid, bool) or not isinstance(raw_vid, (int, str)):
+        raise ValueError(f"video_id is {type(raw_vid).__name__}")
+      vid = raw_vid if isinstance(raw_vid, str) else f"video{int(raw_vid)}"
+      question, answer = text_field(q["question"], "question"), text_field(q["answer"], "answer")
+      qid = int(q["id"])
+    except (KeyError, TypeError, ValueError) as e:
+      rejects.add(source, item, rj.MALFORMED_ROW, f"{type(e).__name__}: {e}")
+      continue
+    first = question.split()[0].lower() if question.split() else ""
+    media = root / video_dir / f"{vid}.mp4"
+    if not file_ok(root, media, source, item, rejects, check_files):
+      continue
+    yield MsrvttQuestion(qid=qid, video_id=vid, question=question, answer=answer,
+                         type=first if first in MSRVTT_QA_TYPES else "other", path=media)
