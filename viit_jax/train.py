@@ -33,8 +33,8 @@ from data import preprocessors as pp
 from data import registry
 from data import tasks as tasks_lib
 from data import vlm_batches
-from viit_jax import decoding
 from viit_jax import aot
+from viit_jax import decoding
 from viit_jax import loop
 from viit_jax import programs
 from viit_jax import runtime
@@ -98,7 +98,7 @@ def make_eval_fn(config: Config, model: vlm_lib.VLM, vocab: Vocab, mesh: jax.sha
     b = int(config.train.batch_size)
     local, p = b // jax.process_count(), jax.process_index()
 
-    def predict_fn(ds: Any, model_feature_shapes: Any = None) -> list[tuple[int, list[int]]]:
+    def predict_fn(ds: Any, model_feature_shapes: Any = None) -> list[tuple[int, np.ndarray]]:
       del model_feature_shapes
       ds = ds.map(lambda i, ex: {**ex, "_index": i})
       out = []
