@@ -569,8 +569,8 @@ def register_real_tasks(data_dirs: Mapping[str, str | pathlib.Path], *, num_fram
     num_frames, fps, res: frame sampling (must match the prepared TFDS config when read).
     vocab_path: SentencePiece model (Gemma/PaliGemma's, or the demo's).
     tfds_data_dir: None: decode mp4 with PyAV on the fly. Else read the data sets that have a
-      TFDS builder (all but coco) from shards prepared there by `python -m data.tfds_builders`
-      (a clear error when missing).
+      TFDS builder (all but coco and MSR-VTT-QA) from shards prepared there by
+      `python -m data.tfds_builders` (a clear error when missing).
     name_prefix: prepended to the task names (msrvtt_caption, msrvtt_retrieval, msrvtt_qa
       (when <msrvtt>/MSRVTT-QA/<split>_qa.json exist), nextqa_oe,
       webvid_pool, internvid_pool, smit_caption, kinetics, coco_caption).
