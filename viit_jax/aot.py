@@ -6,9 +6,13 @@ no checkpoint, no tokenizer), then compiled:
   - `train_program`: the train step `loop.run` compiles for a VLM phase (viit_jax.train) or a dual
     encoder (viit_jax.train_dual_encoder): donated state, optimizer state, micro-batches, remat,
     frozen towers;
+  - `eval_decode_program`: the VLM trainer's in-training eval sampling (greedy continuation of a
+    train-size batch), with the optimizer state resident meanwhile;
   - `decode_program`: the auto-labeling decode step (viit_jax.autolabel): prefill of the clip's
     visual tokens and the prompt, then the `lax.while_loop` extend that samples K captions from the
     tiled KV cache; parameters in `model.param_dtype`.
+
+`programs_of(config, mesh)` is the list an entry point compiles.
 
 `compile_report` compiles one and measures it per chip: `memory_analysis()` (arguments split into
 parameters, optimizer state, batch and the rest by the abstract arguments' shard sizes; outputs;
