@@ -181,6 +181,56 @@ def test_msrvtt_qa_public_layout_and_bad_entries(demo_world, tmp_path):
   assert rej.counts == {rj.MISSING_FILE: 1, rj.MALFORMED_ROW: 1, rj.INVALID_UTF8: 1}, rej.counts
 
 
+def test_activitynet_and_vatex_public_layouts(tmp_path):
+  """ActivityNet Captions / ActivityNet-QA and VATEX in their public layouts: good entries parse
+  (segments, "v_" ids, type names, VATEX spans), bad ones are rejected by reason."""
+  anet = tmp_path / "anet"
+  (anet / "videos").mkdir(parents=True)
+  for vid in ("v_aaaaaaaaaaa", "v_bbbbbbbbbbb"):
+    (anet / "videos" / f"{vid}.mp4").write_bytes(b"x" * 64)
+  (anet / "val_1.json").write_text(json.dumps({
+      "v_aaaaaaaaaaa": {"duration": 30.0, "timestamps": [[0.5, 10.0], [8.0, 31.5], [40.0, 45.0]],
+                        "sentences": ["A man runs.", " He jumps. ", "Out of range."]},
+      "v_bbbbbbbbbbb": {"duration": 12.0, "timestamps": [[0, 5]], "sentences": []},  # Counts.
+      "v_ccccccccccc": {"duration": 9.0, "timestamps": [[0, 5]], "sentences": ["No video."]}}))
+  rej = Rejects("anet")
+  segs = list(readers.read_anet_captions(anet, "val_1", rejects=rej))
+  assert [(s.key, s.segment, s.sentence) for s in segs] == [
+      ("v_aaaaaaaaaaa_0", (0.5, 10.0), "A man runs."), ("v_aaaaaaaaaaa_1", (8.0, 30.0), "He jumps.")]
+  assert rej.counts == {rj.MALFORMED_ROW: 2, rj.MISSING_FILE: 1}, rej.counts
+  (anet / "val_q.json").write_text(json.dumps([
+      {"question": "what is he doing", "question_id": "v_aaaaaaaaaaa_1", "video_name": "aaaaaaaaaaa"},
+      {"question": "is it day", "question_id": "v_bbbbbbbbbbb_1", "video_name": "v_bbbbbbbbbbb"},
+      {"question": "how many", "question_id": "q3", "video_name": "bbbbbbbbbbb"},  # No answer.
+      {"question_id": "q4", "video_name": "bbbbbbbbbbb"}]))  # No question.
+  (anet / "val_a.json").write_text(json.dumps([
+      {"answer": "running", "question_id": "v_aaaaaaaaaaa_1", "type": 0},
+      {"answer": "yes", "question_id": "v_bbbbbbbbbbb_1", "type": 3},
+      {"answer": "two", "question_id": "q4", "type": 7}]))
+  rej = Rejects("anet_qa")
+  qs = list(readers.read_anet_qa(anet, "val", rejects=rej))
+  assert [(q.question_id, q.video_id, q.answer, q.type) for q in qs] == [
+      ("v_aaaaaaaaaaa_1", "v_aaaaaaaaaaa", "running", "motion"),
+      ("v_bbbbbbbbbbb_1", "v_bbbbbbbbbbb", "yes", "yes_no")]
+  assert rej.counts == {rj.MALFORMED_ROW: 2}, rej.counts
+
+  vatex = tmp_path / "vatex"
+  (vatex / "videos").mkdir(parents=True)
+  (vatex / "videos" / "Ptf_2VRj-V0_000122_000132.mp4").write_bytes(b"x" * 64)
+  (vatex / readers.VATEX_FILES["val"]).write_text(json.dumps([
+      {"videoID": "Ptf_2VRj-V0_000122_000132", "enCap": ["A dog runs.", " ", "It barks."],
+       "chCap": ["一只狗在跑。"]},
+      {"videoID": "bad-id", "enCap": ["x"]},
+      {"videoID": "Qtf_2VRj-V0_000001_000011", "enCap": []},
+      {"videoID": "Rtf_2VRj-V0_000001_000011", "enCap": ["No clip."]}]))
+  rej = Rejects("vatex")
+  clips = list(readers.read_vatex(vatex, "val", rejects=rej))
+  assert readers.vatex_splits(vatex) == ["val"]
+  assert [(c.youtube_id, c.segment, c.captions) for c in clips] == [
+      ("Ptf_2VRj-V0", (122.0, 132.0), ("A dog runs.", "It barks."))]
+  assert rej.counts == {rj.MALFORMED_ROW: 2, rj.MISSING_FILE: 1}, rej.counts
+
+
 def test_parsers():
   assert readers.parse_iso8601_duration("PT00H00M11S") == 11.0
   assert readers.parse_iso8601_duration("PT1H2M3.5S") == 3723.5

@@ -13,6 +13,13 @@ Formats (columns / keys as in the public releases):
                "end time", id}], "sentences":[{caption, video_id, sen_id}]};
                1k-A: MSRVTT_JSFUSION_test.csv with columns ",key,vid_key,video_id,sentence";
                videos at <root>/<video_dir>/<video_id>.mp4.
+               MSR-VTT-QA: MSRVTT-QA/<split>_qa.json [{answer, category_id, id, question,
+               video_id: int n -> video<n>}].
+  ActivityNet  Captions: <split>.json {"v_<id>": {duration, timestamps [[s, e]], sentences}};
+               QA: <split>_q.json [{question, question_id, video_name}] + <split>_a.json
+               [{answer, question_id, type 0-8}]; videos at <root>/videos/v_<id>.mp4.
+  VATEX        vatex_{training_v1.0,validation_v1.0,public_test_english_v1.1}.json
+               [{videoID "<yt id>_<start>_<end>", enCap [10], chCap}]; clips <videoID>.mp4.
   NExT-QA OE   <split>.csv: video,frame_count,width,height,question,answer,qid,type;
                map_vid_vidorID.json {"<video>": "<dir>/<vidorid>"}; videos at
                <root>/NExTVideo/<dir>/<vidorid>.mp4.
@@ -29,9 +36,11 @@ Formats (columns / keys as in the public releases):
 """
 
 # One module per data-set family, each with its record dataclasses next to its reader: msrvtt
-# (MSR-VTT, 1k-A), nextqa (NExT-QA open-ended), pools (WebVid, InternVid), smit, vidln, kinetics,
-# coco (COCO captions); parse holds the low-level parsing they share. The names below are the
+# (MSR-VTT, 1k-A, MSR-VTT-QA), nextqa (NExT-QA open-ended), activitynet (ActivityNet Captions and
+# ActivityNet-QA), vatex, pools (WebVid, InternVid), smit, vidln, kinetics, coco (COCO captions); parse holds the low-level parsing they share. The names below are the
 # readers' public API: `from data import readers`.
+from data.readers.activitynet import (ANET_QA_TYPES, AnetQuestion, AnetSegment, read_anet_captions,
+                                      read_anet_qa)
 from data.readers.coco import CaptionedImage, read_coco_captions
 from data.readers.kinetics import KINETICS_COLUMNS, KineticsClip, kinetics_path, read_kinetics
 from data.readers.msrvtt import (MSRVTT_1KA_COLUMNS, MSRVTT_QA_TYPES, MsrvttPair,
@@ -42,18 +51,21 @@ from data.readers.parse import PathLike, load_json, parse_iso8601_duration, pars
 from data.readers.pools import (INTERNVID_KEYS, WEBVID_COLUMNS, InternvidClip, WebvidClip,
                                 read_internvid, read_webvid)
 from data.readers.smit import SMIT_COLUMNS, SmitClip, read_smit
+from data.readers.vatex import VATEX_FILES, VatexClip, read_vatex, vatex_splits
 from data.readers.vidln import ActorNarrative, Utterance, VidlnVideo, read_vidln
 
 __all__ = [
     # Formats' constants.
-    "INTERNVID_KEYS", "KINETICS_COLUMNS", "MSRVTT_1KA_COLUMNS", "MSRVTT_QA_TYPES",
-    "NEXTQA_COLUMNS", "NEXTQA_TYPES", "SMIT_COLUMNS", "WEBVID_COLUMNS",
+    "ANET_QA_TYPES", "INTERNVID_KEYS", "KINETICS_COLUMNS", "MSRVTT_1KA_COLUMNS", "MSRVTT_QA_TYPES",
+    "NEXTQA_COLUMNS", "NEXTQA_TYPES", "SMIT_COLUMNS", "VATEX_FILES", "WEBVID_COLUMNS",
     # Records.
-    "ActorNarrative", "CaptionedImage", "InternvidClip", "KineticsClip", "MsrvttPair",
-    "MsrvttQuestion", "MsrvttVideo", "NextqaQuestion", "SmitClip", "Utterance", "VidlnVideo", "WebvidClip",
+    "ActorNarrative", "AnetQuestion", "AnetSegment", "CaptionedImage", "InternvidClip",
+    "KineticsClip", "MsrvttPair", "MsrvttQuestion", "MsrvttVideo", "NextqaQuestion", "SmitClip",
+    "Utterance", "VatexClip", "VidlnVideo", "WebvidClip",
     # Readers.
-    "msrvtt_qa_splits", "read_coco_captions", "read_internvid", "read_kinetics", "read_msrvtt",
-    "read_msrvtt_1ka", "read_msrvtt_qa", "read_nextqa", "read_smit", "read_vidln", "read_webvid",
+    "msrvtt_qa_splits", "read_anet_captions", "read_anet_qa", "read_coco_captions",
+    "read_internvid", "read_kinetics", "read_msrvtt", "read_msrvtt_1ka", "read_msrvtt_qa",
+    "read_nextqa", "read_smit", "read_vatex", "read_vidln", "read_webvid", "vatex_splits",
     # Helpers.
     "PathLike", "kinetics_path", "load_json", "parse_iso8601_duration", "parse_timestamp",
 ]
