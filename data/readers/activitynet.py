@@ -13,7 +13,8 @@ import pathlib
 from typing import Any, Iterator
 
 from data import rejects as rj
-from data.readers.parse import PathLike, file_ok, load_json, source_name, strings_ok, text_field
+from data.readers.parse import (PathLike, file_ok, json_list_entries, load_json, source_name,
+                                strings_ok, text_field)
 from data.rejects import Rejects
 
 # ActivityNet-QA's question types (the `type` field of the answer files).
@@ -91,16 +92,10 @@ def read_anet_captions(root: PathLike, split: str, *, rejects: Rejects, video_di
                         sentence=sentence, duration_s=duration, path=media)
 
 
-def _by_question_id(entries: Any, path: pathlib.Path, source: str, rejects: Rejects,
+def _by_question_id(path: pathlib.Path, source: str, rejects: Rejects,
                     fields: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-  if not isinstance(entries, list):
-    raise ValueError(f"{path}: expected a list")
   out: dict[str, dict[str, Any]] = {}
-  for i, e in enumerate(entries):
-    item = f"{path.name}[{i}]"
-    if not strings_ok(e):
-      rejects.add(source, item, rj.INVALID_UTF8, "a string field is not valid UTF-8")
-      continue
+  for item, e in json_list_entries(path, source, rejects, item_prefix=path.name):
     try:
       qid = text_field(e["question_id"], "question_id")
       out[qid] = {f: e[f] for f in fields}
@@ -120,10 +115,8 @@ def read_anet_qa(root: PathLike, split: str, *, rejects: Rejects, video_dir: str
   root = pathlib.Path(root)
   qpath, apath = root / f"{split}_q.json", root / f"{split}_a.json"
   source = source_name(root, qpath)
-  questions = _by_question_id(load_json(qpath), qpath, source, rejects,
-                              ("question", "video_name"))
-  answers = _by_question_id(load_json(apath), apath, source_name(root, apath), rejects,
-                            ("answer", "type"))
+  questions = _by_question_id(qpath, source, rejects, ("question", "video_name"))
+  answers = _by_question_id(apath, source_name(root, apath), rejects, ("answer", "type"))
   for qid, q in questions.items():
     item = f"question {qid}"
     try:

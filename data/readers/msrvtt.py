@@ -12,8 +12,8 @@ import pathlib
 from typing import Any, Iterator
 
 from data import rejects as rj
-from data.readers.parse import (PathLike, csv_rows, file_ok, load_json, source_name, strings_ok,
-                                text_field)
+from data.readers.parse import (PathLike, csv_rows, file_ok, json_list_entries, load_json,
+                                source_name, strings_ok, text_field)
 from data.rejects import Rejects
 
 MSRVTT_1KA_COLUMNS = ("key", "vid_key", "video_id", "sentence")
@@ -158,14 +158,7 @@ def read_msrvtt_qa(root: PathLike, split: str, *, rejects: Rejects, qa_dir: str 
   root = pathlib.Path(root)
   path = root / qa_dir / f"{split}_qa.json"
   source = source_name(root, path)
-  data = load_json(path)
-  if not isinstance(data, list):
-    raise ValueError(f"{path}: expected a list of questions")
-  for i, q in enumerate(data):
-    item = f"[{i}]"
-    if not strings_ok(q):
-      rejects.add(source, item, rj.INVALID_UTF8, "a string field is not valid UTF-8")
-      continue
+  for item, q in json_list_entries(path, source, rejects):
     try:
       raw_vid = q["video_id"]
       if isinstance(raw_vid, bool) or not isinstance(raw_vid, (int, str)):

@@ -118,6 +118,21 @@ def load_json(path: pathlib.Path) -> Any:
     raise ValueError(f"{path}: not valid JSON: {e}") from e
 
 
+def json_list_entries(path: pathlib.Path, source: str, rejects: Rejects, item_prefix: str = ""
+                      ) -> Iterator[tuple[str, Any]]:
+  """(item name "[i]", entry) of a JSON file holding a list; entries with invalid UTF-8 strings
+  are rejected (invalid_utf8); a file that is not a list is an error."""
+  data = load_json(path)
+  if not isinstance(data, list):
+    raise ValueError(f"{path}: expected a JSON list")
+  for i, entry in enumerate(data):
+    item = f"{item_prefix}[{i}]"
+    if not strings_ok(entry):
+      rejects.add(source, item, rj.INVALID_UTF8, "a string field is not valid UTF-8")
+      continue
+    yield item, entry
+
+
 def strings_ok(obj: Any) -> bool:
   """True when every string inside a JSON value is valid UTF-8."""
   if isinstance(obj, str):

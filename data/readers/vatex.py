@@ -11,7 +11,7 @@ import re
 from typing import Iterator
 
 from data import rejects as rj
-from data.readers.parse import PathLike, file_ok, load_json, source_name, strings_ok, text_field
+from data.readers.parse import PathLike, file_ok, json_list_entries, source_name, text_field
 from data.rejects import Rejects
 
 VATEX_FILES = {"train": "vatex_training_v1.0.json", "val": "vatex_validation_v1.0.json",
@@ -44,14 +44,7 @@ def read_vatex(root: PathLike, split: str, *, rejects: Rejects, video_dir: str =
   root = pathlib.Path(root)
   path = root / VATEX_FILES[split]
   source = source_name(root, path)
-  data = load_json(path)
-  if not isinstance(data, list):
-    raise ValueError(f"{path}: expected a list of clips")
-  for i, e in enumerate(data):
-    item = f"[{i}]"
-    if not strings_ok(e):
-      rejects.add(source, item, rj.INVALID_UTF8, "a string field is not valid UTF-8")
-      continue
+  for item, e in json_list_entries(path, source, rejects):
     try:
       vid = text_field(e["videoID"], "videoID")
       m = _VIDEO_ID.match(vid)
