@@ -136,6 +136,15 @@ class EvalFeatureConverter(seqio.PassThroughFeatureConverter):
   _pack = False  # The evaluator refuses packing; PassThroughFeatureConverter leaves it unset.
 
 
+def evaluator(task: str, split: str, num_examples: int = 0) -> seqio.Evaluator:
+  """`seqio.Evaluator` over the first `num_examples` (0 = all) of a registered task's split: it
+  caches the examples, and `evaluate(predict_fn=...)` scores generated `suffix` text with the
+  task's postprocess_fn and metric_fns (synchronously: callers decode on the accelerator)."""
+  return seqio.Evaluator(task, EvalFeatureConverter(), eval_split=split,
+                         num_examples=num_examples or None, target_field_name="suffix",
+                         async_compute_metrics=False)
+
+
 # ----------------------------------------------------------------------------------------------
 # Sources.
 

@@ -285,9 +285,7 @@ def eval_decode_program(config: Config, mesh: jax.sharding.Mesh,
   params = spec.abstract_state["params"]
   batch = sharded_batch(task.batch_spec, mesh)
   length = int(config.train.max_decode_len)
-  fn = jax.jit(functools.partial(decoding.greedy_continuation, model=vlm_lib.VLM(cfg),
-                                 max_len=length, eos_id=1),
-               out_shardings=jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+  fn = decoding.jit_greedy_continuation(vlm_lib.VLM(cfg), length, eos_id=1, mesh=mesh)
 
   def lower() -> jax.stages.Lowered:
     with sharding_lib.use_mesh(mesh):
@@ -495,11 +493,7 @@ def trainer_compile_only(config: Config) -> int:
 
 def device_hbm_gib(device: Any) -> float | None:
   """The memory a device offers its programs, when the backend says (TPU / GPU), in GiB."""
-  try:
-    stats = device.memory_stats() or {}
-  except (AttributeError, NotImplementedError, RuntimeError):
-    return None
-  limit = stats.get("bytes_limit")
+  limit = (device.memory_stats() or {}).get("bytes_limit")  # CPU: no stats (None).
   return limit / GIB if limit else None
 
 

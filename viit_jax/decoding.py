@@ -506,6 +506,14 @@ def greedy_continuation(params: Params, batch: Mapping[str, Array], *, model: vl
   return out.tokens[:, 0]
 
 
+def jit_greedy_continuation(model: vlm_lib.VLM, max_len: int, eos_id: int, mesh: Mesh
+                            ) -> Any:
+  """`greedy_continuation` jitted with its output replicated on `mesh` (the VLM trainer's eval
+  samples; viit_jax.aot compiles the same program for a slice)."""
+  return jax.jit(functools.partial(greedy_continuation, model=model, max_len=max_len,
+                                   eos_id=eos_id), out_shardings=NamedSharding(mesh, P()))
+
+
 # ------------------------------------------------------------------------------------------------
 # Jitted, sharded decoding.
 

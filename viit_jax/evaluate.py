@@ -212,10 +212,7 @@ class VLMEvaluator:
         rows.append(row(self.vocab.decode(decoding.strip(out[index], self.eos)), ex))
       return sorted(out.items())
 
-    evaluator = seqio.Evaluator(
-        task, tasks_lib.EvalFeatureConverter(), eval_split=split,
-        num_examples=max_examples or None, target_field_name="suffix",
-        async_compute_metrics=False)
+    evaluator = tasks_lib.evaluator(task, split, max_examples)
     future, _ = evaluator.evaluate(compute_metrics=True, predict_fn=predict_fn)
     metrics = {k: float(v) for k, v in future.result()[task].items()}
     return {**metrics, "count": float(len(rows))}, rows

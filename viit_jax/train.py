@@ -60,9 +60,8 @@ def make_eval_fn(config: Config, model: vlm_lib.VLM, vocab: Vocab, mesh: jax.sha
   loss_step = jax.jit(functools.partial(vlm_lib.batch_loss, rng=None, model=model),
                       out_shardings=replicated)
   eos = int(vocab.tokenizer.eos_id())
-  decode_step = jax.jit(functools.partial(decoding.greedy_continuation, model=model,
-                                          max_len=int(config.train.max_decode_len), eos_id=eos),
-                        out_shardings=replicated)
+  decode_step = decoding.jit_greedy_continuation(model, int(config.train.max_decode_len), eos,
+                                                 mesh)
 
   def text(ids: Iterable[int]) -> str:
     ids = [int(i) for i in ids if int(i) > 0]
@@ -91,10 +90,8 @@ def make_eval_fn(config: Config, model: vlm_lib.VLM, vocab: Vocab, mesh: jax.sha
     decoded greedily by all processes together (each feeds its rows of every global batch and
     gets every prediction back), scored by every process alike."""
     if not evaluators:  # Built once: seqio.Evaluator decodes and caches the examples.
-      evaluators.append(seqio.Evaluator(
-          config.data.eval_task, tasks_lib.EvalFeatureConverter(),
-          eval_split=config.data.eval_split, num_examples=metric_examples,
-          target_field_name="suffix", async_compute_metrics=False))
+      evaluators.append(tasks_lib.evaluator(config.data.eval_task, config.data.eval_split,
+                                            metric_examples))
     b = int(config.train.batch_size)
     local, p = b // jax.process_count(), jax.process_index()
 
