@@ -101,11 +101,13 @@ def prepared_dirs(spec: str) -> dict[str, str]:
 
 def register_for_eval(d: DataConfig, *, num_frames: int, fps: float, res: int,
                       vocab_path: str,
-                      caption_metrics: Sequence[str] = tasks_lib.CAPTION_METRICS) -> None:
+                      caption_metrics: Sequence[str] = tasks_lib.CAPTION_METRICS,
+                      tie_policy: str = "expected") -> None:
   """Registers the evaluation tasks at the evaluated model's frame sampling, the caption task
-  scored by `caption_metrics`."""
+  scored by `caption_metrics`, retrieval and zero-shot ties per `tie_policy`."""
   _register_sets(d, num_frames=num_frames, fps=fps, res=res,
-                 vocab_path=paths.local_copy(vocab_path), caption_metrics=tuple(caption_metrics))
+                 vocab_path=paths.local_copy(vocab_path), caption_metrics=tuple(caption_metrics),
+                 tie_policy=tie_policy)
 
 
 def provider(name: str) -> seqio.DatasetProviderBase:

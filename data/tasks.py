@@ -19,7 +19,15 @@ Tasks (demo name / real name: splits; extra fields):
       alt_text; prefix = caption prompt, suffix = alt-text.
   demo_msrvtt_caption / msrvtt_caption: the MSR-VTT splits present (test in the demo);
       video_id, references (all captions; suffix = the first one).
-  demo_msrvtt_retrieval / msrvtt_retrieval: test (the 1k-A pairs); video_id, key, text.
+  demo_msrvtt_retrieval / msrvtt_retrieval: test (the 1k-A pairs); video_id, key, text,
+      captions (= [text]).
+  demo_msrvtt_qa / msrvtt_qa: the MSR-VTT-QA splits present; as nextqa_oe (type: the question
+      word).
+  demo_anet_caption / anet_caption: ActivityNet Captions val_1, val_2 (train): one example per
+      captioned segment (frames from the segment); key "<video>_<i>", video_id, references.
+  demo_anet_qa / anet_qa: ActivityNet-QA splits present; as nextqa_oe (type: ANET_QA_TYPES).
+  demo_vatex_retrieval / vatex_retrieval: VATEX splits present, one example per clip with its
+      English captions (every caption is a retrieval query); video_id, key, captions.
   demo_nextqa_oe / nextqa_oe: val, test; prefix "Answer in en: <question>", suffix = answer;
       video_id, qid (int32), key ("<video>_<qid>"), type, question, answer, answers.
   demo_kinetics / kinetics: test; prefix = caption prompt, suffix = label; clip_id, label,
@@ -50,6 +58,7 @@ import tensorflow_datasets as tfds
 
 from data import indexed as indexed_lib
 from data import preprocessors as pp
+from data import readers
 from data import tfds_builders as tb
 from data.rejects import Rejects
 from data.tfds_builders import ClipItem, Sampling
@@ -61,9 +70,11 @@ DEMO_TASK_NAMES = {
     "coco_caption": "demo_stills_caption", "smit_caption": "demo_smit_caption",
     "webvid_pool": "demo_pool", "msrvtt_caption": "demo_msrvtt_caption",
     "msrvtt_retrieval": "demo_msrvtt_retrieval", "msrvtt_qa": "demo_msrvtt_qa",
-    "nextqa_oe": "demo_nextqa_oe",
+    "nextqa_oe": "demo_nextqa_oe", "anet_caption": "demo_anet_caption",
+    "anet_qa": "demo_anet_qa", "vatex_retrieval": "demo_vatex_retrieval",
     "kinetics": "demo_kinetics"}
-REAL_DATA_SETS = ("msrvtt", "nextqa", "webvid", "internvid", "smit", "kinetics", "coco")
+REAL_DATA_SETS = ("msrvtt", "nextqa", "activitynet", "vatex", "webvid", "internvid", "smit",
+                  "kinetics", "coco")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,13 +147,20 @@ class EvalFeatureConverter(seqio.PassThroughFeatureConverter):
   _pack = False  # The evaluator refuses packing; PassThroughFeatureConverter leaves it unset.
 
 
-def evaluator(task: str, split: str, num_examples: int = 0) -> seqio.Evaluator:
-  """`seqio.Evaluator` over the first `num_examples` (0 = all) of a registered task's split: it
-  caches the examples, and `evaluate(predict_fn=...)` scores generated `suffix` text with the
-  task's postprocess_fn and metric_fns (synchronously: callers decode on the accelerator)."""
+def evaluator(task: str, split: str, num_examples: int = 0, *,
+              use_memory_cache: bool = True) -> seqio.Evaluator:
+  """`seqio.Evaluator` over the first `num_examples` (0 = all) of a registered task's split.
+
+  `evaluate(predict_fn=...)` scores generated `suffix` text, `evaluate(score_fn=...)` per-example
+  scores (retrieval and zero-shot tasks), with the task's postprocess_fn and metric_fns,
+  synchronously (callers run the model on the accelerator). With `use_memory_cache` the decoded
+  examples are kept in host memory after the Evaluator's first pass over them; without it every
+  pass (the Evaluator's measuring pass, then the model's) decodes the clips again: for sets whose
+  frames do not fit in host memory.
+  """
   return seqio.Evaluator(task, EvalFeatureConverter(), eval_split=split,
                          num_examples=num_examples or None, target_field_name="suffix",
-                         async_compute_metrics=False)
+                         async_compute_metrics=False, use_memory_cache=use_memory_cache)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -317,7 +335,20 @@ def caption_evaluation(metrics: Sequence[str] = CAPTION_METRICS) -> Evaluation:
 
 
 NEXTQA_EVALUATION = Evaluation(task_fns.qa_postprocess, (task_fns.wups_metrics,))
-MSRVTT_QA_EVALUATION = Evaluation(task_fns.qa_postprocess, (task_fns.qa_accuracy_metrics,))
+# MSR-VTT-QA and ActivityNet-QA: exact match.
+QA_ACCURACY_EVALUATION = Evaluation(task_fns.qa_postprocess, (task_fns.qa_accuracy_metrics,))
+
+
+def retrieval_evaluation(tie_policy: str = "expected") -> Evaluation:
+  """Retrieval tasks: per-example embeddings (the score_fn's) ranked in both directions."""
+  return Evaluation(task_fns.retrieval_postprocess,
+                    (functools.partial(task_fns.retrieval_metrics, tie_policy=tie_policy),))
+
+
+def zero_shot_evaluation(tie_policy: str = "expected") -> Evaluation:
+  """Zero-shot classification: per-example class similarities (the score_fn's)."""
+  return Evaluation(task_fns.zero_shot_postprocess,
+                    (functools.partial(task_fns.zero_shot_metrics, tie_policy=tie_policy),))
 
 
 def register_viit_mixture(name: str, task_rates: list[tuple[str, float]]) -> seqio.Mixture:
@@ -412,7 +443,8 @@ def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[s
                    num_frames: int, fps: float, res: int, vocab: seqio.Vocabulary,
                    tfds_data_dir: str | pathlib.Path | None, rejects_dir: str | pathlib.Path | None,
                    formats: _Formats, decode_workers: int, shuffle_buffer_size: int,
-                   cache_decoded: bool, caption_metrics: Sequence[str]) -> list[str]:
+                   cache_decoded: bool, caption_metrics: Sequence[str],
+                   tie_policy: str) -> list[str]:
   unknown = sorted(set(data_dirs) - set(REAL_DATA_SETS))
   if unknown:
     raise ValueError(f"unknown data sets {unknown}; known: {list(REAL_DATA_SETS)}")
@@ -501,12 +533,12 @@ def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[s
       add("msrvtt_qa", "msrvtt", qa_splits,
           lambda split, rej, root=root: tb.msrvtt_qa_items(root, split, rej),
           tb.nextqa_features(num_frames, res), [pp.flatten_nextqa, pp.qa_prompt],
-          uniform(qa_splits), None, evaluation=MSRVTT_QA_EVALUATION)
+          uniform(qa_splits), None, evaluation=QA_ACCURACY_EVALUATION)
     if "test_1ka" in all_splits:
       add("msrvtt_retrieval", "msrvtt", ["test"],
           lambda split, rej, root=root: tb.msrvtt_items(root, "test_1ka", rej),
           tb.msrvtt_features(num_frames, res), [pp.retrieval_text], uniform(["test"]),
-          {"test": "test_1ka"})
+          {"test": "test_1ka"}, evaluation=retrieval_evaluation(tie_policy))
   if "nextqa" in roots:
     root = roots["nextqa"]
     splits = tb.nextqa_splits(root)
@@ -514,6 +546,30 @@ def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[s
         lambda split, rej, root=root: tb.nextqa_items(root, split, rej),
         tb.nextqa_features(num_frames, res), [pp.flatten_nextqa, pp.qa_prompt], uniform(splits),
         {s: s for s in splits}, evaluation=NEXTQA_EVALUATION)
+  if "activitynet" in roots:  # PyAV only (no TFDS builder).
+    root = roots["activitynet"]
+    splits = tb.anet_caption_splits(root)
+    if splits:
+      add("anet_caption", "activitynet", splits,
+          lambda split, rej, root=root: tb.anet_caption_items(root, split, rej),
+          tb.msrvtt_features(num_frames, res),
+          [functools.partial(pp.caption_from_list, key="captions", pick="first")],
+          uniform(splits), None, evaluation=caption_evaluation(("CIDEr",)))
+    qa_splits = tb.anet_qa_splits(root)
+    if qa_splits:
+      add("anet_qa", "activitynet", qa_splits,
+          lambda split, rej, root=root: tb.anet_qa_items(root, split, rej),
+          tb.nextqa_features(num_frames, res), [pp.flatten_nextqa, pp.qa_prompt],
+          uniform(qa_splits), None, evaluation=QA_ACCURACY_EVALUATION)
+    if not splits and not qa_splits:
+      raise FileNotFoundError(f"activitynet: no <split>.json or <split>_q.json under {root}")
+  if "vatex" in roots:  # PyAV only (no TFDS builder).
+    root = roots["vatex"]
+    splits = readers.vatex_splits(root)
+    add("vatex_retrieval", "vatex", splits,
+        lambda split, rej, root=root: tb.vatex_items(root, split, rej),
+        tb.msrvtt_features(num_frames, res), [pp.retrieval_text], uniform(splits), None,
+        evaluation=retrieval_evaluation(tie_policy))
   if "kinetics" in roots:
     root = roots["kinetics"]
     splits = tb.kinetics_splits(root)
@@ -521,7 +577,8 @@ def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[s
         lambda split, rej, root=root: tb.kinetics_items(root, split, rej),
         tb.kinetics_features(num_frames, res),
         [functools.partial(pp.caption_from_text, key="label")], uniform(splits),
-        {s: s for s in splits}, labels={s: tuple(tb.kinetics_labels(root, s)) for s in splits})
+        {s: s for s in splits}, labels={s: tuple(tb.kinetics_labels(root, s)) for s in splits},
+        evaluation=zero_shot_evaluation(tie_policy))
   return registered
 
 
@@ -529,7 +586,8 @@ def register_demo_tasks(world_dir: str | pathlib.Path, *, num_frames: int = 8, f
                         res: int = 32, vocab_path: str | pathlib.Path | None = None,
                         rejects_dir: str | pathlib.Path | None = None, decode_workers: int = 1,
                         shuffle_buffer_size: int = 64, cache_decoded: bool = False,
-                        caption_metrics: Sequence[str] = CAPTION_METRICS) -> list[str]:
+                        caption_metrics: Sequence[str] = CAPTION_METRICS,
+                        tie_policy: str = "expected") -> list[str]:
   """Registers the demo world's tasks (direct PyAV path); returns their names.
 
   Args:
@@ -542,11 +600,15 @@ def register_demo_tasks(world_dir: str | pathlib.Path, *, num_frames: int = 8, f
     cache_decoded: keep decoded clips in memory after a split's first pass (small data only; see
       pyav_source).
     caption_metrics: the caption task's seqio metric (viit_jax.metrics.captioning.METRICS names).
+    tie_policy: retrieval and zero-shot ties (viit_jax.metrics.retrieval).
+  The ActivityNet and VATEX layouts are registered when the world has them (worlds made before
+  they existed do not).
   """
   world = pathlib.Path(world_dir)
   vocab = vocabulary(str(vocab_path if vocab_path is not None else world / "spm" / "demo.model"))
   dirs = {"coco": world / "stills", "smit": world / "smit", "webvid": world / "webvid",
           "msrvtt": world / "msrvtt", "nextqa": world / "nextqa", "kinetics": world / "kinetics"}
+  dirs.update({k: world / k for k in ("activitynet", "vatex") if (world / k).is_dir()})
   formats = _Formats(webvid_csv="results_pool.csv", webvid_path_template="{contentUrl}",
                      internvid_jsonl="", internvid_path_template="", internvid_full_videos=True,
                      coco_annotation_template="captions_{split}.json", coco_image_dir="images")
@@ -554,7 +616,7 @@ def register_demo_tasks(world_dir: str | pathlib.Path, *, num_frames: int = 8, f
                         vocab=vocab, tfds_data_dir=None, rejects_dir=rejects_dir,
                         formats=formats, decode_workers=decode_workers,
                         shuffle_buffer_size=shuffle_buffer_size, cache_decoded=cache_decoded,
-                        caption_metrics=caption_metrics)
+                        caption_metrics=caption_metrics, tie_policy=tie_policy)
 
 
 def register_real_tasks(data_dirs: Mapping[str, str | pathlib.Path], *, num_frames: int,
@@ -569,30 +631,33 @@ def register_real_tasks(data_dirs: Mapping[str, str | pathlib.Path], *, num_fram
                         coco_annotation_template: str = "annotations/captions_{split}2017.json",
                         coco_image_dir: str = "{split}2017", decode_workers: int = 1,
                         shuffle_buffer_size: int = 64, cache_decoded: bool = False,
-                        caption_metrics: Sequence[str] = CAPTION_METRICS) -> list[str]:
+                        caption_metrics: Sequence[str] = CAPTION_METRICS,
+                        tie_policy: str = "expected") -> list[str]:
   """Registers tasks of the real data sets; returns their names.
 
   Args:
-    data_dirs: data set -> root in its public format, keys among msrvtt, nextqa, webvid,
-      internvid, smit, kinetics, coco.
+    data_dirs: data set -> root in its public format, keys among msrvtt, nextqa, activitynet
+      (Captions and QA files in one root), vatex, webvid, internvid, smit, kinetics, coco.
     num_frames, fps, res: frame sampling (must match the prepared TFDS config when read).
     vocab_path: SentencePiece model (Gemma/PaliGemma's, or the demo's).
     tfds_data_dir: None: decode mp4 with PyAV on the fly. Else read the data sets that have a
-      TFDS builder (all but coco and MSR-VTT-QA) from shards prepared there by
+      TFDS builder (all but coco, MSR-VTT-QA, ActivityNet and VATEX) from shards prepared there by
       `python -m data.tfds_builders` (a clear error when missing).
     name_prefix: prepended to the task names (msrvtt_caption, msrvtt_retrieval, msrvtt_qa
-      (when <msrvtt>/MSRVTT-QA/<split>_qa.json exist), nextqa_oe,
+      (when <msrvtt>/MSRVTT-QA/<split>_qa.json exist), nextqa_oe, anet_caption, anet_qa,
+      vatex_retrieval,
       webvid_pool, internvid_pool, smit_caption, kinetics, coco_caption).
     rejects_dir: optional directory for per-task rejects JSONL files.
     webvid_csv, webvid_path_template, internvid_jsonl, internvid_path_template,
     internvid_full_videos, coco_annotation_template, coco_image_dir: layout of those releases
       (see data.readers).
-    decode_workers, shuffle_buffer_size, cache_decoded, caption_metrics: as
+    decode_workers, shuffle_buffer_size, cache_decoded, caption_metrics, tie_policy: as
       register_demo_tasks.
   """
   names = {role: name_prefix + role for role in (
       "coco_caption", "smit_caption", "webvid_pool", "internvid_pool", "msrvtt_caption",
-      "msrvtt_retrieval", "msrvtt_qa", "nextqa_oe", "kinetics")}
+      "msrvtt_retrieval", "msrvtt_qa", "nextqa_oe", "anet_caption", "anet_qa", "vatex_retrieval",
+      "kinetics")}
   formats = _Formats(webvid_csv=webvid_csv, webvid_path_template=webvid_path_template,
                      internvid_jsonl=internvid_jsonl,
                      internvid_path_template=internvid_path_template,
@@ -603,4 +668,4 @@ def register_real_tasks(data_dirs: Mapping[str, str | pathlib.Path], *, num_fram
                         vocab=vocabulary(str(vocab_path)), tfds_data_dir=tfds_data_dir,
                         rejects_dir=rejects_dir, formats=formats, decode_workers=decode_workers,
                         shuffle_buffer_size=shuffle_buffer_size, cache_decoded=cache_decoded,
-                        caption_metrics=caption_metrics)
+                        caption_metrics=caption_metrics, tie_policy=tie_policy)

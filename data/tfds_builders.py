@@ -155,6 +155,45 @@ def msrvtt_qa_items(root: pathlib.Path, split: str, rejects: Rejects) -> Iterato
                    detail=f"({len(qs)} questions dropped)")
 
 
+def anet_caption_splits(root: pathlib.Path) -> list[str]:
+  return [s for s in ("train", "val_1", "val_2") if (root / f"{s}.json").is_file()]
+
+
+def anet_caption_items(root: pathlib.Path, split: str, rejects: Rejects) -> Iterator[ClipItem]:
+  """ActivityNet Captions: one item per captioned segment (cut from its video), in the MSR-VTT
+  item layout (msrvtt_features: key "<video>_<segment>", captions = [its sentence])."""
+  return _unique((ClipItem(s.key, s.path, {"key": s.key, "video_id": s.video_id,
+                                           "captions": [s.sentence]}, segment=s.segment)
+                  for s in readers.read_anet_captions(root, split, rejects=rejects)),
+                 f"activitynet/{split}", rejects)
+
+
+def anet_qa_splits(root: pathlib.Path) -> list[str]:
+  return [s for s in ("train", "val", "test") if (root / f"{s}_q.json").is_file()]
+
+
+def anet_qa_items(root: pathlib.Path, split: str, rejects: Rejects) -> Iterator[ClipItem]:
+  """ActivityNet-QA: one item per video holding all its questions (qid: their order in the
+  file), in the NExT-QA item layout (nextqa_features)."""
+  by_video: dict[str, list[readers.AnetQuestion]] = collections.OrderedDict()
+  for q in readers.read_anet_qa(root, split, rejects=rejects):
+    by_video.setdefault(q.video_id, []).append(q)
+  for vid, qs in by_video.items():
+    yield ClipItem(vid, qs[0].path, {"video_id": vid, "qa": {
+        "qid": np.arange(len(qs), dtype=np.int32),
+        "question": [q.question for q in qs], "answer": [q.answer for q in qs],
+        "extra_answers": ["" for _ in qs], "type": [q.type for q in qs]}},
+                   detail=f"({len(qs)} questions dropped)")
+
+
+def vatex_items(root: pathlib.Path, split: str, rejects: Rejects) -> Iterator[ClipItem]:
+  """VATEX: one item per clip with its English captions (msrvtt_features)."""
+  return _unique((ClipItem(c.video_id, c.path, {"key": c.video_id, "video_id": c.video_id,
+                                                "captions": list(c.captions)})
+                  for c in readers.read_vatex(root, split, rejects=rejects)),
+                 f"vatex/{split}", rejects)
+
+
 def nextqa_splits(root: pathlib.Path) -> list[str]:
   return [s for s in ("train", "val", "test") if (root / f"{s}.csv").is_file()]
 

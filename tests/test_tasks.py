@@ -23,6 +23,9 @@ EXPECTED = {
     "demo_msrvtt_retrieval": {"video_id", "key", "text"},
     "demo_nextqa_oe": {"video_id", "qid", "key", "type", "question", "answer", "answers"},
     "demo_msrvtt_qa": {"video_id", "qid", "key", "type", "question", "answer", "answers"},
+    "demo_anet_caption": {"key", "video_id", "references"},
+    "demo_anet_qa": {"video_id", "qid", "key", "type", "question", "answer", "answers"},
+    "demo_vatex_retrieval": {"video_id", "key", "text", "captions"},
     "demo_kinetics": {"clip_id", "label", "label_id"},
 }
 
@@ -63,7 +66,7 @@ def test_every_demo_task_gives_a_batch(demo_world, demo_tasks):
         assert batch[k].dtype == np.int32 and batch[k].ndim == 2 and batch[k].shape[1] > 0
       prefix = vocab.decode(batch["prefix"][0].tolist())
       suffix = vocab.decode(batch["suffix"][0].tolist())
-      if name in ("demo_nextqa_oe", "demo_msrvtt_qa"):
+      if name in ("demo_nextqa_oe", "demo_msrvtt_qa", "demo_anet_qa"):
         assert prefix.startswith("answer in en: ") and prefix.endswith(
             batch["question"][0].decode().lower())
       else:

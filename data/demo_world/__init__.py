@@ -28,6 +28,10 @@ Every output is in the layout of a real public data set:
                          MSRVTT-QA/test_qa.json)
     DIR/nextqa/          NExT-QA open-ended (val.csv, test.csv, map_vid_vidorID.json, NExTVideo/)
     DIR/kinetics/        Kinetics-style action labels (test.csv, test/<label>/<id>_<s>_<e>.mp4)
+    DIR/activitynet/     ActivityNet Captions (val_1.json, 2 segments per video) and ActivityNet-QA
+                         (test_q.json, test_a.json), videos/v_<id>.mp4: copies of MSR-VTT test clips
+    DIR/vatex/           VATEX (vatex_public_test_english_v1.1.json, 10 captions, videos/): copies
+                         of other MSR-VTT test clips
     DIR/spm/             demo.model, demo.vocab: SentencePiece trained on all the world's text
 
 Presets (see PRESETS): "test" has 156 mp4 clips + 72 stills (~1.2 MB, a few seconds on one

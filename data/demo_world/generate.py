@@ -42,6 +42,8 @@ class Preset:
   nextqa_val: int
   nextqa_test: int
   kinetics_test: int
+  anet_test: int                      # MSR-VTT test clips also laid out as ActivityNet videos
+  vatex_test: int                     # ... and (the last ones) as VATEX clips
   msrvtt_sentences: tuple[int, int]   # paraphrases per MSR-VTT clip, inclusive range
   nextqa_questions: int               # questions per NExT-QA video (at most)
   pair_fraction: float
@@ -53,13 +55,14 @@ PRESETS: dict[str, Preset] = {
     # test videos, so that every question type is asked, CW too).
     "test": Preset(stills_train=60, stills_val=12, smit_train=24, smit_val=8, vidln_train=16,
                    webvid_pool=24, msrvtt_train=4, msrvtt_validate=2, msrvtt_test=24,
-                   nextqa_val=8, nextqa_test=24, kinetics_test=22, msrvtt_sentences=(6, 8),
+                   nextqa_val=8, nextqa_test=24, kinetics_test=22, anet_test=8, vatex_test=8,
+                   msrvtt_sentences=(6, 8),
                    nextqa_questions=6, pair_fraction=0.4, workers=1),
     # ~4,000 mp4 clips + 2,400 stills: well under a minute on 2 cores.
     "demo": Preset(stills_train=2000, stills_val=200, smit_train=1200, smit_val=150,
                    vidln_train=500, webvid_pool=1200, msrvtt_train=24, msrvtt_validate=8,
                    msrvtt_test=400, nextqa_val=120, nextqa_test=280, kinetics_test=330,
-                   msrvtt_sentences=(6, 10), nextqa_questions=6, pair_fraction=0.4, workers=2),
+                   anet_test=80, vatex_test=100, msrvtt_sentences=(6, 10), nextqa_questions=6, pair_fraction=0.4, workers=2),
 }
 
 
@@ -97,7 +100,10 @@ def _youtube_ids(rng: np.random.Generator, n: int) -> list[str]:
 # over worker processes. Workers sample, render and encode; the main process writes the text.
 
 _FORMAT_DIRS = ("world", "stills", "smit", "vidln", "webvid", "msrvtt", "nextqa", "kinetics",
-                "spm")
+                "activitynet", "vatex", "spm")
+# ActivityNet-QA's answer type (0 motion .. 8 other, data.readers.ANET_QA_TYPES) of each NExT-QA
+# question type the world asks.
+_ANET_QA_TYPE = {"CW": 8, "CH": 8, "TN": 2, "TC": 2, "TP": 2, "DL": 6, "DB": 3, "DC": 7, "DO": 5}
 
 
 def _stream(seed: int, name: str, *index: int) -> np.random.Generator:
@@ -226,13 +232,57 @@ def _spread(units: Sequence[_Unit], seed: int, out: pathlib.Path, workers: int) 
     return [d for f in futures for d in f.result()]
 
 
+def _anet_and_vatex(out: pathlib.Path, seed: int, test_clips: Sequence[tuple[Clip, int]],
+                    cfg: Preset) -> dict[str, Any]:
+  """ActivityNet Captions + ActivityNet-QA over the first `cfg.anet_test` MSR-VTT test clips and
+  VATEX over the last `cfg.vatex_test`, in their public layouts, with copies of those clips'
+  mp4 files. Their texts come from their own random streams and stay out of the tokenizer's
+  text, so nothing else in the world moves. Returns their counts for the manifest."""
+  duration = NUM_FRAMES / FPS
+  (out / "activitynet" / "videos").mkdir(parents=True)
+  (out / "vatex" / "videos").mkdir(parents=True)
+
+  def copy(number: int, dest: pathlib.Path) -> None:
+    shutil.copyfile(out / "msrvtt" / "videos" / "all" / f"video{number}.mp4", dest)
+
+  captions: dict[str, Any] = {}
+  questions, answers = [], []
+  for clip, number in test_clips[:cfg.anet_test]:
+    rng = _stream(seed, "activitynet", number)
+    vid = "v_" + _youtube_ids(rng, 1)[0]
+    sentences = paraphrases(clip, rng, 2)  # The whole video, then its last three quarters.
+    stamps = [[0.0, duration], [round(duration / 4, 2), duration]][:len(sentences)]
+    captions[vid] = {"duration": duration, "timestamps": stamps, "sentences": sentences}
+    for q, a, t in nextqa_questions(clip, rng, 2):
+      qid = f"{vid}_{len(questions)}"
+      questions.append({"question": q, "question_id": qid, "video_name": vid[2:]})
+      answers.append({"answer": a, "question_id": qid, "type": _ANET_QA_TYPE[t]})
+    copy(number, out / "activitynet" / "videos" / f"{vid}.mp4")
+  write_json(out / "activitynet" / "val_1.json", captions)
+  write_json(out / "activitynet" / "test_q.json", questions)
+  write_json(out / "activitynet" / "test_a.json", answers)
+
+  vatex = []
+  for clip, number in test_clips[len(test_clips) - cfg.vatex_test:]:
+    rng = _stream(seed, "vatex", number)
+    t0 = int(rng.integers(0, 300))
+    vid = f"{_youtube_ids(rng, 1)[0]}_{t0:06d}_{t0 + int(duration):06d}"
+    vatex.append({"videoID": vid, "enCap": paraphrases(clip, rng, 10), "chCap": []})
+    copy(number, out / "vatex" / "videos" / f"{vid}.mp4")
+  write_json(out / "vatex" / "vatex_public_test_english_v1.1.json", vatex)
+  return {"anet_videos": len(captions),
+          "anet_segments": sum(len(c["sentences"]) for c in captions.values()),
+          "anet_questions": len(questions), "vatex_clips": len(vatex),
+          "vatex_captions": sum(len(v["enCap"]) for v in vatex)}
+
+
 def generate(out_dir: str | os.PathLike, preset: str = "demo", seed: int = 0, *,
              workers: int | None = None) -> dict[str, Any]:
   """Generates the demo world under out_dir; returns (and writes to manifest.json) its summary.
 
   Args:
     out_dir: output root. Only the world's own sub-directories (world, stills, smit, vidln,
-      webvid, msrvtt, nextqa, kinetics, spm) and manifest.json are replaced.
+      webvid, msrvtt, nextqa, kinetics, activitynet, vatex, spm) and manifest.json are replaced.
     preset: "test" (~150 clips, seconds) or "demo" (~4,200 clips, < 1 min on 2 free cores).
     seed: everything (texts, pixels, mp4 bytes) is a deterministic function of it, whatever
       the number of workers.
@@ -376,7 +426,7 @@ def generate(out_dir: str | os.PathLike, preset: str = "demo", seed: int = 0, *,
              ("videoid", "contentUrl", "duration", "page_dir", "name"), rows)
   n_pool = len(rows)
 
-  videos, sentences, jsfusion, msrvtt_qa = [], [], [], []
+  videos, sentences, jsfusion, msrvtt_qa, msrvtt_test = [], [], [], [], []
   lo_s, hi_s = cfg.msrvtt_sentences
   for subset, split in (("train", "train"), ("validate", "val"), ("test", "test")):
     for clip, number, rng in clips_of(f"msrvtt/{subset}", "msrvtt", subset, split,
@@ -392,6 +442,7 @@ def generate(out_dir: str | os.PathLike, preset: str = "demo", seed: int = 0, *,
       for cap in caps:
         sentences.append({"caption": cap, "video_id": vid, "sen_id": len(sentences)})
       if subset == "test":
+        msrvtt_test.append((clip, number))
         k = len(jsfusion)
         jsfusion.append((k, f"ret{k}", f"msr{number}", vid, caps[0]))
         # MSR-VTT-QA over the test clips, from its own random stream (and kept out of the
@@ -407,6 +458,7 @@ def generate(out_dir: str | os.PathLike, preset: str = "demo", seed: int = 0, *,
   write_csv(out / "msrvtt" / "MSRVTT_JSFUSION_test.csv",
              ("", "key", "vid_key", "video_id", "sentence"), jsfusion)
   write_json(out / "msrvtt" / "MSRVTT-QA" / "test_qa.json", msrvtt_qa)
+  held_out = _anet_and_vatex(out, seed, msrvtt_test, cfg)
 
   vid_map: dict[str, str] = {}
   nextqa_counts = {}
@@ -449,7 +501,6 @@ def generate(out_dir: str | os.PathLike, preset: str = "demo", seed: int = 0, *,
     if r["pair_id"] is not None:
       paired[r["dataset"]] = paired.get(r["dataset"], 0) + 1
   files = [p for p in out.rglob("*") if p.is_file()]
-  media = [c.file for d in done.values() for c in d.clips]
   summary = {
       "preset": preset, "seed": seed, "workers": n_workers,
       "clips": {"total": len(records), "per_split": per_split, "per_format": per_format},
@@ -459,10 +510,10 @@ def generate(out_dir: str | os.PathLike, preset: str = "demo", seed: int = 0, *,
                 "smit_captions": smit_counts, "vidln_videos": len(vidln_lines),
                 "webvid_alt_texts": n_pool, "msrvtt_videos": len(videos),
                 "msrvtt_sentences": len(sentences), "msrvtt_1ka_rows": len(jsfusion),
-                "nextqa": nextqa_counts, "kinetics_classes": len(KINETICS_LABELS),
+                "nextqa": nextqa_counts, **held_out, "kinetics_classes": len(KINETICS_LABELS),
                 "spm_vocab_size": vocab},
-      "files": {"mp4": sum(1 for f in media if f.endswith(".mp4")),
-                "png": sum(1 for f in media if f.endswith(".png")),
+      "files": {"mp4": sum(1 for p in files if p.suffix == ".mp4"),  # ActivityNet's copies too
+                "png": sum(1 for p in files if p.suffix == ".png"),
                 "media_bytes": sum(d.nbytes for d in done.values()),
                 "total": len(files) + 1, "bytes": sum(p.stat().st_size for p in files)},
       "seconds": round(time.perf_counter() - start, 2),
