@@ -1,14 +1,16 @@
 """Phase 5: zero-shot evaluation of a VLM or dual-encoder checkpoint on the demo world's test sets.
 
+Every task is a seqio Task with its metric_fns, run by seqio.Evaluator (viit_jax/evaluate.py).
 `kind=vlm` (greedy decoding):
-  msrvtt_caption  MSR-VTT-style captioning: CIDEr(-D), BLEU-4, METEOR, ROUGE-L (pycocoevalcap)
+  msrvtt_caption  MSR-VTT captioning: CIDEr(-D), BLEU-4, METEOR, ROUGE-L (pycocoevalcap)
+  msrvtt_qa       MSR-VTT-QA exact match (the world's msrvtt/MSRVTT-QA/test_qa.json)
+  anet_caption    ActivityNet Captions CIDEr, one caption per segment (activitynet/val_1.json)
+  anet_qa         ActivityNet-QA exact match (activitynet/test_{q,a}.json)
   nextqa_oe       NExT-OE WUPS@0 / WUPS@0.9 overall, per type and per group (official algorithm)
-  msrvtt_qa       QA exact match. The demo world has no MSR-VTT-QA set: this scores the NExT-OE
-                  short answers (same predictions as nextqa_oe) as its stand-in.
 `kind=dual_encoder`:
-  msrvtt_retrieval   1k-A-style text->video and video->text R@1/5/10, MedR, MeanR
-                     (`eval.tie_policy`)
-  kinetics_zero_shot Kinetics-style zero-shot classification top-1 / top-5 (prompt templates)
+  msrvtt_retrieval   1k-A text->video and video->text R@1/5/10, MedR, MeanR (`eval.tie_policy`)
+  vatex_retrieval    the same over VATEX clips, every English caption a query
+  kinetics_zero_shot zero-shot classification top-1 / top-5 (prompt templates)
 
 Run (from the repository root):
   python -m viit_jax.evaluate \
@@ -40,7 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.vocab_size = 0
   c.model.dtype = ""  # Compute dtype; '' = the checkpoint's model.dtype.
 
-  # Mesh over this process's devices (each process evaluates everything; process 0 writes).
+  # Mesh over this process's devices (each process runs the model on its share; process 0 writes).
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1
   c.mesh.fsdp = 1
@@ -52,7 +54,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.world_dir = "runs/demo/world"
   c.data.vocab_path = ""  # '' = the checkpoint's, else <world_dir>/spm/demo.model (demo).
   c.data.dirs = ml_collections.ConfigDict()
-  for name in ("msrvtt", "nextqa", "kinetics"):
+  for name in ("msrvtt", "nextqa", "activitynet", "vatex", "kinetics"):
     c.data.dirs[name] = ""
   c.data.tfds_data_dir = ""
   c.data.num_frames = 0
@@ -70,12 +72,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.caption_split = "test"
   c.eval.qa_split = "test"
   c.eval.retrieval_split = "test"
+  c.eval.anet_caption_split = "val_1"
+  c.eval.anet_qa_split = "test"
+  c.eval.vatex_split = "test"
   c.eval.kinetics_split = "test"
+  # Keep decoded eval clips in host memory between seqio.Evaluator's passes (False: decode again
+  # on each pass, for sets whose frames do not fit in memory, e.g. Kinetics-600 val).
+  c.eval.memory_cache = True
   c.eval.caption_metrics = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
   # expected (random tie-breaking, the expectation) | optimistic | pessimistic; "average" = expected
   # (the old name). viit_jax/metrics/retrieval.py.
   c.eval.tie_policy = "expected"
-  c.eval.retrieval_block_size = 256  # Texts per device per step of the sharded R@K.
   c.eval.zero_shot_templates = ()  # () = viit_jax.metrics.classification.DEFAULT_TEMPLATES
   return c
 

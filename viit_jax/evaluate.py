@@ -7,38 +7,43 @@ resolution, tokenizer (the config's, else the checkpoint's) -> seqio tasks -> mo
 restored straight into their shardings on this process's mesh -> each evaluation task ->
 `metrics.json`, `metrics.md`, `predictions/<task>.jsonl` in the workdir (process 0 writes).
 
-Tasks (`eval.tasks`, '+'-joined; '' = all of the kind):
-  kind=vlm, greedy decoding (viit_jax.decoding, cached) of the prompt [BOS + prompt + "\\n"],
-  run by `seqio.Evaluator` over the registered task (its postprocess_fn and metric_fns:
-  viit_jax.metrics.task_fns; the decoder is its predict_fn):
+Tasks (`eval.tasks`, '+'-joined; '' = every task of the kind whose data set is registered).
+Each is a seqio Task with its postprocess_fn and metric_fns (viit_jax.metrics.task_fns), run by
+`seqio.Evaluator`; this module supplies the model side:
+  kind=vlm: the predict_fn, greedy decoding (viit_jax.decoding, cached) of [BOS + prompt + "\\n"]:
     msrvtt_caption     prompt "Generate the alt-text:"; CIDEr (pycocoevalcap's Cider = CIDEr-D),
                        BLEU-4, METEOR, ROUGE-L after the PTB tokenizer, against all references.
+    anet_caption       ActivityNet Captions, one caption per ground-truth segment (frames from
+                       the segment): CIDEr against its sentence.
+    msrvtt_qa, anet_qa prompt "Answer in en: <question>"; accuracy: exact match after
+                       viit_jax.metrics.qa's normalisation, overall and per question word / type
+                       (MSR-VTT-QA <msrvtt>/MSRVTT-QA/<split>_qa.json, ActivityNet-QA
+                       <activitynet>/<split>_{q,a}.json; the demo world writes both).
     nextqa_oe          prompt "Answer in en: <question>"; WUPS@0 and WUPS@0.9 overall, per type
                        and per group (viit_jax.metrics.wups: official NExT-OE algorithm, WordNet
                        3.0; its documented deviation: lemmas without a POS tagger). Trailing
                        punctuation of a prediction is stripped first (the official code would
                        keep "left." as a token "left." outside WordNet).
-    msrvtt_qa          prompt "Answer in en: <question>"; accuracy: exact match after
-                       viit_jax.metrics.qa's normalisation, overall and per question word, on
-                       MSR-VTT-QA (<msrvtt>/MSRVTT-QA/<split>_qa.json; the demo world writes it).
-  kind=dual_encoder, embeddings computed in batches sharded over the mesh (`Embedder`):
-    msrvtt_retrieval   text->video and video->text R@1/5/10, MedR, MeanR over the 1k-A pairs
-                       (videos de-duplicated by video_id, so several texts per video work too);
-                       similarities blockwise on device (`sharded_retrieval_metrics`), ties per
-                       `eval.tie_policy` (expected by default: the expectation over random
-                       tie-breaking), with the optimistic and pessimistic values beside it.
+  kind=dual_encoder: the score_fn (`DualEncoderScorer`), embeddings in batches sharded over the
+  mesh (`embed.Embedder`):
+    msrvtt_retrieval   text->video and video->text R@1/5/10, MedR, MeanR over the 1k-A pairs;
+    vatex_retrieval    the same over VATEX clips, each English caption a query. Videos are
+                       de-duplicated by video_id; ties per `eval.tie_policy` (expected by
+                       default: the expectation over random tie-breaking), with the optimistic
+                       and pessimistic values beside it.
     kinetics_zero_shot top-1 / top-5: class embedding = normalised mean of the normalised text
                        embeddings of every template filled with the class name.
 Video frames: the task's centred window of num_frames at fps (data/video.py), the checkpoint's
 frames/fps/res unless `data.*` sets them (an image model evaluated on 8 frames: data.num_frames=8;
 the VLM has no temporal parameter, ViT-st's PE_t fixes its frame count).
-Multi-process: VLM tasks: process p decodes examples i % P == p on its own devices, the predictions
-are gathered once and every process scores them (the metrics equal a 1-process run's); dual-encoder
-tasks: process p embeds the video batches b % P == p, one all-gather shares the embeddings (every
-process still reads every clip; texts are embedded by every process). Process 0 writes.
+Multi-process: process p runs the model on examples i % P == p on its own devices (decoding or
+embedding), the outputs are gathered once and every process computes the metrics, which equal a
+1-process run's. Every process still reads (decodes the frames of) every example: seqio's
+Evaluator caches the whole split on each process. Process 0 writes.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -66,20 +71,32 @@ from viit_jax.models import dual_encoder as de_lib
 from viit_jax.models import vlm as vlm_lib
 
 KINDS = ("vlm", "dual_encoder")
-TASKS = {"vlm": ("msrvtt_caption", "nextqa_oe", "msrvtt_qa"),
-         "dual_encoder": ("msrvtt_retrieval", "kinetics_zero_shot")}
+TASKS = {"vlm": ("msrvtt_caption", "msrvtt_qa", "anet_caption", "anet_qa", "nextqa_oe"),
+         "dual_encoder": ("msrvtt_retrieval", "vatex_retrieval", "kinetics_zero_shot")}
 # Evaluation task -> the data task role it reads (data.tasks names; demo_<...> on the demo world).
-DATA_ROLES = {"msrvtt_caption": "msrvtt_caption", "nextqa_oe": "nextqa_oe",
-              "msrvtt_qa": "msrvtt_qa", "msrvtt_retrieval": "msrvtt_retrieval",
+DATA_ROLES = {**{n: n for n in (*TASKS["vlm"], *TASKS["dual_encoder"])},
               "kinetics_zero_shot": "kinetics"}
+# Evaluation task -> the eval.<key> naming its split.
+SPLIT_KEYS = {"msrvtt_caption": "caption_split", "msrvtt_qa": "qa_split",
+              "anet_caption": "anet_caption_split", "anet_qa": "anet_qa_split",
+              "nextqa_oe": "qa_split", "msrvtt_retrieval": "retrieval_split",
+              "vatex_retrieval": "vatex_split", "kinetics_zero_shot": "kinetics_split"}
+QA_TASKS = ("msrvtt_qa", "anet_qa", "nextqa_oe")
+RETRIEVAL_TASKS = ("msrvtt_retrieval", "vatex_retrieval")
 NOTES = {
     "msrvtt_caption": "CIDEr is pycocoevalcap's Cider (CIDEr-D); PTB-tokenised; x100.",
     "nextqa_oe": "Official NExT-OE WUPS (WordNet 3.0, first synsets); lemmas without a POS "
                  "tagger; trailing punctuation of predictions stripped; x100.",
     "msrvtt_qa": "MSR-VTT-QA exact match (lower-case, punctuation -> space, no articles) against "
                  "the one answer; per question word; x100.",
-    "msrvtt_retrieval": "1k-A style; R@K x100, MedR/MeanR 1-based; ties: {tie_policy} (the "
+    "anet_caption": "ActivityNet Captions, one caption per ground-truth segment against its "
+                    "sentence; pycocoevalcap's Cider (CIDEr-D); x100.",
+    "anet_qa": "ActivityNet-QA exact match (as MSR-VTT-QA) against the one answer; per answer "
+               "type; x100.",
+    "msrvtt_retrieval": "1k-A; R@K x100, MedR/MeanR 1-based; ties: {tie_policy} (the "
                         "optimistic and pessimistic rows bound it).",
+    "vatex_retrieval": "every English caption a text query; R@K x100, MedR/MeanR 1-based; ties: "
+                       "{tie_policy} (the optimistic and pessimistic rows bound it).",
     "kinetics_zero_shot": "Prompt-template ensemble ({templates} templates); ties: {tie_policy} "
                           "(/optimistic, /pessimistic: its bounds).",
 }
@@ -92,16 +109,23 @@ METRICS_MD = "metrics.md"
 
 
 def task_names(config: ml_collections.ConfigDict) -> list[str]:
-  """The evaluation tasks of the config (all of `kind` when eval.tasks is '')."""
+  """The evaluation tasks of the config: eval.tasks, else every task of `kind` whose data set
+  is registered (call after registering the data; an old demo world has no ActivityNet)."""
   if config.kind not in KINDS:
     raise ValueError(f"kind must be one of {KINDS}, got {config.kind!r}")
   names = [n.strip() for n in config.eval.tasks.replace(",", "+").split("+") if n.strip()]
+  registered = set(seqio.TaskRegistry.names())
   if not names:
-    return list(TASKS[config.kind])
+    return [n for n in TASKS[config.kind] if data_task(config, n) in registered]
   bad = [n for n in names if n not in TASKS[config.kind]]
   if bad:
     raise ValueError(f"eval.tasks {bad} are not tasks of kind={config.kind} "
                      f"(its tasks: {TASKS[config.kind]})")
+  missing = [n for n in names if data_task(config, n) not in registered]
+  if missing:
+    raise ValueError(f"eval.tasks {missing}: their data sets are not registered (data.dirs "
+                     "needs msrvtt / activitynet / vatex / nextqa / kinetics; a demo world made "
+                     "before ActivityNet and VATEX existed needs regenerating)")
   return names
 
 
@@ -126,15 +150,6 @@ def vocab_path(config: ml_collections.ConfigDict, source: runtime.CheckpointSour
 def data_task(config: ml_collections.ConfigDict, name: str) -> str:
   role = DATA_ROLES[name]
   return tasks_lib.DEMO_TASK_NAMES[role] if config.data.source == "demo" else role
-
-
-def _rows(config: ml_collections.ConfigDict, task: str, split: str) -> Any:
-  """The task's examples in order (the first eval.max_examples), one pass."""
-  ds = seqio.get_mixture_or_task(task).get_dataset(
-      sequence_length=None, split=split, shuffle=False, num_epochs=1, trim_output_features=False)
-  if config.eval.max_examples > 0:
-    ds = ds.take(int(config.eval.max_examples))
-  return ds
 
 
 def _text(x: Any) -> str:
@@ -189,7 +204,8 @@ class VLMEvaluator:
       offset += n
 
   def seqio_evaluate(self, task: str, split: str, max_examples: int,
-                     row: Callable[[str, Mapping[str, Any]], dict[str, Any]]
+                     row: Callable[[str, Mapping[str, Any]], dict[str, Any]], *,
+                     memory_cache: bool = True
                      ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """`seqio.Evaluator` on `task`/`split` (its first `max_examples`; 0 = all) with this
     decoder as its predict_fn: the task's postprocess_fn and metric_fns score the generated
@@ -212,7 +228,7 @@ class VLMEvaluator:
         rows.append(row(self.vocab.decode(decoding.strip(out[index], self.eos)), ex))
       return sorted(out.items())
 
-    evaluator = tasks_lib.evaluator(task, split, max_examples)
+    evaluator = tasks_lib.evaluator(task, split, max_examples, use_memory_cache=memory_cache)
     future, _ = evaluator.evaluate(compute_metrics=True, predict_fn=predict_fn)
     metrics = {k: float(v) for k, v in future.result()[task].items()}
     return {**metrics, "count": float(len(rows))}, rows
@@ -239,8 +255,8 @@ def gather_rows(mine: Sequence[tuple[int, np.ndarray]], shape: tuple[int, ...],
 
 # The example fields each kind of task keeps in its predictions file.
 ROW_FIELDS = {"msrvtt_caption": ("video_id", "references"),
-              "nextqa_oe": ("key", "type", "question", "answers"),
-              "msrvtt_qa": ("key", "type", "question", "answers")}
+              "anet_caption": ("key", "video_id", "references"),
+              **{n: ("key", "type", "question", "answers") for n in QA_TASKS}}
 
 
 def task_role(task: str) -> str:
@@ -252,7 +268,8 @@ def task_role(task: str) -> str:
 
 
 def caption_row(prediction: str, ex: Mapping[str, Any]) -> dict[str, Any]:
-  return {"video_id": _text(ex["video_id"]), "prediction": prediction,
+  key = {"key": _text(ex["key"])} if "key" in ex else {}
+  return {**key, "video_id": _text(ex["video_id"]), "prediction": prediction,
           "references": _texts(ex["references"])}
 
 
@@ -265,112 +282,104 @@ def qa_row(prediction: str, ex: Mapping[str, Any]) -> dict[str, Any]:
 # Dual-encoder tasks.
 
 
-class SplitVideoEmbeddings:
-  """Video embeddings of a stream of frame batches, split over processes: process p embeds the
-  batches b % P == p on its own devices as they come (frames are never all in memory);
-  `gather()` shares them with one all-gather and returns all of them in order."""
-
-  def __init__(self, embedder: embed.Embedder, params: Any):
-    self.embedder, self.params = embedder, params
-    self.procs, self.me = jax.process_count(), jax.process_index()
-    self.mine: list[tuple[int, np.ndarray]] = []
-    self.batches = self.total = self.dim = 0
-
-  def add(self, frames: np.ndarray | None) -> None:
-    if frames is None:
-      return
-    if self.batches % self.procs == self.me:
-      emb = self.embedder.videos(self.params, frames)
-      self.dim = emb.shape[1]
-      self.mine += [(self.total + i, emb[i]) for i in range(len(emb))]
-    self.batches += 1
-    self.total += len(frames)
-
-  def gather(self) -> np.ndarray:
-    """float32[videos, D]."""
-    dim = self.dim
-    if self.procs > 1:  # A process may have embedded nothing.
-      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-      dim = int(np.max(multihost_utils.process_allgather(np.int32(dim))))
-    rows = dict(gather_rows(self.mine, (dim,), np.float32))
-    return np.stack([rows[i] for i in range(self.total)])
+def _global_max(value: int) -> int:
+  """The largest `value` over processes."""
+  if jax.process_count() == 1:
+    return int(value)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return int(np.max(multihost_utils.process_allgather(np.int32(value))))
 
 
-def _video_batches(ds: Any, batch_size: int, key: str
-                   ) -> Iterator[tuple[list[Mapping[str, Any]], np.ndarray]]:
-  """(examples, frames uint8[n, T, H, W, 3]) in groups of batch_size, one frame stack per
-  distinct `key` (its first example)."""
-  seen: set[str] = set()
-  examples, frames = [], []
-  for ex in pp.numpy_iterator(ds):
-    k = _text(ex[key])
-    first = k not in seen
-    seen.add(k)
-    examples.append({**{f: v for f, v in ex.items() if f != "frames"}, "_first": first})
-    if first:
-      frames.append(ex["frames"])
-    if len(frames) == batch_size:
-      yield examples, np.stack(frames)
-      examples, frames = [], []
-  if examples:
-    yield examples, (np.stack(frames) if frames else None)
+class DualEncoderScorer:
+  """The dual encoder as `seqio.Evaluator`'s score_fn (viit_jax.metrics.task_fns): the score of a
+  retrieval example is its video's embedding followed by its captions' embeddings; of a
+  zero-shot example, its video's similarity to every class embedding. Process p of P embeds the
+  examples i with i % P == p, in batches sharded over its own devices; one gather shares the
+  scores, and every process computes the metrics (equal to a 1-process run's)."""
 
+  def __init__(self, embedder: embed.Embedder, params: Any, vocab: seqio.Vocabulary,
+               text_len: int):
+    self.embedder, self.params, self.vocab, self.text_len = embedder, params, vocab, text_len
+    self.scores: dict[int, np.ndarray] = {}  # The last evaluation's, by example index.
 
-def eval_retrieval(config, embedder: embed.Embedder, params: Any, vocab: seqio.Vocabulary,
-                   text_len: int, task: str, split: str) -> tuple[dict[str, float], list]:
-  """Streams the pairs: video embeddings batch by batch (frames never all in memory)."""
-  video_index: dict[str, int] = {}
-  videos = SplitVideoEmbeddings(embedder, params)
-  texts, t2v = [], []
-  for examples, frames in _video_batches(_rows(config, task, split), embedder.batch_size,
-                                         "video_id"):
-    videos.add(frames)
-    for ex in examples:
-      vid = _text(ex["video_id"])
-      if ex["_first"]:
-        video_index[vid] = len(video_index)
-      texts.append(_text(ex["text"]))
-      t2v.append(video_index[vid])
-  if not texts:
-    raise ValueError(f"{task}/{split} has no pairs")
-  text_emb = embedder.texts(params, pp.text_tokens(vocab, texts, text_len))
-  metrics = retrieval.sharded_retrieval_metrics(
-      text_emb, videos.gather(), np.asarray(t2v, np.int64), mesh=embedder.mesh,
-      tie_policy=config.eval.tie_policy, block_size=int(config.eval.retrieval_block_size),
-      with_bounds=True)
-  rows = [{"text": t, "video_id": v} for t, v in zip(texts, np.array(list(video_index))[t2v])]
-  return {**metrics, "num_texts": float(len(texts)), "num_videos": float(len(video_index))}, rows
+  def embed_texts(self, texts: list[str]) -> np.ndarray:
+    """float32[N, D] normalised text embeddings."""
+    return self.embedder.texts(self.params, pp.text_tokens(self.vocab, texts, self.text_len))
 
+  def _my_batches(self, ds: Any) -> Iterator[tuple[list[int], list[Mapping[str, Any]],
+                                                   np.ndarray]]:
+    """(example indices, examples, their video embeddings float32[n, D]) of this process's
+    share of the enumerated dataset, a batch at a time."""
+    procs, me = jax.process_count(), jax.process_index()
+    batch: list[Mapping[str, Any]] = []
 
-def eval_zero_shot(config, embedder: embed.Embedder, params: Any, vocab: seqio.Vocabulary,
-                   text_len: int, task: str, split: str) -> tuple[dict[str, float], list]:
-  labels_all = tasks_lib.task_info(task).labels.get(split)
-  if not labels_all:
-    raise ValueError(f"{task} has no class names for split {split}")
-  templates = tuple(config.eval.zero_shot_templates) or classification.DEFAULT_TEMPLATES
-  videos = SplitVideoEmbeddings(embedder, params)
-  labels, clips = [], []
-  for examples, frames in _video_batches(_rows(config, task, split), embedder.batch_size,
-                                         "clip_id"):
-    kept = [i for i, ex in enumerate(examples) if ex["_first"]]
-    videos.add(frames)
-    for i in kept:
-      labels.append(int(examples[i]["label_id"]))
-      clips.append(_text(examples[i]["clip_id"]))
-  if not labels:
-    raise ValueError(f"{task}/{split} has no clips")
+    def is_mine(i: Any, ex: Any) -> Any:
+      del ex
+      return i % procs == me
 
-  def encode(prompts: list[str]) -> np.ndarray:
-    return embedder.texts(params, pp.text_tokens(vocab, prompts, text_len))
+    def with_index(i: Any, ex: Any) -> Any:
+      return {**ex, "_index": i}
 
-  class_emb = classification.class_embeddings(encode, list(labels_all), templates)
-  video = videos.gather()
-  metrics = classification.zero_shot_accuracy(video, class_emb, np.asarray(labels), ks=(1, 5),
-                                              tie_policy=config.eval.tie_policy, with_bounds=True)
-  pred = np.argmax(video @ class_emb.T, axis=1)
-  rows = [{"clip_id": c, "label": labels_all[y], "prediction": labels_all[p]}
-          for c, y, p in zip(clips, labels, pred)]
-  return {**metrics, "count": float(len(labels)), "num_classes": float(len(labels_all))}, rows
+    mine = ds.filter(is_mine).map(with_index)
+    for ex in itertools.chain(pp.numpy_iterator(mine), [None]):
+      if ex is not None:
+        batch.append(ex)
+      if batch and (ex is None or len(batch) == self.embedder.batch_size):
+        videos = self.embedder.videos(self.params, np.stack([b["frames"] for b in batch]))
+        yield [int(b["_index"]) for b in batch], batch, videos
+        batch = []
+
+  def _share(self, mine: list[tuple[int, np.ndarray]], shape: tuple[int, ...]
+             ) -> list[tuple[int, np.ndarray]]:
+    self.scores = dict(gather_rows(mine, shape, np.float32))
+    return sorted(self.scores.items(), key=lambda kv: kv[0])
+
+  def retrieval_scores(self, ds: Any, model_feature_shapes: Any = None
+                       ) -> list[tuple[int, np.ndarray]]:
+    """(index, float32[1 + K, D]) per example: video, then caption embeddings (NaN rows pad to
+    the largest caption count K of the task)."""
+    del model_feature_shapes
+    mine: list[tuple[int, np.ndarray]] = []
+    for indices, examples, videos in self._my_batches(ds):
+      captions = [_texts(ex["captions"]) for ex in examples]
+      texts = self.embed_texts([c for cs in captions for c in cs])
+      offsets = np.cumsum([0] + [len(cs) for cs in captions])
+      mine += [(i, np.concatenate([v[None], texts[a:b]]))
+               for i, v, a, b in zip(indices, videos, offsets[:-1], offsets[1:])]
+    rows = _global_max(max((len(m) for _, m in mine), default=0))
+    dim = _global_max(max((m.shape[1] for _, m in mine), default=0))
+    return self._share([(i, np.pad(m, ((0, rows - len(m)), (0, 0)), constant_values=np.nan))
+                        for i, m in mine], (rows, dim))
+
+  def zero_shot_scores(self, class_emb: np.ndarray) -> Callable[..., list[tuple[int, np.ndarray]]]:
+    """The score_fn of a zero-shot task: (index, float32[C] cosine similarity to each class)."""
+    def score_fn(ds: Any, model_feature_shapes: Any = None) -> list[tuple[int, np.ndarray]]:
+      del model_feature_shapes
+      mine = [(i, s) for indices, _, videos in self._my_batches(ds)
+              for i, s in zip(indices, videos @ class_emb.T)]
+      return self._share(mine, (class_emb.shape[0],))
+    return score_fn
+
+  def seqio_evaluate(self, task: str, split: str, max_examples: int, *, memory_cache: bool,
+                     class_emb: np.ndarray | None = None
+                     ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """`seqio.Evaluator` on `task`/`split` with this scorer as its score_fn (retrieval, or
+    zero-shot when `class_emb` float32[C, D] is given). Returns (metrics, prediction rows)."""
+    evaluator = tasks_lib.evaluator(task, split, max_examples, use_memory_cache=memory_cache)
+    score_fn = self.retrieval_scores if class_emb is None else self.zero_shot_scores(class_emb)
+    future, _ = evaluator.evaluate(compute_metrics=True, score_fn=score_fn)
+    metrics = {k: float(v) for k, v in future.result()[task].items()}
+    ds = evaluator.cached_task_datasets[task]
+    fields = ("video_id", "captions") if class_emb is None else ("clip_id", "label")
+    rows: list[dict[str, Any]] = []
+    for i, ex in enumerate(pp.numpy_iterator(ds.map(lambda ex: {k: ex[k] for k in fields}))):
+      if class_emb is None:
+        rows += [{"text": t, "video_id": _text(ex["video_id"])} for t in _texts(ex["captions"])]
+      else:
+        labels = tasks_lib.task_info(task).labels[split]
+        rows.append({"clip_id": _text(ex["clip_id"]), "label": _text(ex["label"]),
+                     "prediction": labels[int(np.argmax(self.scores[i]))]})
+    return metrics, rows
 
 
 # ------------------------------------------------------------------------------------------------
@@ -392,16 +401,18 @@ def markdown(report: Mapping[str, Any]) -> str:
   for name, t in report["tasks"].items():
     m = t["metrics"]
     lines += [f"## {name} (`{t['data_task']}`, split `{t['split']}`)", ""]
-    if name in ("nextqa_oe", "msrvtt_qa"):  # Rows: metric; columns: all, groups, types.
+    if name in QA_TASKS:  # Rows: metric; columns: all, groups, types.
       present = {k.split("/", 1)[1] for k in m if "/" in k}
-      order = (*wups.GROUPS, *wups.QUESTION_TYPES, *readers.MSRVTT_QA_TYPES, "other")
+      order = (*wups.GROUPS, *wups.QUESTION_TYPES, *readers.MSRVTT_QA_TYPES,
+               *readers.ANET_QA_TYPES)
+      order = tuple(dict.fromkeys(order))  # "other" is in both QA sets' types.
       cols = ["all"] + [k for k in order if k in present]
       lines += ["| metric | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
       for metric in [k for k in m if "/" not in k]:
         vals = [m[metric] if c == "all" else m.get(f"{metric}/{c}") for c in cols]
         lines.append(f"| {metric} | " + " | ".join("" if v is None else _fmt(v) for v in vals)
                      + " |")
-    elif name == "msrvtt_retrieval":
+    elif name in RETRIEVAL_TASKS:
       cols = ["R@1", "R@5", "R@10", "MedR", "MeanR"]
       lines += ["| direction | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
       for d in ("t2v", "v2t"):
@@ -426,7 +437,8 @@ def markdown(report: Mapping[str, Any]) -> str:
 def evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> dict[str, Any]:
   """Runs the configured tasks on the checkpoint; writes and returns the report."""
   started = time.time()
-  names = task_names(config)
+  if config.kind not in KINDS:
+    raise ValueError(f"kind must be one of {KINDS}, got {config.kind!r}")
   source = runtime.checkpoint_source(config.checkpoint, config.checkpoint_step)
   num_frames = int(_setting(config, source, "num_frames"))
   fps = float(_setting(config, source, "fps"))
@@ -434,7 +446,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> d
   text_len = int(_setting(config, source, "text_len"))
   vpath = vocab_path(config, source)
   registry.register_for_eval(config.data, num_frames=num_frames, fps=fps, res=res,
-                             vocab_path=vpath, caption_metrics=tuple(config.eval.caption_metrics))
+                             vocab_path=vpath, caption_metrics=tuple(config.eval.caption_metrics),
+                             tie_policy=config.eval.tie_policy)
+  names = task_names(config)
   vocab = tasks_lib.vocabulary(paths.local_copy(vpath))
   mesh = decoding.local_mesh(dict(config.mesh))
   batch = int(config.eval.batch_size)
@@ -448,36 +462,42 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> d
 
   tasks: dict[str, Any] = {}
   predictions: dict[str, list[dict[str, Any]]] = {}
-  split_of = {"msrvtt_caption": config.eval.caption_split, "nextqa_oe": config.eval.qa_split,
-              "msrvtt_qa": config.eval.qa_split, "msrvtt_retrieval": config.eval.retrieval_split,
-              "kinetics_zero_shot": config.eval.kinetics_split}
   if config.kind == "vlm":
     evaluator = VLMEvaluator(model_cfg, params, vocab, mesh, batch_size=batch,
                              prompt_len=text_len, max_decode_len=int(config.eval.max_decode_len),
                              seed=int(config.eval.seed))
   else:
-    embedder = embed.Embedder(de_lib.DualEncoder(model_cfg), mesh, batch)
-  max_examples = int(config.eval.max_examples)
+    scorer = DualEncoderScorer(embed.Embedder(de_lib.DualEncoder(model_cfg), mesh, batch),
+                               params, vocab, text_len)
+  templates = tuple(config.eval.zero_shot_templates) or classification.DEFAULT_TEMPLATES
+  max_examples, cache = int(config.eval.max_examples), bool(config.eval.memory_cache)
   for name in names:
     t0 = time.time()
-    task, split = data_task(config, name), split_of[name]
-    if name == "msrvtt_caption":
-      metrics, rows = evaluator.seqio_evaluate(task, split, max_examples, caption_row)
-    elif name in ("nextqa_oe", "msrvtt_qa"):
-      metrics, rows = evaluator.seqio_evaluate(task, split, max_examples, qa_row)
-    elif name == "msrvtt_retrieval":
-      metrics, rows = eval_retrieval(config, embedder, params, vocab, text_len, task, split)
+    task, split = data_task(config, name), config.eval[SPLIT_KEYS[name]]
+    if name in ("msrvtt_caption", "anet_caption"):
+      metrics, rows = evaluator.seqio_evaluate(task, split, max_examples, caption_row,
+                                               memory_cache=cache)
+    elif name in QA_TASKS:
+      metrics, rows = evaluator.seqio_evaluate(task, split, max_examples, qa_row,
+                                               memory_cache=cache)
+    elif name in RETRIEVAL_TASKS:
+      metrics, rows = scorer.seqio_evaluate(task, split, max_examples, memory_cache=cache)
     else:
-      metrics, rows = eval_zero_shot(config, embedder, params, vocab, text_len, task, split)
+      labels = tasks_lib.task_info(task).labels.get(split)
+      if not labels:
+        raise ValueError(f"{task} has no class names for split {split}")
+      class_emb = classification.class_embeddings(scorer.embed_texts, list(labels), templates)
+      metrics, rows = scorer.seqio_evaluate(task, split, max_examples, memory_cache=cache,
+                                            class_emb=class_emb)
     note = NOTES[name].format(tie_policy=retrieval.canonical_tie_policy(config.eval.tie_policy),
-                              templates=len(tuple(config.eval.zero_shot_templates)
-                                            or classification.DEFAULT_TEMPLATES))
+                              templates=len(templates))
     tasks[name] = {"data_task": task, "split": split, "metrics": metrics, "note": note,
                    "seconds": time.time() - t0}
     predictions[name] = rows
     log(f"  {name} ({time.time() - t0:.1f}s): "
-        + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if "/" not in k or
-                    k.split("/")[0] in ("t2v", "v2t")))
+        + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()
+                    if k.count("/") == 0 or (k.split("/")[0] in ("t2v", "v2t")
+                                             and k.count("/") == 1)))
 
   report = {
       "kind": config.kind,

@@ -83,7 +83,22 @@ def zero_shot_accuracy(video_emb: np.ndarray, class_emb: np.ndarray, labels: np.
     raise ValueError("No videos to classify.")
   if labels.min() < 0 or labels.max() >= class_emb.shape[0]:
     raise ValueError(f"labels must lie in [0, {class_emb.shape[0]}).")
-  scores = _l2_normalize(video_emb) @ _l2_normalize(class_emb).T  # [N, C]
+  return accuracy_from_scores(_l2_normalize(video_emb) @ _l2_normalize(class_emb).T, labels, ks,
+                              tie_policy, with_bounds)
+
+
+def accuracy_from_scores(scores: np.ndarray, labels: np.ndarray, ks: Sequence[int] = (1, 5),
+                         tie_policy: retrieval.TiePolicy = retrieval.DEFAULT_TIE_POLICY,
+                         with_bounds: bool = False) -> dict[str, float]:
+  """{"top<k>": accuracy x100} from float[N, C] class scores and int[N] labels; ties and bounds
+  as `zero_shot_accuracy`."""
+  retrieval.canonical_tie_policy(tie_policy)
+  scores, labels = np.asarray(scores), np.asarray(labels)
+  if scores.ndim != 2 or labels.shape != (scores.shape[0],):
+    raise ValueError(f"scores must be [N, C] with int[N] labels, got {scores.shape} and "
+                     f"{labels.shape}.")
+  if labels.size and (labels.min() < 0 or labels.max() >= scores.shape[1]):
+    raise ValueError(f"labels must lie in [0, {scores.shape[1]}).")
   true = scores[np.arange(labels.size), labels]
   counts = retrieval.RankCounts(greater=(scores > true[:, None]).sum(1),
                                 equal=(scores == true[:, None]).sum(1),

@@ -13,9 +13,21 @@ and predictions, in dataset order, and returns {name: value}:
                  type and per group (viit_jax.metrics.wups); `qa_accuracy_metrics`: exact match
                  after normalisation (viit_jax.metrics.qa).
 
+Score tasks (the model's "scores" are embeddings or similarities, not log-likelihoods):
+
+  retrieval      target {"video_id", "num_texts"}; the score of an example is float[1 + K, D]:
+                 its video's embedding, then the embeddings of its K texts (rows of NaN pad
+                 examples with fewer texts). `retrieval_metrics` de-duplicates videos by
+                 video_id (several examples may show one video) and ranks every text against
+                 every video, blockwise on this process's devices (`sharded_retrieval_metrics`:
+                 no texts x videos matrix in memory): R@1/5/10, MedR, MeanR in both directions
+                 (ties per `tie_policy`, with the optimistic / pessimistic bounds beside them).
+  zero-shot      target: the class index (label_id); score: float[C], the video's similarity to
+                 each class embedding; `zero_shot_metrics`: top-1 / top-5 (same tie policies).
+
 Any harness can evaluate with them: `seqio.Evaluator(task, data.tasks.EvalFeatureConverter(),
 target_field_name="suffix")` and a predict_fn returning (index, token ids) pairs
-(viit_jax.evaluate does this).
+(viit_jax.evaluate does this), or a score_fn returning (index, score) pairs.
 """
 from __future__ import annotations
 
@@ -23,10 +35,13 @@ import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from viit_jax.metrics import captioning
+from viit_jax.metrics import classification
 from viit_jax.metrics import qa
+from viit_jax.metrics import retrieval
 from viit_jax.metrics import wups
 
 
@@ -45,13 +60,15 @@ def strip_trailing_punctuation(text: str) -> str:
 
 def caption_postprocess(output: str, example: Mapping[str, Any] | None = None,
                         is_target: bool = False) -> Any:
-  """Target: {"id": video_id, "references": the example's references (MSR-VTT's 20), or the
-  target text itself (one caption per clip, S-MiT)}; prediction: the text, stripped."""
+  """Target: {"id": the example's key (a video or an ActivityNet segment) else its video_id,
+  "references": the example's references (MSR-VTT's 20), or the target text itself (one caption
+  per clip, S-MiT)}; prediction: the text, stripped."""
   if is_target:
     if example is None:
-      raise ValueError("caption targets need the example (its video_id)")
+      raise ValueError("caption targets need the example (its key or video_id)")
     refs = _texts(example["references"]) if "references" in example else [_text(output)]
-    return {"id": _text(example["video_id"]), "references": refs}
+    return {"id": _text(example["key"] if "key" in example else example["video_id"]),
+            "references": refs}
   return _text(output).strip()
 
 
@@ -91,3 +108,69 @@ def qa_accuracy_metrics(targets: Sequence[Mapping[str, Any]], predictions: Seque
   types = [t["type"] for t in targets]
   return qa.qa_accuracy(list(predictions), [t["answers"] for t in targets],
                         types if any(types) else None)
+
+
+def retrieval_postprocess(output: Any, example: Mapping[str, Any] | None = None,
+                          is_target: bool = False) -> Any:
+  """Target: {"video_id", "num_texts"} of the example (its texts are ex["captions"])."""
+  if not is_target:
+    return output
+  if example is None:
+    raise ValueError("retrieval targets need the example (its video_id and captions)")
+  return {"video_id": _text(example["video_id"]), "num_texts": len(_texts(example["captions"]))}
+
+
+def retrieval_metrics(targets: Sequence[Mapping[str, Any]], scores: Any, *,
+                      tie_policy: retrieval.TiePolicy = retrieval.DEFAULT_TIE_POLICY
+                      ) -> dict[str, float]:
+  """Text<->video retrieval from per-example embeddings.
+
+  Args:
+    targets: per example {"video_id", "num_texts"} (retrieval_postprocess).
+    scores: float[N, 1 + K, D]: row 0 the example's video embedding, rows 1..num_texts its
+      texts' embeddings (further rows are padding).
+    tie_policy: "expected" (default), "optimistic" or "pessimistic".
+  Returns t2v/... and v2t/... R@1/5/10, MedR, MeanR (x100 for R@K) with "/optimistic" and
+  "/pessimistic" bounds, "num_texts" and "num_videos".
+  """
+  scores = np.asarray(scores, np.float32)
+  if scores.ndim != 3 or scores.shape[0] != len(targets):
+    raise ValueError(f"retrieval scores must be [{len(targets)}, 1 + K, D], got {scores.shape}")
+  video_index: dict[str, int] = {}
+  videos, texts, text_to_video = [], [], []
+  for t, s in zip(targets, scores):
+    vid = t["video_id"]
+    if vid not in video_index:
+      video_index[vid] = len(videos)
+      videos.append(s[0])
+    n = int(t["num_texts"])
+    if not 0 < n < s.shape[0]:
+      raise ValueError(f"{vid}: {n} texts but room for {s.shape[0] - 1} in its score")
+    texts.extend(s[1:1 + n])
+    text_to_video += [video_index[vid]] * n
+  local = jax.sharding.Mesh(np.asarray(jax.local_devices()), ("retrieval",))
+  metrics = retrieval.sharded_retrieval_metrics(
+      np.stack(texts), np.stack(videos), np.asarray(text_to_video), mesh=local,
+      tie_policy=tie_policy, with_bounds=True)
+  return {**metrics, "num_texts": float(len(texts)), "num_videos": float(len(videos))}
+
+
+def zero_shot_postprocess(output: Any, example: Mapping[str, Any] | None = None,
+                          is_target: bool = False) -> Any:
+  """Target: the example's class index (label_id)."""
+  if not is_target:
+    return output
+  if example is None:
+    raise ValueError("zero-shot targets need the example (its label_id)")
+  return int(example["label_id"])
+
+
+def zero_shot_metrics(targets: Sequence[int], scores: Any, *,
+                      tie_policy: retrieval.TiePolicy = retrieval.DEFAULT_TIE_POLICY
+                      ) -> dict[str, float]:
+  """top1 / top5 (x100, with their bounds) from float[N, C] class similarities; "count" and
+  "num_classes" beside them."""
+  scores = np.asarray(scores, np.float32)
+  result = classification.accuracy_from_scores(scores, np.asarray(targets, np.int64), (1, 5),
+                                               tie_policy, with_bounds=True)
+  return {**result, "count": float(len(targets)), "num_classes": float(scores.shape[1])}
