@@ -29,6 +29,7 @@ import base64
 import dataclasses
 import html
 import json
+import math
 import pathlib
 import sys
 from collections.abc import Mapping, Sequence
@@ -51,8 +52,13 @@ MetricPath = tuple[str, ...]
 VLM_METRICS: dict[str, MetricPath] = {
     "cider": ("tasks", "msrvtt_caption", "metrics", "CIDEr"),
     "qa": ("tasks", "msrvtt_qa", "metrics", "accuracy"),
+    "anet_cider": ("tasks", "anet_caption", "metrics", "CIDEr"),
+    "anet_qa": ("tasks", "anet_qa", "metrics", "accuracy"),
     "wups": ("tasks", "nextqa_oe", "metrics", "WUPS@0")}
+# Shown as n/a when an evaluation lacks them (a demo world made before its ActivityNet layout).
+OPTIONAL_VLM_METRICS = ("anet_cider", "anet_qa")
 VLM_COLUMNS = {"cider": "MSR-VTT-style CIDEr", "qa": "MSR-VTT-QA accuracy*",
+               "anet_cider": "ANet-style CIDEr", "anet_qa": "ActivityNet-QA accuracy*",
                "wups": "NExT-OE WUPS@0"}
 DE_METRICS: dict[str, MetricPath] = {
     "r1": ("tasks", "msrvtt_retrieval", "metrics", "t2v/R@1"),
@@ -62,15 +68,19 @@ DE_METRICS: dict[str, MetricPath] = {
 KINETICS_TOP1: MetricPath = ("tasks", "kinetics_zero_shot", "metrics", "top1")
 
 # The paper's numbers (docs/paper.md): Table 3 (PaLI-3 based VLM) and Table 4 (MSR-VTT t2v R@1).
-PAPER_TABLE3 = {"eval_image": {"cider": 21.3, "qa": 12.7, "wups": 23.2},
+PAPER_TABLE3 = {"eval_image": {"cider": 21.3, "qa": 12.7, "anet_cider": 13.8, "anet_qa": 22.9,
+                               "wups": 23.2},
                 "eval_phase1": None,  # The paper reports no phase-1-only row in Table 3.
-                "eval_phase2": {"cider": 48.2, "qa": 24.4, "wups": 29.5}}
+                "eval_phase2": {"cider": 48.2, "qa": 24.4, "anet_cider": 31.0, "anet_qa": 29.6,
+                                "wups": 29.5}}
 PAPER_TABLE4 = {"alt_text": ("alt-text", 37.0),
                 "frame_captions": ("image captioner on frames", 39.5),
                 "viit": ("VIIT captions (full method)", 44.3)}
-QA_NOTE = ("MSR-VTT-QA accuracy: exact match on the demo world's MSR-VTT-QA layout "
-           "(msrvtt/MSRVTT-QA/test_qa.json: two NExT-QA-style questions per MSR-VTT test clip, "
-           "phrase answers, so it is harder than the real set's one-word answers).")
+QA_NOTE = ("MSR-VTT-QA and ActivityNet-QA accuracy: exact match on the demo world's layouts of "
+           "them (msrvtt/MSRVTT-QA/test_qa.json, activitynet/test_{q,a}.json: two NExT-QA-style "
+           "questions per clip, phrase answers, so harder than the real sets' one-word answers). "
+           "ANet-style CIDEr: one caption per segment of activitynet/val_1.json against its one "
+           "sentence.")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -115,7 +125,8 @@ def read_numbers(workdir: pathlib.Path) -> Numbers:
   vlm, de, files = {}, {}, {}
   for phase in ph.VLM_EVALS:
     m = load_metrics(workdir, phase)
-    vlm[phase] = {k: lookup(m, p) for k, p in VLM_METRICS.items()}
+    vlm[phase] = {k: lookup(m, p) if k not in OPTIONAL_VLM_METRICS or has(m, p) else math.nan
+                  for k, p in VLM_METRICS.items()}
     files[phase] = str(workdir / phase / "metrics.json")
   for source, de_phase in ph.DUAL_ENCODERS.items():
     phase = f"eval_{de_phase}"
@@ -302,6 +313,7 @@ def table3_rows(n: Numbers) -> list[list[str]]:
 
 
 PAPER_COLUMNS = {"cider": "paper MSR-VTT CIDEr", "qa": "paper MSR-VTT-QA",
+                 "anet_cider": "paper ANet CIDEr", "anet_qa": "paper ANet-QA",
                  "wups": "paper NExT-OE WUPS"}
 TABLE3_HEADER = ["model"] + [h for k in VLM_METRICS for h in (VLM_COLUMNS[k], PAPER_COLUMNS[k])]
 TABLE4_HEADER = ["dual encoder trained on", "R@1", "R@5", "R@10", "paper R@1 (text source)",
