@@ -7,6 +7,7 @@ Every task is a seqio Task with its metric_fns, run by seqio.Evaluator (viit_jax
   anet_caption    ActivityNet Captions CIDEr, one caption per segment (activitynet/val_1.json)
   anet_qa         ActivityNet-QA exact match (activitynet/test_{q,a}.json)
   nextqa_oe       NExT-OE WUPS@0 / WUPS@0.9 overall, per type and per group (official algorithm)
+  smit_caption    S-MiT CIDEr (the paper's ablation metric; smit/val.csv)
 `kind=dual_encoder`:
   msrvtt_retrieval   1k-A text->video and video->text R@1/5/10, MedR, MeanR (`eval.tie_policy`)
   vatex_retrieval    the same over VATEX clips, every English caption a query
@@ -54,7 +55,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.world_dir = "runs/demo/world"
   c.data.vocab_path = ""  # '' = the checkpoint's, else <world_dir>/spm/demo.model (demo).
   c.data.dirs = ml_collections.ConfigDict()
-  for name in ("msrvtt", "nextqa", "activitynet", "vatex", "kinetics"):
+  for name in ("msrvtt", "nextqa", "activitynet", "vatex", "smit", "kinetics"):
     c.data.dirs[name] = ""
   c.data.tfds_data_dir = ""
   c.data.num_frames = 0
@@ -75,6 +76,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.anet_caption_split = "val_1"
   c.eval.anet_qa_split = "test"
   c.eval.vatex_split = "test"
+  c.eval.smit_split = "val"
   c.eval.kinetics_split = "test"
   # Keep decoded eval clips in host memory between seqio.Evaluator's passes (False: decode again
   # on each pass, for sets whose frames do not fit in memory, e.g. Kinetics-600 val).

@@ -481,6 +481,19 @@ def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[s
     registered.append(_register(info, source, preprocessors, vocab, shuffle_buffer_size,
                                 evaluation))
 
+  def add_captions(role: str, dataset: str, splits: Sequence[str], items_fn: ItemsFn,
+                   tfds_splits: Mapping[str, str] | None, evaluation: Evaluation) -> None:
+    """Clips with a caption list (MSR-VTT's layout): the first caption is the target."""
+    add(role, dataset, splits, items_fn, tb.msrvtt_features(num_frames, res),
+        [functools.partial(pp.caption_from_list, key="captions", pick="first")],
+        uniform(splits), tfds_splits, evaluation=evaluation)
+
+  def add_open_qa(role: str, dataset: str, splits: Sequence[str], items_fn: ItemsFn,
+                  tfds_splits: Mapping[str, str] | None, evaluation: Evaluation) -> None:
+    """Videos with their questions (NExT-QA's layout): one example per question."""
+    add(role, dataset, splits, items_fn, tb.nextqa_features(num_frames, res),
+        [pp.flatten_nextqa, pp.qa_prompt], uniform(splits), tfds_splits, evaluation=evaluation)
+
   if "coco" in roots:
     root = roots["coco"]
     splits = tb.coco_splits(root, formats.coco_annotation_template)
@@ -522,18 +535,14 @@ def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[s
     root = roots["msrvtt"]
     all_splits = tb.msrvtt_splits(root)
     caption_splits = [s for s in all_splits if s != "test_1ka"]
-    add("msrvtt_caption", "msrvtt", caption_splits,
-        lambda split, rej, root=root: tb.msrvtt_items(root, split, rej),
-        tb.msrvtt_features(num_frames, res),
-        [functools.partial(pp.caption_from_list, key="captions", pick="first")],
-        uniform(caption_splits), {s: s for s in caption_splits},
-        evaluation=caption_evaluation(caption_metrics))
+    add_captions("msrvtt_caption", "msrvtt", caption_splits,
+                 lambda split, rej, root=root: tb.msrvtt_items(root, split, rej),
+                 {s: s for s in caption_splits}, caption_evaluation(caption_metrics))
     qa_splits = tb.msrvtt_qa_splits(root)
     if qa_splits:
-      add("msrvtt_qa", "msrvtt", qa_splits,
-          lambda split, rej, root=root: tb.msrvtt_qa_items(root, split, rej),
-          tb.nextqa_features(num_frames, res), [pp.flatten_nextqa, pp.qa_prompt],
-          uniform(qa_splits), None, evaluation=QA_ACCURACY_EVALUATION)
+      add_open_qa("msrvtt_qa", "msrvtt", qa_splits,
+                  lambda split, rej, root=root: tb.msrvtt_qa_items(root, split, rej), None,
+                  QA_ACCURACY_EVALUATION)
     if "test_1ka" in all_splits:
       add("msrvtt_retrieval", "msrvtt", ["test"],
           lambda split, rej, root=root: tb.msrvtt_items(root, "test_1ka", rej),
@@ -542,25 +551,21 @@ def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[s
   if "nextqa" in roots:
     root = roots["nextqa"]
     splits = tb.nextqa_splits(root)
-    add("nextqa_oe", "nextqa", splits,
-        lambda split, rej, root=root: tb.nextqa_items(root, split, rej),
-        tb.nextqa_features(num_frames, res), [pp.flatten_nextqa, pp.qa_prompt], uniform(splits),
-        {s: s for s in splits}, evaluation=NEXTQA_EVALUATION)
+    add_open_qa("nextqa_oe", "nextqa", splits,
+                lambda split, rej, root=root: tb.nextqa_items(root, split, rej),
+                {s: s for s in splits}, NEXTQA_EVALUATION)
   if "activitynet" in roots:  # PyAV only (no TFDS builder).
     root = roots["activitynet"]
     splits = tb.anet_caption_splits(root)
     if splits:
-      add("anet_caption", "activitynet", splits,
-          lambda split, rej, root=root: tb.anet_caption_items(root, split, rej),
-          tb.msrvtt_features(num_frames, res),
-          [functools.partial(pp.caption_from_list, key="captions", pick="first")],
-          uniform(splits), None, evaluation=caption_evaluation(("CIDEr",)))
+      add_captions("anet_caption", "activitynet", splits,
+                   lambda split, rej, root=root: tb.anet_caption_items(root, split, rej), None,
+                   caption_evaluation(("CIDEr",)))
     qa_splits = tb.anet_qa_splits(root)
     if qa_splits:
-      add("anet_qa", "activitynet", qa_splits,
-          lambda split, rej, root=root: tb.anet_qa_items(root, split, rej),
-          tb.nextqa_features(num_frames, res), [pp.flatten_nextqa, pp.qa_prompt],
-          uniform(qa_splits), None, evaluation=QA_ACCURACY_EVALUATION)
+      add_open_qa("anet_qa", "activitynet", qa_splits,
+                  lambda split, rej, root=root: tb.anet_qa_items(root, split, rej), None,
+                  QA_ACCURACY_EVALUATION)
     if not splits and not qa_splits:
       raise FileNotFoundError(f"activitynet: no <split>.json or <split>_q.json under {root}")
   if "vatex" in roots:  # PyAV only (no TFDS builder).

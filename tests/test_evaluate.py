@@ -129,6 +129,16 @@ def test_evaluate_vlm(vlm_checkpoint, demo_world, tmp_path):
   res = tok.tokenize({p["key"]: [{"caption": p["prediction"]}] for p in segs})
   assert anet["metrics"]["CIDEr"] == pytest.approx(100 * Cider().compute_score(gts, res)[0],
                                                    abs=1e-6)
+  # S-MiT (the ablation metric): one spoken caption per clip of smit/val.csv.
+  smit = on_disk["tasks"]["smit_caption"]
+  clips = _jsonl(tmp_path / "predictions" / "smit_caption.jsonl")
+  published = (demo_world / "smit" / "val.csv").read_text().splitlines()[1:]
+  assert smit["split"] == "val" and len(clips) == min(12, len(published))
+  assert all(len(p["references"]) == 1 for p in clips)
+  gts = tok.tokenize({p["video_id"]: [{"caption": p["references"][0]}] for p in clips})
+  res = tok.tokenize({p["video_id"]: [{"caption": p["prediction"]}] for p in clips})
+  assert smit["metrics"]["CIDEr"] == pytest.approx(100 * Cider().compute_score(gts, res)[0],
+                                                   abs=1e-6)
 
   rows = _jsonl(tmp_path / "predictions" / "nextqa_oe.jsonl")
   assert len(rows) == 12

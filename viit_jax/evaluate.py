@@ -19,6 +19,7 @@ Each is a seqio Task with its postprocess_fn and metric_fns (viit_jax.metrics.ta
                        viit_jax.metrics.qa's normalisation, overall and per question word / type
                        (MSR-VTT-QA <msrvtt>/MSRVTT-QA/<split>_qa.json, ActivityNet-QA
                        <activitynet>/<split>_{q,a}.json; the demo world writes both).
+    smit_caption       S-MiT's spoken caption per clip (the paper's ablation metric): CIDEr.
     nextqa_oe          prompt "Answer in en: <question>"; WUPS@0 and WUPS@0.9 overall, per type
                        and per group (viit_jax.metrics.wups: official NExT-OE algorithm, WordNet
                        3.0; its documented deviation: lemmas without a POS tagger). Trailing
@@ -71,7 +72,8 @@ from viit_jax.models import dual_encoder as de_lib
 from viit_jax.models import vlm as vlm_lib
 
 KINDS = ("vlm", "dual_encoder")
-TASKS = {"vlm": ("msrvtt_caption", "msrvtt_qa", "anet_caption", "anet_qa", "nextqa_oe"),
+TASKS = {"vlm": ("msrvtt_caption", "msrvtt_qa", "anet_caption", "anet_qa", "nextqa_oe",
+                 "smit_caption"),
          "dual_encoder": ("msrvtt_retrieval", "vatex_retrieval", "kinetics_zero_shot")}
 # Evaluation task -> the data task role it reads (data.tasks names; demo_<...> on the demo world).
 DATA_ROLES = {**{n: n for n in (*TASKS["vlm"], *TASKS["dual_encoder"])},
@@ -80,7 +82,8 @@ DATA_ROLES = {**{n: n for n in (*TASKS["vlm"], *TASKS["dual_encoder"])},
 SPLIT_KEYS = {"msrvtt_caption": "caption_split", "msrvtt_qa": "qa_split",
               "anet_caption": "anet_caption_split", "anet_qa": "anet_qa_split",
               "nextqa_oe": "qa_split", "msrvtt_retrieval": "retrieval_split",
-              "vatex_retrieval": "vatex_split", "kinetics_zero_shot": "kinetics_split"}
+              "vatex_retrieval": "vatex_split", "kinetics_zero_shot": "kinetics_split",
+              "smit_caption": "smit_split"}
 QA_TASKS = ("msrvtt_qa", "anet_qa", "nextqa_oe")
 RETRIEVAL_TASKS = ("msrvtt_retrieval", "vatex_retrieval")
 NOTES = {
@@ -91,6 +94,8 @@ NOTES = {
                  "the one answer; per question word; x100.",
     "anet_caption": "ActivityNet Captions, one caption per ground-truth segment against its "
                     "sentence; pycocoevalcap's Cider (CIDEr-D); x100.",
+    "smit_caption": "S-MiT spoken captions (the paper's ablation metric), one per clip; "
+                    "pycocoevalcap's Cider (CIDEr-D); x100.",
     "anet_qa": "ActivityNet-QA exact match (as MSR-VTT-QA) against the one answer; per answer "
                "type; x100.",
     "msrvtt_retrieval": "1k-A; R@K x100, MedR/MeanR 1-based; ties: {tie_policy} (the "
@@ -255,6 +260,7 @@ def gather_rows(mine: Sequence[tuple[int, np.ndarray]], shape: tuple[int, ...],
 
 # The example fields each kind of task keeps in its predictions file.
 ROW_FIELDS = {"msrvtt_caption": ("video_id", "references"),
+              "smit_caption": ("video_id", "references"),
               "anet_caption": ("key", "video_id", "references"),
               **{n: ("key", "type", "question", "answers") for n in QA_TASKS}}
 
@@ -474,7 +480,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> d
   for name in names:
     t0 = time.time()
     task, split = data_task(config, name), config.eval[SPLIT_KEYS[name]]
-    if name in ("msrvtt_caption", "anet_caption"):
+    if name in ("msrvtt_caption", "anet_caption", "smit_caption"):
       metrics, rows = evaluator.seqio_evaluate(task, split, max_examples, caption_row,
                                                memory_cache=cache)
     elif name in QA_TASKS:
