@@ -90,6 +90,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 3
   c.train.async_checkpoints = True
   c.train.eval_every = 50  # 0 = only at the end.
+  # MFU's peak per chip in TFLOP/s; 0 = the chip's published bf16 peak (TPU, GPU) or, on a CPU, a
+  # matmul measured at start-up (viit_jax/flops.py).
+  c.train.peak_tflops = 0.0
+  c.train.profile_steps = ""  # "a:b": a jax.profiler trace of steps a..b in <workdir>/profile.
   c.train.eval_at_start = False  # Also evaluate the initial state (a phase's starting point).
   c.train.eval_batches = 2  # Held-out batches for the eval loss.
   c.train.decode_samples = 4  # Greedy-decoded examples logged at each eval.

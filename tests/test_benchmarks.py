@@ -129,3 +129,37 @@ def test_input_benchmark_prints_its_four_figures(demo_world, capsys):
   assert float(re.search(patterns[0], out, re.M).group(1)) > 0
   assert results["decode"]["world_clips"] == 4 and results["steps"]["real_step_s"] > 0
   assert [row["workers"] for row in results["memory"]] == [1, 8]
+
+
+def test_train_step_benchmark_prints_mfu_per_phase(capsys):
+  """python -m viit_jax.benchmarks.train_step in its smoke mode (test variant, 1 step): per phase a
+  line 'MFU: X%' equal to analytic model FLOPs / step time / the run's matmul peak."""
+  from viit_jax.benchmarks import train_step
+  rows = train_step.main(["--variant=test", "--steps=1", "--batch_size=8", "--dtype=float32",
+                          "--config_args=model.scan=false", "--peak_n=256"])
+  out = capsys.readouterr().out
+  peak = float(re.search(r"MFU against ([\d.]+)\)", out).group(1)) * 1e9
+  assert [r["phase"] for r in rows] == ["phase1", "phase2", "dual_encoder"]
+  for r in rows:
+    m = re.search(rf"^MFU: ([\d.]+)% \({r['phase']}, {r['variant']}\)$", out, re.M)
+    assert m, out
+    assert float(m.group(1)) == pytest.approx(100 * r["model_flops"] / r["seconds"] / peak,
+                                              abs=0.06)
+    # The compiled count (every layer) and the analytic one agree on what the step computes.
+    assert 0.7 < r["compiled_flops"] / r["hardware_flops"] < 1.5, r
+  # Phase 1 trains the ViT under a frozen LM the gradient crosses; phase 2 only the LM.
+  assert rows[0]["trainable"] != rows[1]["trainable"]
+
+
+def test_decode_benchmark_prints_the_roofline(capsys):
+  """python -m viit_jax.benchmarks.decode in its smoke mode: 'roofline: X%' rows for the VLM and
+  for the language model alone (--lm_only), from the analytic FLOPs and the run's matmul peak."""
+  from viit_jax.benchmarks import decode
+  for extra in ([], ["--lm_only"]):
+    decode.main(["--variant=test", "--batch_sizes=8", "--max_decode_len=4", "--repeats=1",
+                 "--no_uncached", *extra])
+    out = capsys.readouterr().out
+    mode = "lm only" if extra else "cached"
+    m = re.search(rf"^roofline: ([\d.]+)% \({mode}, batch 8\)$", out, re.M)
+    assert m and 0 < float(m.group(1)) < 100, out
+    assert ("LM only" in out) == bool(extra)

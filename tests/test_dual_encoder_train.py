@@ -13,6 +13,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import shutil
 import time
 
@@ -75,6 +76,7 @@ def _trains_two_steps(config, workdir: pathlib.Path) -> None:
   rows = _train_rows(workdir)
   assert [r["step"] for r in rows] == [1, 2]
   assert all(math.isfinite(r["train/loss"]) for r in rows)
+  assert all(0 < r["train/mfu"] < 1 for r in rows)
   assert result.step == 2
   assert (pathlib.Path(checkpoints.checkpoint_dir(workdir)) / "2").is_dir()
 
@@ -123,16 +125,24 @@ def autolabel_dirs(demo_world, tmp_path_factory):
 
 def test_alt_text_checkpoints_and_resumes_exactly(demo_world, tmp_path):
   """4 steps with checkpoints at 2 and 4; dropping step 4 and rerunning resumes at 2 and ends on
-  the same parameters (data order, caption draws and crops are functions of the step)."""
-  config = _config(demo_world, **{"train.total_steps": 4, "dual_encoder.caption_source": "alt_text"})
+  the same parameters (data order, caption draws and crops are functions of the step). The first
+  run also logs MFU and writes a profile of steps 2-3."""
+  config = _config(demo_world, **{"train.total_steps": 4, "dual_encoder.caption_source": "alt_text",
+                                  "train.profile_steps": "2:3"})
   work = tmp_path / "de"
-  first = loop.train(config, str(work), tde.build_task, log=lambda s: None)
+  first_logs = []
+  first = loop.train(config, str(work), tde.build_task, log=first_logs.append)
   assert first.source == "fresh initialisation"
+  assert any("model FLOPs per step" in line and "measured 1024^2" in line for line in first_logs)
+  assert any(re.search(r"\| MFU \d+\.\d% \|", line) for line in first_logs), first_logs
+  assert list((work / "profile").rglob("*.xplane.pb")), "no profiler trace of steps 2-3"
+  assert any("profile of steps 2-3 written" in line for line in first_logs)
   ckpt_dir = pathlib.Path(checkpoints.checkpoint_dir(work))
   assert sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()) == [2, 4]
   rows = _train_rows(work)
   assert [r["step"] for r in rows] == [1, 2, 3, 4]
   assert all(math.isfinite(r["train/loss"]) for r in rows)
+  assert all(0 < r["train/mfu"] < 1 for r in rows)
   # InfoNCE of a near-random model on 8 pairs is close to log(8).
   assert abs(rows[0]["train/loss"] - math.log(8)) < 0.5
   evals = [json.loads(l) for l in open(work / loop.METRICS_FILE)]

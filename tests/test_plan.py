@@ -10,6 +10,7 @@ import re
 import pytest
 
 from viit_jax import aot
+from viit_jax import flops
 from viit_jax import plan
 
 libtpu = importlib.util.find_spec("libtpu")
@@ -69,13 +70,13 @@ def test_analytic_flops_count_frozen_towers_less():
   import jax
   one = sharding_lib.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, jax.devices()[:1])
   cfg = aot.train_program(plan.load_config(TINY_VLM), one).model_cfg
-  full = aot.analytic_step_flops(cfg, 8, ("img/x", "llm/y"), "none")
-  frozen_llm = aot.analytic_step_flops(cfg, 8, ("img/x",), "none")
-  remat = aot.analytic_step_flops(cfg, 8, ("img/x", "llm/y"), "full")
+  full = flops.analytic_step_flops(cfg, 8, ("img/x", "llm/y"), "none")
+  frozen_llm = flops.analytic_step_flops(cfg, 8, ("img/x",), "none")
+  remat = flops.analytic_step_flops(cfg, 8, ("img/x", "llm/y"), "full")
   assert full.model == 3 * 8 * variants.flops_per_example(cfg)
   assert frozen_llm.model < full.model
   assert remat.hardware == full.model + 8 * variants.flops_per_example(cfg)
-  dots = aot.analytic_step_flops(cfg, 8, ("img/x", "llm/y"), "dots")  # Saves every matmul.
+  dots = flops.analytic_step_flops(cfg, 8, ("img/x", "llm/y"), "dots")  # Saves every matmul.
   assert dots.hardware == dots.model == full.model
 
 

@@ -41,12 +41,12 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from viit_jax import decoding
+from viit_jax import flops
 from viit_jax import loop
 from viit_jax import optim
 from viit_jax import programs
@@ -65,104 +65,6 @@ _DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "bf16": 2, "f16
                 "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16}
 
 Config = ml_collections.ConfigDict
-# Remat policies that recompute a block's whole forward in the backward pass (models/layers.py).
-RECOMPUTE_FORWARD = ("full", "nothing_saveable")
-
-
-# ------------------------------------------------------------------------------------------------
-# Analytic FLOPs.
-
-
-def towers_forward(cfg: variants.ModelConfig) -> dict[str, int]:
-  """Forward FLOPs of one training example per top-level parameter collection (img / llm / txt)."""
-  if isinstance(cfg, vlm_lib.VLMConfig):
-    t, text = cfg.img.num_frames, cfg.llm.seq_len
-    return {"img": variants._vit_flops(cfg.img, t),  # pylint: disable=protected-access
-            "llm": variants._gemma_flops(  # pylint: disable=protected-access
-                cfg.llm, t * cfg.tokens_per_frame + text, text)}
-  if isinstance(cfg, de_lib.DualEncoderConfig):
-    return {"img": variants._vit_flops(  # pylint: disable=protected-access
-                cfg.img, cfg.img.num_frames),
-            "txt": variants._text_flops(cfg.txt)}  # pylint: disable=protected-access
-  raise TypeError(type(cfg).__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class AnalyticFlops:
-  """Analytic FLOPs of one call of a program (global, all chips)."""
-  model: float  # What the math needs (training: forward + backward).
-  hardware: float  # What the program runs: + the forward remat recomputes; decode: every step.
-  comparable: float  # What XLA's cost analysis should count (loops counted once).
-  formula: str
-  six_nd: float = 0.0  # Training: 6 x params x tokens, the usual rule of thumb.
-
-
-def analytic_step_flops(cfg: variants.ModelConfig, batch: int, trainable: tuple[str, ...],
-                        remat_policy: str) -> AnalyticFlops:
-  """FLOPs of one train step from the model's analytic forward (matmuls and attention, 2 per
-  multiply-add).
-
-  model = B x sum_tower F_tower x m_tower, m = 3 for a tower with trainable weights (forward, the
-  activations' and the weights' gradients), 2 for a frozen tower the gradient must cross to reach a
-  trainable one (phase 1's frozen LM, downstream of the trained ViT), 1 for a frozen tower nothing
-  trainable precedes; hardware = model + the forward remat recomputes: B x sum F for 'full' and
-  'nothing_saveable'; none for 'dots' (every matmul output is saved; what is recomputed, norms and
-  activations, is not counted) and 'dots_no_batch' (a lower bound: it recomputes attention's
-  batched matmuls); six_nd = 6 x params x B x tokens (visual + text).
-  """
-  fwd = towers_forward(cfg)
-  trained = {name.split("/")[0] for name in trainable}
-  mult = {}
-  for tower in fwd:
-    if tower in trained:
-      mult[tower] = 3
-    elif isinstance(cfg, vlm_lib.VLMConfig) and tower == "llm" and "img" in trained:
-      mult[tower] = 2
-    else:
-      mult[tower] = 1
-  model = batch * sum(fwd[k] * mult[k] for k in fwd)
-  recomputed = remat_policy in RECOMPUTE_FORWARD
-  hardware = model + (batch * sum(fwd.values()) if recomputed else 0)
-  if isinstance(cfg, vlm_lib.VLMConfig):
-    tokens = cfg.img.num_frames * cfg.tokens_per_frame + cfg.llm.seq_len
-  else:
-    tokens = cfg.img.num_frames * cfg.img.num_patches + cfg.txt.seq_len
-  six_nd = 6 * variants.count_params(cfg) * batch * tokens
-  formula = (f"B x sum_tower fwd x m (m: {', '.join(f'{k} {v}' for k, v in mult.items())}; "
-             "3 trained, 2 frozen but crossed by the gradient, 1 frozen)"
-             + (f" + B x fwd (remat {remat_policy})" if recomputed else
-                f" (remat {remat_policy}: no matmul recomputed)" if remat_policy != "none" else ""))
-  return AnalyticFlops(model, hardware, hardware, formula, six_nd)
-
-
-def llm_params(cfg: vlm_lib.VLMConfig) -> int:
-  """Parameters of the VLM's language model (everything outside the image tower)."""
-  img = nn.unbox(variants.abstract_params(cfg))["img"]
-  return variants.count_params(cfg) - sum(math.prod(x.shape)
-                                          for x in jax.tree_util.tree_leaves(img))
-
-
-def analytic_decode_flops(cfg: vlm_lib.VLMConfig, rows: int, dcfg: decoding.DecodeConfig,
-                          prompt_len: int) -> AnalyticFlops:
-  """FLOPs of one decode call over `rows` clips: one prefill (ViT over the frames, LM over the
-  visual + prompt tokens, logits at one position), then K x L extend steps per clip, each
-  2 x LM parameters (the embedding as the logits' matmul) plus attention over the cache."""
-  t = cfg.img.num_frames
-  visual = t * cfg.tokens_per_frame
-  prefill = (variants._vit_flops(cfg.img, t)  # pylint: disable=protected-access
-             + variants._gemma_flops(cfg.llm, visual + prompt_len, 1))  # pylint: disable=protected-access
-  k, length = dcfg.num_samples, dcfg.max_decode_len
-  n_llm = llm_params(cfg)
-
-  def step(ctx: float) -> float:
-    return 2 * n_llm + 2 * 2 * ctx * cfg.llm.num_heads * cfg.llm.head_dim * cfg.llm.depth
-
-  ctx_total = visual + prompt_len + length
-  whole = rows * (prefill + k * length * step(visual + prompt_len + length / 2))
-  one_step = rows * (prefill + k * step(ctx_total))
-  formula = (f"rows x (prefill ({t} frames, {visual}+{prompt_len} tokens) + K={k} x L={length} "
-             "extend steps of 2 x LM params + cache attention)")
-  return AnalyticFlops(whole, whole, one_step, formula)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -192,7 +94,7 @@ class Program:
   mesh: jax.sharding.Mesh
   lower: Callable[[], jax.stages.Lowered]
   parts: Mapping[str, int]
-  analytic: AnalyticFlops
+  analytic: flops.AnalyticFlops
   with_depths: Callable[[int, int], "Program"] | None = None
   resident: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
@@ -270,7 +172,7 @@ def train_program(config: Config, mesh: jax.sharding.Mesh,
   return Program(
       f"{trainer} train step", header, cfg, mesh,
       lower=functools.partial(loop.lower_step, task, config, mesh, spec), parts=parts,
-      analytic=analytic_step_flops(cfg, b, spec.trainable, str(config.model.remat_policy)),
+      analytic=flops.analytic_step_flops(cfg, b, spec.trainable, str(config.model.remat_policy)),
       with_depths=lambda i, t: train_program(config, mesh, _with_depths(cfg, i, t)))
 
 
@@ -298,7 +200,7 @@ def eval_decode_program(config: Config, mesh: jax.sharding.Mesh,
       "eval decode step", f"config {config.experiment}: eval decode step (the trainer's greedy "
       f"samples), batch {b}, {length} tokens, prompt padded to {prompt}", cfg, mesh, lower,
       parts={"parameters": shard_bytes(params), "batch": shard_bytes(batch)},
-      analytic=analytic_decode_flops(cfg, b, dcfg, prompt),
+      analytic=flops.analytic_decode_flops(cfg, b, dcfg, prompt),
       with_depths=lambda i, t: eval_decode_program(config, mesh, _with_depths(cfg, i, t)),
       resident={"optimizer state": shard_bytes(spec.abstract_state["opt"])})
 
@@ -362,7 +264,7 @@ def decode_program(config: Config, mesh: jax.sharding.Mesh, *,
             f"{prompt_len} tokens, {cfg.img.num_frames} frames x {cfg.tokens_per_frame} tokens")
   return Program(
       "decode step", header, cfg, mesh, lower=lambda: decoder.lower(params, inputs), parts=parts,
-      analytic=analytic_decode_flops(cfg, rows, dcfg, prompt_len),
+      analytic=flops.analytic_decode_flops(cfg, rows, dcfg, prompt_len),
       with_depths=lambda i, t: decode_program(config, mesh, model_cfg=_with_depths(cfg, i, t),
                                               dcfg=dcfg, prompt_len=prompt_len))
 
@@ -456,7 +358,7 @@ class Report:
   total_gib: float
   hbm_gib: float | None  # None: the backend does not say.
   compiled_flops: float | None  # Global: per-chip cost_analysis x chips.
-  analytic: AnalyticFlops
+  analytic: flops.AnalyticFlops
   memory: dict[str, int] = dataclasses.field(default_factory=dict)  # Bytes per chip by kind.
 
   @property
@@ -559,7 +461,7 @@ def compile_report(program: Program, hbm_gib: float | None, *, full_flops: bool 
     if program.name.endswith("decode step"):
       lines.append(f"  the extend while-loop is counted once by XLA: analytic prefill + 1 extend "
                    f"step = {a.comparable:.4g}; compiled / that = {flops / a.comparable:.3f}")
-    elif _scanned(program.model_cfg):
+    elif scanned(program.model_cfg):
       lines.append(f"  compiled / analytic = {flops / a.hardware:.3f} with scanned layers (XLA "
                    "counts a while-loop body once: one layer per stack)")
     else:
@@ -586,5 +488,5 @@ def compile_report(program: Program, hbm_gib: float | None, *, full_flops: bool 
   return Report(lines, total / GIB, hbm_gib, flops, a, memory)
 
 
-def _scanned(cfg: variants.ModelConfig) -> bool:
+def scanned(cfg: variants.ModelConfig) -> bool:
   return bool(cfg.img.scan or getattr(cfg, _text_tower(cfg)).scan)

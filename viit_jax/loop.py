@@ -44,6 +44,7 @@ from orbax.checkpoint import multihost as ocp_multihost
 
 from viit_jax import checkpoints
 from viit_jax import config_lib
+from viit_jax import flops as flops_lib
 from viit_jax import metric_writer
 from viit_jax import optim
 from viit_jax import paths
@@ -85,12 +86,14 @@ class Task:
       config): that is what makes resume exact.
     batch_spec: global shape and dtype of each batch leaf (for AOT compilation).
     eval_fn: (params, step) -> EvalResult, run every `train.eval_every` steps and at the end.
+    model_cfg: the model trained, for the analytic FLOPs of the MFU figure (None: no MFU).
   """
   init_fn: Callable[[jax.Array], Params]
   loss_fn: LossFn
   data_fn: Callable[[int], Iterator[Batch]]
   batch_spec: Mapping[str, jax.ShapeDtypeStruct]
   eval_fn: Callable[[Params, int], EvalResult] | None = None
+  model_cfg: Any = None
 
 
 @dataclasses.dataclass
@@ -323,6 +326,42 @@ def _format_memory(mib: Mapping[str, float]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------
+# Profiling.
+
+
+class Profile:
+  """`train.profile_steps` "a:b": a `jax.profiler` trace of steps a to b (inclusive) written to
+  `directory` (<workdir>/profile; TensorBoard's profile plugin reads it). "" = none."""
+
+  def __init__(self, spec: str, directory: str, log: Callable[[str], None]):
+    self.first = self.last = 0
+    if spec:
+      try:
+        self.first, self.last = (int(x) for x in spec.split(":"))
+      except ValueError:
+        raise ValueError(f"train.profile_steps must be 'a:b' (first and last step), got {spec!r}")
+      if not 0 < self.first <= self.last:
+        raise ValueError(f"train.profile_steps {spec!r}: need 0 < a <= b")
+    self.directory, self.log, self.active = directory, log, False
+
+  def before(self, step: int) -> None:
+    if self.first and step == self.first:
+      jax.profiler.start_trace(self.directory)
+      self.active = True
+
+  def after(self, step: int, metrics: Any) -> None:
+    if self.active and step == self.last:
+      jax.block_until_ready(metrics)
+      self.close()
+      self.log(f"profile of steps {self.first}-{self.last} written to {self.directory}")
+
+  def close(self) -> None:
+    if self.active:
+      jax.profiler.stop_trace()
+      self.active = False
+
+
+# ------------------------------------------------------------------------------------------------
 # The loop.
 
 
@@ -466,6 +505,14 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
   writer = metric_writer.MetricWriter(workdir, METRICS_FILE)
   if jax.process_index() == 0:
     paths.write_json(paths.path(workdir) / MEMORY_FILE, memory)
+  step_flops, peak = 0.0, 0.0
+  if task.model_cfg is not None:
+    step_flops = flops_lib.analytic_step_flops(task.model_cfg, int(tc.batch_size), spec.trainable,
+                                               str(config.model.remat_policy)).model
+    peak, peak_source = flops_lib.devices_peak(config.model.dtype, float(tc.peak_tflops))
+    log(f"model FLOPs per step {step_flops:.3e} (analytic); peak {peak / 1e12:.2f} TFLOP/s "
+        f"({peak_source})")
+  profile = Profile(str(tc.profile_steps), paths.name(paths.path(workdir) / "profile"), log)
 
   meta = {"experiment": config.experiment, "variant": config.model.variant,
           "config": config_lib.to_plain(config)}
@@ -514,7 +561,9 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
       if step == start + 1:  # Compiled and holding a batch: start the collectives together.
         sync_processes(f"viit_loop/first_step/{step}")
       batch = sharding_lib.host_local_to_global(dict(host_batch), mesh, rules)
+      profile.before(step)
       state, metrics = compiled(state, batch)
+      profile.after(step, metrics)
       if pending is not None:  # Check the previous step while this one runs.
         window.append(check(*pending))
       pending = (step, metrics)
@@ -532,12 +581,14 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
         mean = {k: float(np.mean([w[k] for w in window])) for k in window[-1]}
         steps_s = steps_window / dt
         ex_s = steps_s * tc.batch_size
+        mfu = step_flops * steps_s / peak if peak else math.nan
         scalars = {**{f"train/{k}": v for k, v in mean.items()}, "train/steps_per_s": steps_s,
-                   "train/examples_per_s": ex_s}
+                   "train/examples_per_s": ex_s, **({"train/mfu": mfu} if peak else {})}
         writer.write(step, scalars)
         last_metrics = scalars
         log(f"step {step}/{total} | loss {mean['loss']:.4f} | lr {mean['lr']:.2e} | "
             f"{ex_s:.1f} ex/s | {steps_s:.2f} steps/s | "
+            + (f"MFU {100 * mfu:.1f}% | " if peak else "") +
             f"ETA {runtime.format_eta((total - step) / steps_s if steps_s > 0 else math.inf)}")
         window, steps_window, t_window = [], 0, time.time()
       if save_now:
@@ -561,6 +612,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
     raise
   finally:
     notice.close()
+    profile.close()
   ckpt.close()
   writer.close()
   log(f"done: step {total} in {time.time() - t_start:.1f}s")

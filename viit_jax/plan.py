@@ -46,6 +46,7 @@ import ml_collections
 
 from launch import tpu_topology
 from viit_jax import aot
+from viit_jax import flops
 from viit_jax import sharding as sharding_lib
 
 # HBM per chip (GiB) and dense bf16 peak (TFLOP/s per chip). v5e (16, 197), v5p (95, 459) and v6e
@@ -215,10 +216,10 @@ def _phase_flops(phase: Phase, compiled_on: Topology | None) -> tuple[float, str
 
 def labeling_flops_per_clip(config_path: str = LABEL_CONFIG) -> tuple[float, str]:
   """Forward FLOPs to caption one clip K times with an auto-labeling config's model and decode
-  settings (aot.analytic_decode_flops: prefill once, K x L extend steps)."""
+  settings (flops.analytic_decode_flops: prefill once, K x L extend steps)."""
   config = load_config(config_path)
   cfg = aot.decode_model_config(config)
-  a = aot.analytic_decode_flops(cfg, 1, aot.decode_settings(config), aot.PROMPT_TOKENS)
+  a = flops.analytic_decode_flops(cfg, 1, aot.decode_settings(config), aot.PROMPT_TOKENS)
   return a.hardware, a.formula
 
 

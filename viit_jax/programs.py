@@ -49,7 +49,7 @@ def vlm_task(config: Config, cfg: vlm_lib.VLMConfig, *,
   return loop.Task(init_fn=lambda rng: init(rng)["params"],
                    loss_fn=functools.partial(vlm_lib.batch_loss, model=variants.make_model(cfg)),
                    data_fn=data_fn, batch_spec=vlm_lib.batch_spec(*_sizes(config)),
-                   eval_fn=eval_fn)
+                   eval_fn=eval_fn, model_cfg=cfg)
 
 
 def dual_encoder_model_config(config: Config, vocab_size: int = 0) -> de_lib.DualEncoderConfig:
@@ -79,4 +79,4 @@ def dual_encoder_task(config: Config, cfg: de_lib.DualEncoderConfig, *,
   return loop.Task(init_fn=lambda rng: init(rng)["params"],
                    loss_fn=functools.partial(de_lib.batch_loss, model=de_lib.DualEncoder(cfg),
                                              loss=config.dual_encoder.loss),
-                   data_fn=data_fn, batch_spec=spec, eval_fn=eval_fn)
+                   data_fn=data_fn, batch_spec=spec, eval_fn=eval_fn, model_cfg=cfg)

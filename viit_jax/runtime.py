@@ -93,6 +93,8 @@ def define_flags(*, resume: bool, compile_only: bool = False) -> None:
   flags.register_multi_flags_validator(
       ["workdir", "compile_only"], lambda f: bool(f["workdir"] or f["compile_only"]),
       message="--workdir is required (unless --compile_only)")
+  flags.DEFINE_string("profile_steps", None, "Trainers: 'a:b' writes a jax.profiler trace of "
+                      "steps a..b to <workdir>/profile (sets train.profile_steps).")
 
 
 def run(main: Callable[[Args], int | None], *, resume: bool = False, uses_jax: bool = True,
@@ -116,6 +118,10 @@ def run(main: Callable[[Args], int | None], *, resume: bool = False, uses_jax: b
       absl_logging.set_verbosity(absl_logging.WARNING)
     if uses_jax:
       configure_runtime()
+    if compile_only is not None and FLAGS.profile_steps is not None:
+      if "train" not in FLAGS.config or "profile_steps" not in FLAGS.config.train:
+        raise app.UsageError("--profile_steps is for the trainers (their train.profile_steps)")
+      FLAGS.config.train.profile_steps = FLAGS.profile_steps
     if compile_only is not None and FLAGS.compile_only:
       return compile_only(FLAGS.config)
     try:

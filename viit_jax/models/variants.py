@@ -100,6 +100,19 @@ VARIANTS: dict[str, ModelConfig] = {
                               temporal=True),
         txt=text_lib.TextConfig(vocab_size=1000, width=64, depth=3, mlp_dim=256, num_heads=2,
                                 seq_len=32, head_features=64)),
+    # ~25M LM parameters (width 512, 6 layers): the size where arithmetic rather than per-op
+    # overhead should dominate a CPU step (benchmarks' `mid`); the demo's frames and resolution.
+    "mid": vlm_lib.VLMConfig(
+        img=vit_lib.ViTConfig(width=256, depth=4, mlp_dim=1024, num_heads=4, patch_size=8,
+                              image_size=32, num_frames=8, head_features=512),
+        llm=gemma_lib.GemmaConfig(width=512, depth=6, mlp_dim=2048, num_heads=8, num_kv_heads=1,
+                                  head_dim=64, vocab_size=4096, seq_len=48)),
+    "mid-de": de_lib.DualEncoderConfig(
+        img=vit_lib.ViTConfig(width=256, depth=6, mlp_dim=1024, num_heads=4, patch_size=8,
+                              image_size=32, num_frames=4, pool_type="map", head_features=512,
+                              temporal=True),
+        txt=text_lib.TextConfig(vocab_size=4096, width=512, depth=6, mlp_dim=2048, num_heads=8,
+                                seq_len=32, head_features=512)),
     # Public SigLIP (two-tower, image side pooled by MAP, no image head) and bare ViT trunks.
     "siglip-b16": de_lib.DualEncoderConfig(img=_vit("B/16", pool_type="map"),
                                            txt=_siglip_text("B/16", seq_len=64)),
