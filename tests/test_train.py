@@ -411,6 +411,16 @@ def _toy_config(**kw):
                                  "optim__lr": 0.05, "optim__warmup_steps": 0, **kw}))
 
 
+def test_a_bad_profile_range_is_refused_before_compiling(tmp_path):
+  config = _toy_config(train__profile_steps="5-9")
+  mesh = sharding.make_mesh(dict(config.mesh), devices=jax.devices()[:1])
+  with pytest.raises(ValueError, match=r"train.profile_steps must be 'a:b'.*'5-9'"):
+    loop.run(_toy_task(), config, str(tmp_path / "a"), mesh=mesh, log=lambda s: None)
+  with pytest.raises(ValueError, match=r"train.profile_steps '4:2': need 0 < a <= b"):
+    loop.run(_toy_task(), _toy_config(train__profile_steps="4:2"), str(tmp_path / "b"),
+             mesh=mesh, log=lambda s: None)
+
+
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
   config = _toy_config()
   mesh = sharding.make_mesh(dict(config.mesh), devices=jax.devices()[:1])

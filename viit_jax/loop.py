@@ -473,6 +473,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
     raise ValueError(f"train.batch_size {tc.batch_size} is not divisible by train.micro_batches "
                      f"{tc.micro_batches}")
   check_workdir(workdir, config, force=force)
+  profile = Profile(str(tc.profile_steps), paths.name(paths.path(workdir) / "profile"), log)
   spec = state_spec(task, config, mesh)
   rules, abstract_state = sharding_lib.RULES, spec.abstract_state
   log(f"params: {optim.tree_size(abstract_state['params']):,} ({len(spec.trainable)} trainable "
@@ -512,7 +513,6 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
     peak, peak_source = flops_lib.devices_peak(config.model.dtype, float(tc.peak_tflops))
     log(f"model FLOPs per step {step_flops:.3e} (analytic); peak {peak / 1e12:.2f} TFLOP/s "
         f"({peak_source})")
-  profile = Profile(str(tc.profile_steps), paths.name(paths.path(workdir) / "profile"), log)
 
   meta = {"experiment": config.experiment, "variant": config.model.variant,
           "config": config_lib.to_plain(config)}
