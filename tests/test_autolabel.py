@@ -25,6 +25,7 @@ from configs import base as base_config
 from launch import local as local_launch
 from viit_jax import autolabel
 from viit_jax import caption_sets
+from viit_jax import cards
 from viit_jax import checkpoints
 from viit_jax import config_lib
 from viit_jax import paths
@@ -147,6 +148,13 @@ def test_exactly_once_after_sigkill_and_restart(ckpt, corpus, demo_world, refere
                                     "variant": "test"}
   assert manifest["decode"]["sampler"] == "nucleus" and manifest["seed"] == 0
   assert manifest["prompt"] == "Generate the alt-text:"
+  # Its data card, written with the manifest: checkpoint and step, counts, plots, examples.
+  card = (out / cards.CARD).read_text()
+  assert f"| checkpoint | `{ckpt}` |" in card and "| step | 5 |" in card
+  assert f"| clips captioned | {len(expected)} |" in card and "| decode.sampler | nucleus |" in card
+  assert f"- `{rows[0]['clip_id']}` (alt-text: " in card and f"  - {rows[0]['captions'][0]}" in card
+  for png in ("caption_lengths.png", "caption_words.png"):
+    assert (out / cards.FILES / png).read_bytes()[:4] == b"\x89PNG" and f"]({cards.FILES}/{png})" in card
 
 
 def test_a_second_run_on_the_workdir_exits_naming_the_first(ckpt, corpus, demo_world, reference,

@@ -199,6 +199,10 @@ def test_pipeline_runs_every_phase_writes_report_and_resumes(tmp_path):
 
   # The report: md + self-contained html + images, numbers equal to the metrics.json files.
   md = (w / "report.md").read_text()
+  # The data cards of both auto-labeling versions and of the synthesized set are linked.
+  linked = re.findall(r"^- \[[^]]+\]\((\S+/CARD\.md)\)$", md, re.M)
+  assert {"label_viit/v1/CARD.md", "label_frames/v1/CARD.md"} <= set(linked), linked
+  assert any(c.startswith("viit_data/") for c in linked) and all((w / c).is_file() for c in linked)
   page = (w / "report.html").read_text()
   pngs = sorted((w / report.FILES_DIR).glob("*.png"))
   assert {"losses.png", "recall.png"} <= {p.name for p in pngs}

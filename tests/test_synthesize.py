@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from configs import synthesize_demo
 from data import rejects as rejects_lib
+from viit_jax import cards
 from viit_jax import paths
 from viit_jax import synthesize
 from viit_jax.synthesis import dataset
@@ -199,6 +200,14 @@ def test_rules_all_kinds_for_every_narrative(synthesized):
     by_clip[r["clip_id"]].add(r["kind"])
   assert by_clip == {c: set(templates.KINDS) for c in nars}
   assert set(manifest["template_hashes"]) == set(templates.KINDS)
+  # Its data card: counts per kind from the manifest, plots, an example of every kind.
+  card = (workdir / "v1" / "CARD.md").read_text()
+  assert "rule-based stand-in for an LLM" in card and f"{manifest['num_examples']:,}" in card
+  for k in templates.KINDS:
+    assert f"| {k} | {n} | {n} | 0 |" in card and f"- {k}, `" in card
+  for png in ("answer_lengths.png", "question_words.png"):
+    assert f"]({cards.FILES}/{png})" in card
+    assert (workdir / "v1" / cards.FILES / png).read_bytes()[:4] == b"\x89PNG"
   # TFRecords hold the same pairs.
   files = sorted(str(p) for p in (workdir / "v1/units").glob("*.tfrecord"))
   spec = {k: tf.io.FixedLenFeature([], tf.string) for k in

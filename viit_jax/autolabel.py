@@ -68,6 +68,7 @@ from data import video
 from data import watchdog
 from viit_jax import aot
 from viit_jax import caption_sets
+from viit_jax import cards
 from viit_jax import decoding
 from viit_jax import paths
 from viit_jax import records as records_lib
@@ -314,6 +315,7 @@ def finalize(units: caption_sets.Units, num_units: int, settings: Mapping[str, A
       "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
   }
   paths.write_json(units.out_dir / "manifest.json", manifest)
+  cards.write_card(units.out_dir)
   return manifest
 
 

@@ -35,6 +35,7 @@ from absl import logging
 import ml_collections
 
 from data import rejects as rejects_lib
+from viit_jax import cards
 from viit_jax import paths
 from viit_jax import records as records_lib
 from viit_jax import runtime
@@ -203,6 +204,7 @@ def finalize(units: dataset.Units, num_units: int, settings: dict[str, Any],
       "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
   }
   paths.write_json(units.out_dir / "manifest.json", manifest)
+  cards.write_card(units.out_dir)
   return manifest
 
 

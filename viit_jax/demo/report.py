@@ -383,6 +383,8 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
   losses, recall = plot_losses(w, out), plot_recall(n, out)
   exs = examples(pool, out)
   timing = _timing_rows(w)
+  cards = sorted(p.relative_to(w) for pattern in ("*/CARD.md", "*/*/CARD.md")
+                 for p in w.glob(pattern))  # The auto-labeled and synthesized versions' cards.
 
   title = f"viit_jax demo: the method end to end (seed {cfg.get('seed')}, preset {cfg.get('preset')})"
   t3, t4 = table3_rows(n), table4_rows(n)
@@ -415,7 +417,8 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
                        *[[f"frame captions #{i + 1}", t] for i, t in enumerate(e.frame_captions)],
                        *[[f"VIIT caption #{i + 1}", t] for i, t in enumerate(e.viit_captions)],
                        ["ground truth (world script; no model sees it)", e.ground_truth]]), ""]
-  md += ["## Phase timings", "", *_md_table(["phase", "wall", "CPU", "what"], timing), "",
+  md += ["## Data cards", "", *[f"- [{c.parent}]({c})" for c in cards], "",
+         "## Phase timings", "", *_md_table(["phase", "wall", "CPU", "what"], timing), "",
          "## Sources", "", *[f"- {k}: `{v}`" for k, v in n.files.items()], ""]
   paths.write_text(w / "report.md", "\n".join(md))
 
@@ -453,7 +456,10 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
     pair = f" (same-middle-frame pair {e.pair_id})" if e.pair_id is not None else ""
     body += [f"<h3>{html.escape(e.clip_id + pair)}</h3>", img(e.strip, e.clip_id),
              _html_table(["text source", "text"], rows)]
-  body += ["<h2>Phase timings</h2>", _html_table(["phase", "wall", "CPU", "what"], timing)]
+  body += ["<h2>Data cards</h2><ul>",
+           *[f'<li><a href="{html.escape(str(c))}">{html.escape(str(c.parent))}</a></li>'
+             for c in cards], "</ul>",
+           "<h2>Phase timings</h2>", _html_table(["phase", "wall", "CPU", "what"], timing)]
   style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
            "table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;"
            "padding:3px 8px;text-align:left;font-size:14px}img{max-width:100%;display:block;"
