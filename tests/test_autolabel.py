@@ -154,7 +154,8 @@ def test_exactly_once_after_sigkill_and_restart(ckpt, corpus, demo_world, refere
   assert f"| clips captioned | {len(expected)} |" in card and "| decode.sampler | nucleus |" in card
   assert f"- `{rows[0]['clip_id']}` (alt-text: " in card and f"  - {rows[0]['captions'][0]}" in card
   for png in ("caption_lengths.png", "caption_words.png"):
-    assert (out / cards.FILES / png).read_bytes()[:4] == b"\x89PNG" and f"]({cards.FILES}/{png})" in card
+    assert (out / cards.FILES / png).read_bytes()[:4] == b"\x89PNG"
+    assert f"]({cards.FILES}/{png})" in card
 
 
 def test_a_second_run_on_the_workdir_exits_naming_the_first(ckpt, corpus, demo_world, reference,

@@ -377,7 +377,8 @@ def test_dual_encoder_metrics_equal_hand_ranking_of_own_embeddings(de_checkpoint
   vocab = tasks_lib.vocabulary(str(demo_world / "spm" / "demo.model"))
 
   def videos(frames: np.ndarray) -> np.ndarray:
-    return np.asarray(model.apply({"params": params}, frames, method=de_lib.DualEncoder.embed_video))
+    return np.asarray(model.apply({"params": params}, frames,
+                                  method=de_lib.DualEncoder.embed_video))
 
   def texts(strings: list[str]) -> np.ndarray:
     tokens = pp.text_tokens(vocab, strings, 8)

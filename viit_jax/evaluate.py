@@ -378,11 +378,11 @@ class DualEncoderScorer:
     ds = evaluator.cached_task_datasets[task]
     fields = ("video_id", "captions") if class_emb is None else ("clip_id", "label")
     rows: list[dict[str, Any]] = []
+    labels = tasks_lib.task_info(task).labels.get(split, ())
     for i, ex in enumerate(pp.numpy_iterator(ds.map(lambda ex: {k: ex[k] for k in fields}))):
       if class_emb is None:
         rows += [{"text": t, "video_id": _text(ex["video_id"])} for t in _texts(ex["captions"])]
       else:
-        labels = tasks_lib.task_info(task).labels[split]
         rows.append({"clip_id": _text(ex["clip_id"]), "label": _text(ex["label"]),
                      "prediction": labels[int(np.argmax(self.scores[i]))]})
     return metrics, rows

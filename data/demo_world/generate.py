@@ -62,7 +62,8 @@ PRESETS: dict[str, Preset] = {
     "demo": Preset(stills_train=2000, stills_val=200, smit_train=1200, smit_val=150,
                    vidln_train=500, webvid_pool=1200, msrvtt_train=24, msrvtt_validate=8,
                    msrvtt_test=400, nextqa_val=120, nextqa_test=280, kinetics_test=330,
-                   anet_test=80, vatex_test=100, msrvtt_sentences=(6, 10), nextqa_questions=6, pair_fraction=0.4, workers=2),
+                   anet_test=80, vatex_test=100, msrvtt_sentences=(6, 10), nextqa_questions=6,
+                   pair_fraction=0.4, workers=2),
 }
 
 
@@ -263,7 +264,7 @@ def _anet_and_vatex(out: pathlib.Path, seed: int, test_clips: Sequence[tuple[Cli
   write_json(out / "activitynet" / "test_a.json", answers)
 
   vatex = []
-  for clip, number in test_clips[len(test_clips) - cfg.vatex_test:]:
+  for clip, number in test_clips[max(0, len(test_clips) - cfg.vatex_test):]:
     rng = _stream(seed, "vatex", number)
     t0 = int(rng.integers(0, 300))
     vid = f"{_youtube_ids(rng, 1)[0]}_{t0:06d}_{t0 + int(duration):06d}"
@@ -512,7 +513,8 @@ def generate(out_dir: str | os.PathLike, preset: str = "demo", seed: int = 0, *,
                 "msrvtt_sentences": len(sentences), "msrvtt_1ka_rows": len(jsfusion),
                 "nextqa": nextqa_counts, **held_out, "kinetics_classes": len(KINETICS_LABELS),
                 "spm_vocab_size": vocab},
-      "files": {"mp4": sum(1 for p in files if p.suffix == ".mp4"),  # ActivityNet's copies too
+      # Every mp4 file, the ActivityNet and VATEX copies of MSR-VTT test clips included.
+      "files": {"mp4": sum(1 for p in files if p.suffix == ".mp4"),
                 "png": sum(1 for p in files if p.suffix == ".png"),
                 "media_bytes": sum(d.nbytes for d in done.values()),
                 "total": len(files) + 1, "bytes": sum(p.stat().st_size for p in files)},
