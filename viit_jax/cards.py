@@ -21,6 +21,7 @@ from typing import Any
 from viit_jax import paths
 
 CARD = "CARD.md"
+NA = "n/a"
 FILES = "card_files"
 NUM_EXAMPLES = 5
 TOP_WORDS = 20
@@ -82,9 +83,14 @@ def _reasons(reasons: Mapping[str, int]) -> str:
 
 def autolabel_card(out_dir: paths.Path, manifest: Mapping[str, Any],
                    rows: Sequence[Mapping[str, Any]]) -> str:
-  """The card of an auto-labeling version (viit_jax.autolabel's manifest and caption rows)."""
-  ck, corpus, dec, fr = (manifest["checkpoint"], manifest["corpus"], manifest["decode"],
-                         manifest["frames"])
+  """The card of an auto-labeling version (viit_jax.autolabel's manifest and caption rows);
+  settings a manifest lacks (a version written by other code) show as n/a."""
+  ck, corpus, dec = (manifest.get("checkpoint", {}), manifest["corpus"],
+                     manifest.get("decode", {}))
+  fr = manifest.get("frames", {})
+  frames = (f"{fr['num_frames']} at {fr['fps']} fps, {fr['res']} px"
+            + (" (one caption per frame)" if fr.get("per_frame") else "")) if fr else NA
+  sha = manifest.get("tokenizer", {}).get("sha256")
   captions = [c for r in rows for c in r["captions"]]
   alt = [r.get("alt_text", "") for r in rows]
   lengths = length_histogram({"captions": captions, "alt-text": alt}, out_dir,
@@ -93,22 +99,23 @@ def autolabel_card(out_dir: paths.Path, manifest: Mapping[str, Any],
   vocab = words_plot(words, out_dir, "caption_words.png")
   stats = manifest["stats"]
   lines = [
-      f"# Data card: auto-labeling version `{manifest['version']}` (mode `{manifest['mode']}`)", "",
-      f"Machine captions of {manifest['num_captioned']:,} clips of a {corpus['format']} corpus, "
-      f"{dec.get('num_samples', 1)} per clip, written by viit_jax.autolabel "
+      f"# Data card: auto-labeling version `{manifest.get('version', NA)}` "
+      f"(mode `{manifest.get('mode', NA)}`)", "",
+      f"Machine captions of {manifest['num_captioned']:,} clips of a {corpus.get('format', NA)} "
+      f"corpus, {dec.get('num_samples', 1)} per clip, written by viit_jax.autolabel "
       f"(finished {manifest['finished']}).", "",
       "## Source", "",
-      *_table([["corpus file", f"`{corpus['file']}`"], ["video root", f"`{corpus['video_root']}`"],
-               ["clips listed", f"{corpus['num_clips']:,}"], ["limit", corpus.get("limit")],
-               ["fingerprint", f"`{corpus.get('fingerprint')}`"]], ["", ""]), "",
+      *_table([["corpus file", f"`{corpus.get('file', NA)}`"],
+               ["video root", f"`{corpus.get('video_root', NA)}`"],
+               ["clips listed", f"{corpus.get('num_clips', 0):,}"],
+               ["limit", corpus.get("limit", NA)],
+               ["fingerprint", f"`{corpus.get('fingerprint', NA)}`"]], ["", ""]), "",
       "## Model and decoding", "",
-      *_table([["checkpoint", f"`{ck['path']}`"], ["step", ck["step"]],
-               ["experiment", ck.get("experiment")], ["variant", ck.get("variant")],
-               ["compute dtype", manifest["model"].get("dtype")],
-               ["prompt", f"`{manifest['prompt']}`"],
-               ["tokenizer sha256", f"`{manifest['tokenizer']['sha256'][:16]}...`"],
-               ["frames", f"{fr['num_frames']} at {fr['fps']} fps, {fr['res']} px"
-                          + (" (one caption per frame)" if fr.get("per_frame") else "")],
+      *_table([["checkpoint", f"`{ck.get('path', NA)}`"], ["step", ck.get("step", NA)],
+               ["experiment", ck.get("experiment", NA)], ["variant", ck.get("variant", NA)],
+               ["compute dtype", manifest.get("model", {}).get("dtype", NA)],
+               ["prompt", f"`{manifest.get('prompt', NA)}`"],
+               ["tokenizer sha256", f"`{sha[:16]}...`" if sha else NA], ["frames", frames],
                *[[f"decode.{k}", v] for k, v in dec.items()]], ["", ""]), "",
       "## Counts", "",
       *_table([["clips captioned", manifest["num_captioned"]],
