@@ -132,14 +132,16 @@ def test_input_benchmark_prints_its_four_figures(demo_world, capsys):
 
 
 def test_train_step_benchmark_prints_mfu_per_phase(capsys):
-  """python -m viit_jax.benchmarks.train_step in its smoke mode (test variant, 1 step): per phase a
-  line 'MFU: X%' equal to analytic model FLOPs / step time / the run's matmul peak."""
+  """python -m viit_jax.benchmarks.train_step in its smoke mode (test variant, 1 step, a VLM phase
+  and the dual encoder): per phase a line 'MFU: X%' equal to analytic model FLOPs / step time /
+  the run's matmul peak."""
   from viit_jax.benchmarks import train_step
   rows = train_step.main(["--variant=test", "--steps=1", "--batch_size=8", "--dtype=float32",
-                          "--config_args=model.scan=false", "--peak_n=256"])
+                          "--config_args=model.scan=false", "--peak_n=256",
+                          "--phases=phase1,dual_encoder"])
   out = capsys.readouterr().out
   peak = float(re.search(r"MFU against ([\d.]+)\)", out).group(1)) * 1e9
-  assert [r["phase"] for r in rows] == ["phase1", "phase2", "dual_encoder"]
+  assert [r["phase"] for r in rows] == ["phase1", "dual_encoder"]
   for r in rows:
     m = re.search(rf"^MFU: ([\d.]+)% \({r['phase']}, {r['variant']}\)$", out, re.M)
     assert m, out
@@ -147,8 +149,6 @@ def test_train_step_benchmark_prints_mfu_per_phase(capsys):
                                               abs=0.06)
     # The compiled count (every layer) and the analytic one agree on what the step computes.
     assert 0.7 < r["compiled_flops"] / r["hardware_flops"] < 1.5, r
-  # Phase 1 trains the ViT under a frozen LM the gradient crosses; phase 2 only the LM.
-  assert rows[0]["trainable"] != rows[1]["trainable"]
 
 
 def test_decode_benchmark_prints_the_roofline(capsys):
