@@ -244,11 +244,10 @@ def gather_rows(mine: Sequence[tuple[int, np.ndarray]], shape: tuple[int, ...],
   """Every process's (row index, array[shape]) on every process, in no particular order (the
   row counts, then one all-gather of the largest count of rows per process, padded with index
   -1)."""
-  procs = jax.process_count()
-  if procs == 1:
+  if jax.process_count() == 1:
     return list(mine)
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  per = int(np.max(multihost_utils.process_allgather(np.int32(len(mine)))))
+  (per,) = global_max(len(mine))
   index = np.full((per,), -1, np.int32)
   values = np.zeros((per, *shape), dtype)
   for j, (i, v) in enumerate(mine):
@@ -256,6 +255,15 @@ def gather_rows(mine: Sequence[tuple[int, np.ndarray]], shape: tuple[int, ...],
   all_index = np.asarray(multihost_utils.process_allgather(index)).reshape(-1)
   all_values = np.asarray(multihost_utils.process_allgather(values)).reshape(-1, *shape)
   return [(int(i), v) for i, v in zip(all_index, all_values) if i >= 0]
+
+
+def global_max(*values: int) -> tuple[int, ...]:
+  """Each value's largest over processes (one all-gather)."""
+  if jax.process_count() == 1:
+    return tuple(int(v) for v in values)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  gathered = np.asarray(multihost_utils.process_allgather(np.asarray(values, np.int32)))
+  return tuple(int(v) for v in gathered.reshape(-1, len(values)).max(axis=0))
 
 
 # The example fields each kind of task keeps in its predictions file.
@@ -286,14 +294,6 @@ def qa_row(prediction: str, ex: Mapping[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------------
 # Dual-encoder tasks.
-
-
-def _global_max(value: int) -> int:
-  """The largest `value` over processes."""
-  if jax.process_count() == 1:
-    return int(value)
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  return int(np.max(multihost_utils.process_allgather(np.int32(value))))
 
 
 class DualEncoderScorer:
@@ -352,8 +352,8 @@ class DualEncoderScorer:
       offsets = np.cumsum([0] + [len(cs) for cs in captions])
       mine += [(i, np.concatenate([v[None], texts[a:b]]))
                for i, v, a, b in zip(indices, videos, offsets[:-1], offsets[1:])]
-    rows = _global_max(max((len(m) for _, m in mine), default=0))
-    dim = _global_max(max((m.shape[1] for _, m in mine), default=0))
+    rows, dim = global_max(max((len(m) for _, m in mine), default=0),
+                           max((m.shape[1] for _, m in mine), default=0))
     return self._share([(i, np.pad(m, ((0, rows - len(m)), (0, 0)), constant_values=np.nan))
                         for i, m in mine], (rows, dim))
 
