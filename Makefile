@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:
 #   make demo   set everything up, then run the whole pipeline on the built-in demo world
 #   make test   set everything up, then run the test suite
+#   make serve  after make demo: the text-to-video search page over the demo's labeled pool
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -12,9 +13,10 @@ CONSTRAINTS := .ci/constraints.txt
 DEMO_DIR ?= runs/demo
 SEED ?= 0
 PYTEST_ARGS ?=
-APT_PACKAGES := default-jre-headless wordnet-base wordnet-sense-index
+HOST ?= 127.0.0.1
+PORT ?= 8080
 
-.PHONY: setup sysdeps demo test clean
+.PHONY: setup sysdeps demo test serve clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +24,16 @@ $(PY):
 # Re-installs only when setup.py changes.
 $(STAMP): setup.py $(CONSTRAINTS) | $(PY)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[test,launch,tpu]'
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[test,launch,serve,tpu]'
 	touch $@
 
-# java (pycocoevalcap's PTB tokenizer and METEOR) and WordNet 3.0 (NExT-OE WUPS) from Debian.
+# java (pycocoevalcap's PTB tokenizer and METEOR), WordNet 3.0 (NExT-OE WUPS), and Chromium with
+# its driver (the search page's browser test) from Debian.
 sysdeps:
 	@missing=""; \
 	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	[ -f /usr/share/wordnet/data.noun ] || missing="$$missing wordnet-base"; \
 	[ -f /usr/share/wordnet/index.sense ] || missing="$$missing wordnet-sense-index"; \
 	if [ -n "$$missing" ]; then \
@@ -47,6 +52,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q -n 2 --dist=loadfile tests $(PYTEST_ARGS)
+
+serve: setup
+	$(PY) -m viit_jax.serve --dual_encoder=$(DEMO_DIR)/de_viit --corpus=$(DEMO_DIR)/label_viit \
+	  --host=$(HOST) --port=$(PORT)
 
 clean:
 	rm -rf $(VENV) .jax_cache runs

@@ -42,11 +42,18 @@ EXTRAS = {
         "kubernetes>=29.0.0",
         "jsonschema>=4.0",
         "xmanager>=0.8.5",  # the [launch] extra's tests run in CI too
+        "flask>=3.0",  # the [serve] extra's tests run in CI too
+        # Drives Debian's chromium through its chromedriver (`make test` installs both with
+        # apt-get); never downloads a browser.
+        "selenium>=4.20",
     ],
     "launch": [
         "xmanager>=0.8.5",
         "kubernetes>=29.0.0",
         "jsonschema>=4.0",
+    ],
+    "serve": [  # python -m viit_jax.serve: the search page
+        "flask>=3.0",
     ],
     "tpu": [
         "jax[tpu]>=0.6.0",

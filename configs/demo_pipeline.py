@@ -71,6 +71,14 @@ def _demo() -> ml_collections.ConfigDict:
   c.dual_encoder.init_from_phase = "image_clip"
   c.dual_encoder.args = ""  # Extra overrides of configs/dual_encoder_demo.py.
 
+  # Caption filtering (beyond the paper, viit_jax.filter_captions): de_viit keeps each clip's
+  # top_k VIIT captions with cosine >= min_score, and a dual encoder trains on them (top_k=0 and
+  # min_score=-1: no filtering phases).
+  c.filter = ml_collections.ConfigDict()
+  c.filter.top_k = 2
+  c.filter.min_score = -1.0
+  c.filter.args = ""  # Extra overrides of configs/filter_captions.py.
+
   c.evaluate = ml_collections.ConfigDict()
   c.evaluate.num_frames = 8  # VLMs are evaluated on 8 frames (the image model too).
   c.evaluate.max_examples = 0  # Held-out examples per VLM benchmark (0 = all).
@@ -103,6 +111,7 @@ def _test(c: ml_collections.ConfigDict) -> None:
   c.dual_encoder.steps = 4
   c.dual_encoder.batch_size = 8
   c.dual_encoder.args = "train.log_every=2,train.eval_every=0,train.eval_batches=1"
+  c.filter.top_k = 1
   c.evaluate.max_examples = 8
   c.evaluate.de_max_examples = 16
   c.evaluate.batch_size = 8

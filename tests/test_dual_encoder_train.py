@@ -31,7 +31,6 @@ from data import rejects as rj
 from data import preprocessors as pp
 from data import registry
 from data import tfds_builders as tb
-from viit_jax import autolabel
 from viit_jax import caption_sets
 from viit_jax import checkpoints
 from viit_jax import import_weights
@@ -111,7 +110,7 @@ def _write_autolabel(out: pathlib.Path, world: pathlib.Path, mode: str) -> dict[
   settings = {"version": out.name, "mode": mode,
               "corpus": {"format": "demo", "video_root": str(world / "webvid"),
                          "num_clips": len(rows), "num_units": 1}}
-  assert autolabel.finalize(units, 1, settings, rj.Rejects("pool")) is not None
+  assert caption_sets.finalize(units, 1, settings, rj.Rejects("pool")) is not None
   return {r["clip_id"]: r["captions"] for r in rows}
 
 

@@ -221,7 +221,20 @@ def test_pipeline_runs_every_phase_writes_report_and_resumes(tmp_path):
     cells = _md_rows(md, analysis.SOURCE_NAMES[source])
     for j, path in enumerate(report.DE_METRICS.values()):
       assert cells[1 + j] == f"{report.lookup(metrics, path):.1f}", (de, path)
+  # Caption filtering (beyond the paper): de_viit's top-1 of 2 VIIT captions per clip train
+  # another dual encoder; its row and the comparison are in the report.
+  metrics = json.loads((w / pl.EVAL_DE_FILTERED / "metrics.json").read_text())
+  cells = _md_rows(md, report.filtered_name(json.loads((w / pl.CONFIG_FILE).read_text())))
+  for j, path in enumerate(report.DE_METRICS.values()):
+    assert cells[1 + j] == f"{report.lookup(metrics, path):.1f}", path
+  filtered_rows = list(caption_sets.caption_rows(w / pl.FILTER_VIIT / "v1"))
+  assert filtered_rows and all(len(r["captions"]) == 1 for r in filtered_rows)
+  assert "filter_viit/v1/CARD.md" in linked
   record = json.loads((w / report.CLAIMS_FILE).read_text())
+  filtering = record["caption_filtering"]
+  assert filtering["r1_gain"] == pytest.approx(filtering["filtered"]["r1"]
+                                               - filtering["unfiltered"]["r1"])
+  assert filtering["summary"] in md
   assert set(record["caption_accuracy"]) == set(pl.DUAL_ENCODERS)
   assert "## What the training texts get right" in md
   assert set(record["fact_oracle_recall"]) == set(analysis.ORACLE_FACTS)

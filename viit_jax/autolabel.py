@@ -53,7 +53,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -68,12 +68,10 @@ from data import video
 from data import watchdog
 from viit_jax import aot
 from viit_jax import caption_sets
-from viit_jax import cards
 from viit_jax import decoding
 from viit_jax import paths
 from viit_jax import records as records_lib
 from viit_jax import runtime
-from viit_jax.metrics import caption_stats
 from viit_jax.models import vlm as vlm_lib
 
 
@@ -275,50 +273,6 @@ class Progress:
             "clips_per_s": self.clips / dt, "tokens_per_s": self.tokens / dt}
 
 
-def finalize(units: caption_sets.Units, num_units: int, settings: Mapping[str, Any],
-             input_rejects: rj.Rejects) -> dict[str, Any] | None:
-  """Writes rejects.jsonl and manifest.json once every unit is finished; else None."""
-  metas = [units.meta(i) for i in range(num_units)]
-  if any(m is None for m in metas):
-    return None
-  clip_reasons: collections.Counter[str] = collections.Counter()
-  first, every, alt = (caption_stats.CaptionStats(), caption_stats.CaptionStats(),
-                       caption_stats.CaptionStats())
-  captioned = 0
-  with paths.atomic_writer(units.out_dir / "rejects.jsonl") as f:  # Streamed: millions of clips.
-    f.write(paths.jsonl_bytes(dataclasses.asdict(r) for r in input_rejects.records))
-    for i in range(num_units):
-      unit_rejects = units.rejects(i)
-      f.write(paths.jsonl_bytes(unit_rejects))
-      clip_reasons.update(r["reason"] for r in unit_rejects)
-      for r in units.rows(i):
-        captioned += 1
-        first.add(r["captions"][0])
-        for c in r["captions"]:
-          every.add(c)
-        alt.add(r["alt_text"])
-  reasons = clip_reasons + collections.Counter(input_rejects.counts)
-  manifest = {
-      **settings,
-      "num_units": num_units,
-      "num_clips_listed": settings["corpus"]["num_clips"],
-      "num_captioned": captioned,
-      "num_rejected": sum(clip_reasons.values()),
-      "num_input_rows_rejected": input_rejects.total,
-      "rejects_per_reason": dict(sorted(reasons.items())),
-      "stats": {"first_caption": first.result(), "all_captions": every.result(),
-                "alt_text": alt.result()},
-      "files": {"tfrecord": "units/unit-*.tfrecord", "jsonl": "units/unit-*.jsonl",
-                "rejects": "rejects.jsonl", "input_rejects": "input_rejects.jsonl"},
-      "units": [units.path(i, "jsonl").name for i in range(num_units)],
-      "runs": sorted(p.name for p in (units.out_dir / "runs").glob("*.json")),
-      "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-  }
-  paths.write_json(units.out_dir / "manifest.json", manifest)
-  cards.write_card(units.out_dir)
-  return manifest
-
-
 # ------------------------------------------------------------------------------------------------
 # The job.
 
@@ -473,7 +427,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]
     multihost_utils.sync_global_devices("autolabel_units_written")
   manifest = None
   if pid == 0:
-    manifest = finalize(units, corpus_scan.num_units, settings, corpus_scan.rejects)
+    manifest = caption_sets.finalize(units, corpus_scan.num_units, settings, corpus_scan.rejects)
     if manifest is None:
       log(f"autolabel: some units are still missing (another process or job shard has not "
           f"finished); rerun it to complete {out_dir}", flush=True)

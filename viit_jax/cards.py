@@ -81,6 +81,21 @@ def _reasons(reasons: Mapping[str, int]) -> str:
   return ", ".join(f"{k} {v}" for k, v in reasons.items()) or "none"
 
 
+def _filter_section(manifest: Mapping[str, Any]) -> list[str]:
+  """A filtered version's filter (viit_jax.filter_captions); none for a captioner's version."""
+  f = manifest.get("filter")
+  if not f:
+    return []
+  return ["## Filter", "",
+          "Captions of the source version kept by viit_jax.filter_captions: cosine to their clip "
+          "under the dual encoder below at least `min_score`, then the clip's `top_k` best.", "",
+          *_table([["source version", f"`{f['source']}`"],
+                   ["dual encoder", f"`{f['dual_encoder']['path']}` step "
+                                    f"{f['dual_encoder']['step']}"],
+                   ["min_score", f["min_score"]], ["top_k", f["top_k"] or "no limit"],
+                   ["index", f"`{f['index']}`"]], ["", ""]), ""]
+
+
 def autolabel_card(out_dir: paths.Path, manifest: Mapping[str, Any],
                    rows: Sequence[Mapping[str, Any]]) -> str:
   """The card of an auto-labeling version (viit_jax.autolabel's manifest and caption rows);
@@ -117,6 +132,7 @@ def autolabel_card(out_dir: paths.Path, manifest: Mapping[str, Any],
                ["prompt", f"`{manifest.get('prompt', NA)}`"],
                ["tokenizer sha256", f"`{sha[:16]}...`" if sha else NA], ["frames", frames],
                *[[f"decode.{k}", v] for k, v in dec.items()]], ["", ""]), "",
+      *_filter_section(manifest),
       "## Counts", "",
       *_table([["clips captioned", manifest["num_captioned"]],
                ["clips rejected", f"{manifest['num_rejected']} "

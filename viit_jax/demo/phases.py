@@ -18,6 +18,10 @@ runs them, the demo report and the caption-ceiling probe read their outputs by t
   eval_image       python -m viit_jax.evaluate                  phase 0 with 8 frames, not adapted
   eval_phase1, eval_phase2                                       the adapted VLMs
   eval_de_alt_text, eval_de_frames, eval_de_viit                 1k-A-style retrieval
+  filter_viit      python -m viit_jax.filter_captions           VIIT captions de_viit agrees with
+  de_viit_filtered python -m viit_jax.train_dual_encoder        dual encoder on the filtered ones
+  eval_de_viit_filtered python -m viit_jax.evaluate             (beyond the paper; filter.top_k=0
+                                                                 and min_score=-1 leave them out)
   report           python -m viit_jax.demo.report               report.md/.html, claims.json
 
 Each phase writes into `<workdir>/<phase>/` and leaves `<workdir>/<phase>/DONE.json` (command,
@@ -63,6 +67,10 @@ VLM_EVALS = {"eval_image": ("phase0", "image model, 8 frames, not adapted"),
              "eval_phase1": ("phase1", "phase 1: visual adaptation"),
              "eval_phase2": ("phase2", "phase 2: + VIIT (full method)")}
 DE_EVALS = {f"eval_{de}": de for de in DUAL_ENCODERS.values()}
+# Caption filtering (beyond the paper): de_viit scores the VIIT captions, the kept ones train
+# another dual encoder from the same start.
+FILTER_VIIT, DE_FILTERED = "filter_viit", "de_viit_filtered"
+EVAL_DE_FILTERED = f"eval_{DE_FILTERED}"
 REPO = pathlib.Path(__file__).resolve().parents[2]
 REPORT = "report"
 
@@ -172,7 +180,7 @@ def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> 
                      f"got {d.init_from_phase!r}")
   if d.init_from_phase == IMAGE_CLIP and clip.steps <= 0:
     raise ValueError("dual_encoder.init_from_phase=image_clip needs image_clip.steps > 0")
-  for source, name in DUAL_ENCODERS.items():
+  def de_fields(source: str) -> dict[str, Any]:
     fields = {"caption_source": source, "data.world_dir": world, "seed": seed,
               "train.total_steps": d.steps, "train.batch_size": d.batch_size,
               "init_from": w / d.init_from_phase,
@@ -180,9 +188,27 @@ def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> 
               "dual_encoder.frame_captions_dir": w / LABEL_FRAMES / "v1"}
     if d.init_from_phase == IMAGE_CLIP:  # Else the config's default map (from a VLM's img/).
       fields["init_assignment_map"] = repr(dual_encoder_demo.IMAGE_CLIP_TO_DUAL_ENCODER)
+    return fields
+
+  for source, name in DUAL_ENCODERS.items():
+    fields = de_fields(source)
     phases.append(Phase(name, f"dual encoder on {source.replace('_', ' ')}",
                         entry("viit_jax.train_dual_encoder", "configs/dual_encoder_demo.py",
                               join_args(fields, d.args), name)))
+
+  f = config.filter
+  filtered = f.top_k > 0 or f.min_score > -1.0
+  if filtered:
+    phases.append(Phase(FILTER_VIIT, f"filter the VIIT captions by de_viit's scores (top "
+                        f"{f.top_k or 'all'}, min score {f.min_score})",
+                        entry("viit_jax.filter_captions", "configs/filter_captions.py",
+                              join_args({"dual_encoder": w / DUAL_ENCODERS["viit"],
+                                         "corpus": w / LABEL_VIIT / "v1", "top_k": f.top_k,
+                                         "min_score": f.min_score}, f.args), FILTER_VIIT)))
+    fields = {**de_fields("viit"), "dual_encoder.viit_captions_dir": w / FILTER_VIIT / "v1"}
+    phases.append(Phase(DE_FILTERED, "dual encoder on the filtered VIIT captions",
+                        entry("viit_jax.train_dual_encoder", "configs/dual_encoder_demo.py",
+                              join_args(fields, d.args), DE_FILTERED)))
 
   e = config.evaluate
   for name, (trained, what) in VLM_EVALS.items():
@@ -193,7 +219,7 @@ def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> 
     phases.append(Phase(name, f"evaluate {what}",
                         entry("viit_jax.evaluate", "configs/evaluate_demo.py",
                               join_args(fields, e.args), name)))
-  for name, de in DE_EVALS.items():
+  for name, de in {**DE_EVALS, **({EVAL_DE_FILTERED: DE_FILTERED} if filtered else {})}.items():
     fields = {"kind": "dual_encoder", "checkpoint": w / de, "data.world_dir": world,
               "eval.tasks": e.de_tasks, "eval.max_examples": e.de_max_examples,
               "eval.batch_size": e.batch_size, "eval.seed": seed}
