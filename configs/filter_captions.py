@@ -21,7 +21,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.corpus_version = ""  # The source version when the workdir holds several.
   c.video_root = ""  # Where the corpus' videos are ('' = its manifest's root).
   # The scores come from the dual encoder's search index over the corpus (viit_jax.search), built
-  # here when missing and shared with viit_jax.serve; '' = <dual_encoder>/search_index/<corpus>-step<N>.
+  # here when missing and shared with viit_jax.serve;
+  # '' = <dual_encoder>/search_index/<corpus>-<version>-step<N>.
   c.index = ""
   c.version = "v1"  # Output: <workdir>/<version>/.
   # A caption is kept when its cosine to its clip is >= min_score and it is among the clip's

@@ -178,7 +178,7 @@ def test_search_page_in_headless_chromium(run, built, server, tmp_path):
   from selenium import webdriver  # pylint: disable=g-import-not-at-top
   from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
   from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
-  from selenium.webdriver.support import expected_conditions as ec  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.support import expected_conditions as ec  # noqa: E501
   from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=g-import-not-at-top
   query, clip_id = _query_clip(built, run["truth"])
   options = webdriver.ChromeOptions()

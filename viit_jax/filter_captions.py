@@ -46,7 +46,8 @@ def filter_rows(rows: Sequence[Mapping[str, Any]], index: search.Index, min_scor
   for r in rows:
     scores = index.caption_scores.get(r["clip_id"])
     if scores is None:
-      rejects.append(rj.RejectRecord("video", r["path"], index.rejected.get(r["clip_id"], rj.CORRUPT),
+      reason = index.rejected.get(r["clip_id"], rj.CORRUPT)
+      rejects.append(rj.RejectRecord("video", r["path"], reason,
                                      f"clip {r['clip_id']}: not in the index ({source})"))
       continue
     kept = keep(r["captions"], scores, min_score, top_k)
@@ -71,7 +72,8 @@ _COUNTED = ("num_units", "num_clips_listed", "num_captioned", "num_rejected",
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> dict[str, Any]:
-  """Filters (or finishes filtering) config.corpus into <workdir>/<version>; returns the manifest."""
+  """Filters (or finishes filtering) config.corpus into <workdir>/<version>; returns its
+  manifest."""
   if not config.dual_encoder or not config.corpus:
     raise ValueError("dual_encoder (a dual-encoder trainer workdir) and corpus (an "
                      "auto-labeling version) are required")
@@ -106,8 +108,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> dict[s
   captions = collections.Counter(len(r["captions"]) for r in caption_sets.caption_rows(out_dir))
   source_captions = sum(len(r["captions"]) for r in caption_sets.caption_rows(corpus.dir))
   log(f"[filter] {manifest['num_captioned']} clips kept with "
-      f"{sum(k * n for k, n in captions.items())} of {source_captions} captions; {manifest['num_rejected']} clips dropped "
-      f"{manifest['rejects_per_reason']}; -> {out_dir} ({time.time() - started:.1f}s)")
+      f"{sum(k * n for k, n in captions.items())} of {source_captions} captions; "
+      f"{manifest['num_rejected']} clips dropped {manifest['rejects_per_reason']}; -> {out_dir} "
+      f"({time.time() - started:.1f}s)")
   return manifest
 
 

@@ -43,7 +43,7 @@ from viit_jax.models import dual_encoder as de_lib
 
 INDEX_FILE = "index.json"
 SHARDS = "shards"
-DEFAULT_INDEX = "search_index"  # <dual encoder workdir>/search_index/<corpus>-<version>-step<N>.
+DEFAULT_INDEX = "search_index"  # Under the dual encoder's workdir (default_index_dir).
 MAX_QUERY_CHARS = 1000
 
 
@@ -180,7 +180,7 @@ def open_corpus(corpus: str, version: str = "", video_root: str = "") -> Corpus:
 
 
 def default_index_dir(de: DualEncoder, corpus: Corpus) -> paths.Path:
-  """<dual encoder workdir>/search_index/<corpus name>-step<N>."""
+  """<dual encoder workdir>/search_index/<corpus workdir name>-<version>-step<N>."""
   return paths.path(de.source.path) / DEFAULT_INDEX / f"{corpus.name}-step{de.source.step}"
 
 

@@ -1,4 +1,4 @@
-"""Text-to-video search over an auto-labeled corpus, in the browser (`make serve` after `make demo`).
+"""Text-to-video search over an auto-labeled corpus in the browser (`make serve` after `make demo`).
 
   python -m viit_jax.serve --dual_encoder=RUN/de_viit --corpus=RUN/label_viit [--port=8080]
       [--host=127.0.0.1] [--index=DIR] [--build_index=true] [--build_index_only]
@@ -6,8 +6,9 @@
 Reads top to bottom: flags -> the dual encoder (its latest checkpoint, frames and tokenizer as it
 was trained) -> the corpus version (manifest + caption rows) -> the on-disk index (viit_jax.search:
 video embeddings sharded per work unit and every caption's score, written once by the first start
-or by --build_index_only, reused on restart; default <dual_encoder>/search_index/<corpus>-step<N>)
--> the web app (Flask) on host:port until Ctrl-C.
+or by --build_index_only, reused on restart; default
+<dual_encoder>/search_index/<corpus>-<version>-step<N>) -> the web app (Flask) on host:port
+until Ctrl-C.
 
 Pages:
   /?q=TEXT[&k=N]      the search box and the N (default 10) clips closest to TEXT: each clip's
@@ -40,7 +41,7 @@ flags.DEFINE_string("corpus", None, "Auto-labeling workdir (its only finished ve
 flags.DEFINE_string("version", "", "The corpus version when its workdir holds several.")
 flags.DEFINE_string("video_root", "", "Where the corpus' videos are ('' = its manifest's root).")
 flags.DEFINE_string("index", "", "Index directory ('' = <dual_encoder>/search_index/"
-                    "<corpus>-step<N>).")
+                    "<corpus>-<version>-step<N>).")
 flags.DEFINE_bool("build_index", True, "Build the index when it is missing (else serve 404s).")
 flags.DEFINE_bool("build_index_only", False, "Build (or finish) the index and exit.")
 flags.DEFINE_string("host", "127.0.0.1", "Address to listen on.")
@@ -86,7 +87,8 @@ _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{{ title }}</
 <video controls width="{{ video_width }}" src="/video/{{ clip.clip_id }}"></video>
 <img class="strip" src="/strip/{{ clip.clip_id }}.png" alt="frames of clip {{ clip.clip_id }}">
 <table id="captions"><tr><th>text</th><th>dual-encoder score</th></tr>
-<tr class="alt"><td>alt-text: {{ clip.alt_text }}</td><td class="score">{{ "%.4f"|format(clip.alt_score) }}</td></tr>
+<tr class="alt"><td>alt-text: {{ clip.alt_text }}</td>
+<td class="score">{{ "%.4f"|format(clip.alt_score) }}</td></tr>
 {% for c, s in clip.captions %}<tr class="caption"><td>{{ c }}</td>
 <td class="score">{{ "%.4f"|format(s) }}</td></tr>{% endfor %}</table>
 {% endif %}
