@@ -121,6 +121,15 @@ def test_index_is_the_models_embeddings_written_once(run, built):
     search.Index(run["root"] / "nowhere")
 
 
+def test_index_on_a_bucket_equals_the_local_one(built, gcs_bucket):
+  remote = f"{gcs_bucket}/search_index"
+  record = search.build_index(built["de"], built["corpus"], remote, log=lambda s: None)
+  assert record["num_clips"] == built["record"]["num_clips"]
+  local, there = search.Index(built["dir"]), search.Index(remote)
+  assert there.clip_ids == local.clip_ids and there.caption_scores == local.caption_scores
+  np.testing.assert_array_equal(there.embeddings, local.embeddings)
+
+
 def _start_server(args: list[str], log: pathlib.Path) -> tuple[subprocess.Popen, str]:
   cmd = [sys.executable, "-m", "viit_jax.serve", "--port=0", *args]
   f = open(log, "w")

@@ -266,6 +266,7 @@ def build_index(de: DualEncoder, corpus: Corpus, index_dir: paths.PathLike, *,
   if (index_dir / INDEX_FILE).exists():
     have = paths.read_json(index_dir / INDEX_FILE)
     _check_identity(index_dir, have, want)
+    log(f"[index] {index_dir}: built already ({have['num_clips']} clips), reused")
     return have
   try:
     records_lib.bind_settings(index_dir, want)  # A partial index of something else is refused.

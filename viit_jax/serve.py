@@ -58,7 +58,9 @@ body{font-family:sans-serif;margin:1.5em;max-width:70em}
 input[name=q]{width:40em;font-size:1.1em;padding:.3em}
 .error{color:#b00;font-weight:bold}
 ol#results>li{margin:.6em 0;padding:.5em;border-bottom:1px solid #ddd;overflow:auto}
-li.result img.strip{float:left;margin-right:1em}
+li.result>a{float:left;margin-right:1em}
+li.result>div{overflow:hidden}
+ol#results{list-style:none;padding-left:0}
 ul.captions{margin:.3em 0;padding-left:1.2em}
 img.strip{image-rendering:pixelated;display:block}
 .score{font-family:monospace;color:#555}
@@ -66,7 +68,7 @@ td,th{padding:.2em .8em;text-align:left}
 """
 
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{{ title }}</title>
-<style>{{ style }}</style></head><body>
+<style>{{ style|safe }}</style></head><body>
 <h1><a href="/">viit_jax search</a></h1>
 <p>{{ corpus_line }}</p>
 <form action="/" method="get"><input id="q" name="q" value="{{ q }}" autofocus
@@ -78,7 +80,8 @@ _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{{ title }}</
 <li class="result" data-clip-id="{{ h.clip_id }}">
  <a href="/clip/{{ h.clip_id }}"><img class="strip" src="/strip/{{ h.clip_id }}.png"
   alt="frames of clip {{ h.clip_id }}"></a>
- <div><span class="score">score {{ "%.4f"|format(h.score) }}</span> clip <b>{{ h.clip_id }}</b>
+ <div><b>{{ loop.index }}.</b> clip <b>{{ h.clip_id }}</b>
+ <span class="score">score {{ "%.4f"|format(h.score) }}</span>
  <div class="alt">alt-text: {{ h.alt_text }}</div>
  <ul class="captions">{% for c in h.captions %}<li>{{ c }}</li>{% endfor %}</ul></div>
 </li>{% endfor %}</ol>{% endif %}

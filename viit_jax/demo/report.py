@@ -362,10 +362,11 @@ def filtering_summary(n: Numbers, cfg: Mapping[str, Any]) -> dict[str, Any] | No
   gain = n.filtered["r1"] - n.de["viit"]["r1"]
   verdict = ("helps" if gain >= MIN_MARGIN else "hurts" if gain <= -MIN_MARGIN
              else "makes no clear difference")
-  text = (f"Caption filtering {verdict} here: t2v R@1 {fmt(n.filtered['r1'])} for the dual "
-          f"encoder on the VIIT captions de_viit scores highest ({_kept(cfg)}) vs "
-          f"{fmt(n.de['viit']['r1'])} on all of them ({gain:+.1f} points; a clear difference is "
-          f"at least {MIN_MARGIN:.1f}).")
+  f, a = n.filtered, n.de["viit"]
+  text = (f"Caption filtering {verdict} here: t2v R@1 {fmt(f['r1'])} for the dual encoder on the "
+          f"VIIT captions de_viit scores highest ({_kept(cfg)}) vs {fmt(a['r1'])} on all of them "
+          f"({gain:+.1f} points; a clear difference is at least {MIN_MARGIN:.1f}); R@5 "
+          f"{fmt(f['r5'])} vs {fmt(a['r5'])}, R@10 {fmt(f['r10'])} vs {fmt(a['r10'])}.")
   return {"filtered": n.filtered, "unfiltered": n.de["viit"], "r1_gain": gain,
           "verdict": verdict, "filter": cfg.get("filter", {}), "summary": text}
 
