@@ -51,7 +51,7 @@ demo: setup
 	$(PY) -m viit_jax.pipeline --config=configs/demo_pipeline.py:seed=$(SEED) --workdir=$(DEMO_DIR)
 
 test: setup
-	$(PY) -m pytest -q -n 2 --dist=loadfile tests $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist=loadfile --no-loadscope-reorder tests $(PYTEST_ARGS)
 
 serve: setup
 	$(PY) -m viit_jax.serve --dual_encoder=$(DEMO_DIR)/de_viit --corpus=$(DEMO_DIR)/label_viit \

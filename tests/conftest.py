@@ -38,15 +38,20 @@ except ImportError:  # pragma: no cover - tensorflow is a hard dependency
   pass
 
 
-# `make test` runs pytest-xdist with --dist=loadfile, which hands whole files to the 2 workers in
-# collection order. The reduced pipeline run (one test of 4-7 minutes) collected in its alphabetical
-# place would start when most of the suite is done and leave the other worker idle at the end, so
-# its file goes first and the other worker takes the rest meanwhile.
-LONGEST_FILE = "test_pipeline.py"
+# `make test` runs pytest-xdist with --dist=loadfile --no-loadscope-reorder: whole files go to the 2
+# workers in collection order, each worker taking the next file when it has at most 2 tests left.
+# Longest files first (their summed test time in a full run, longest first; the rest keep their
+# order) keeps one worker from ending the run alone with a long file; xdist's default order (by
+# number of tests) put the 5-minute reduced pipeline run wherever its 7 tests fell.
+LONGEST_FILES = ("test_pipeline.py", "test_gcs.py", "test_evaluate.py", "test_train.py",
+                 "test_multihost.py", "test_benchmarks.py", "test_dual_encoder_train.py",
+                 "test_search.py", "test_plan.py", "test_autolabel.py", "test_indexed.py",
+                 "test_xm_launch.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-  items.sort(key=lambda item: item.path.name != LONGEST_FILE)  # Stable: the rest keep their order.
+  rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # Stable within a file.
 
 
 @pytest.fixture(scope="session")

@@ -71,15 +71,27 @@ def test_config_presets_and_errors():
     demo_pipeline.get_config("preset=huge")
   names = [p.name for p in pl.plan(demo, "/tmp/x")]
   assert names == ["world", "image_clip", "phase0", "phase1", "viit_data", "phase2", "label_viit",
-                   "label_frames", "de_alt_text", "de_frames", "de_viit", "eval_image",
-                   "eval_phase1", "eval_phase2", "eval_de_alt_text", "eval_de_frames",
-                   "eval_de_viit", "report"]
+                   "label_frames", "de_alt_text", "de_frames", "de_viit", "filter_viit",
+                   "de_viit_filtered", "eval_image", "eval_phase1", "eval_phase2",
+                   "eval_de_alt_text", "eval_de_frames", "eval_de_viit", "eval_de_viit_filtered",
+                   "report"]
   # Phases chain through workdirs: phase 2 starts from phase 1, the VIIT labels from phase 2, the
   # frame captions and the unadapted evaluation from the phase-0 image model.
   argv = {p.name: " ".join(p.argv) for p in pl.plan(demo, "/tmp/x")}
   assert "init_from=/tmp/x/phase1" in argv["phase2"]
   assert "init_from=/tmp/x/phase2" in argv["label_viit"] and "mode=viit" in argv["label_viit"]
   assert "init_from=/tmp/x/phase0" in argv["label_frames"]
+  # Filtering: de_viit scores label_viit; the filtered dual encoder trains on its output, from
+  # the same start and with the same recipe as de_viit; no filter, no filtering phases.
+  assert "dual_encoder=/tmp/x/de_viit,corpus=/tmp/x/label_viit/v1,top_k=2" in argv["filter_viit"]
+  assert argv["de_viit_filtered"].replace("/tmp/x/filter_viit/v1", "/tmp/x/label_viit/v1").replace(
+      "de_viit_filtered", "de_viit") == argv["de_viit"]
+  unfiltered = demo_pipeline.get_config("filter.top_k=0")
+  assert not {"filter_viit", "de_viit_filtered", "eval_de_viit_filtered"} & {
+      p.name for p in pl.plan(unfiltered, "/tmp/x")}
+  # Every demo trainer unrolls its layer stacks (docs/speed.md).
+  for name in ("image_clip", "phase0", "phase1", "phase2", "de_viit", "de_viit_filtered"):
+    assert argv[name].split(" --workdir")[0].endswith("model.scan=false"), name
   assert "mode=frame_captioner" in argv["label_frames"]
   assert "/tmp/x/phase0" in argv["eval_image"] and "num_frames=8" in argv["eval_image"]
   # The dual encoders start from the image CLIP (everything but PE_t); without it, from phase 0.

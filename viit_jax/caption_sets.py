@@ -1,9 +1,9 @@
 """An auto-labeling version on disk: work units, caption rows, manifest.
 
-Written by `python -m viit_jax.autolabel` (layout in its docstring) and
-`python -m viit_jax.filter_captions`, read by `data.caption_tasks`
-(the dual encoder's training data), the demo report and the demo's caption-ceiling probe. Never
-imports TensorFlow: the TFRecords are written by `viit_jax.records`.
+Written by `python -m viit_jax.autolabel` (layout in its docstring) and `python -m
+viit_jax.filter_captions`, read by `data.caption_tasks` (the dual encoder's training data), the
+search index, the demo report and the demo's caption-ceiling probe. Never imports TensorFlow: the
+TFRecords are written by `viit_jax.records`.
 """
 from __future__ import annotations
 

@@ -254,11 +254,16 @@ def main(argv: list[str]) -> int:
   if not FLAGS["verbosity"].present:  # Keep orbax's INFO lines out of the output.
     absl_logging.set_verbosity(absl_logging.WARNING)
   runtime.configure_runtime()
-  de = search.load_dual_encoder(FLAGS.dual_encoder, step=FLAGS.step)
-  corpus = search.open_corpus(FLAGS.corpus, FLAGS.version, FLAGS.video_root)
-  index_dir = FLAGS.index or search.default_index_dir(de, corpus)
-  if FLAGS.build_index or FLAGS.build_index_only:
-    search.build_index(de, corpus, index_dir)
+  try:
+    de = search.load_dual_encoder(FLAGS.dual_encoder, step=FLAGS.step)
+    corpus = search.open_corpus(FLAGS.corpus, FLAGS.version, FLAGS.video_root)
+    index_dir = FLAGS.index or search.default_index_dir(de, corpus)
+    if FLAGS.build_index or FLAGS.build_index_only:
+      search.build_index(de, corpus, index_dir)
+  except (FileNotFoundError, ValueError) as e:  # A missing run, version or a mismatched index.
+    print(f"error: {e}\n(`make serve` serves the run `make demo` writes)", file=sys.stderr,
+          flush=True)
+    return 2
   if FLAGS.build_index_only:
     return 0
   try:
