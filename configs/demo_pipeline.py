@@ -17,7 +17,6 @@ import ml_collections
 from viit_jax import config_lib
 
 PRESETS = ("demo", "test")
-UNROLLED = "model.scan=false"
 
 
 def _demo() -> ml_collections.ConfigDict:
@@ -40,9 +39,7 @@ def _demo() -> ml_collections.ConfigDict:
   c.image_clip = ml_collections.ConfigDict()
   c.image_clip.steps = 500
   c.image_clip.batch_size = 64
-  # Extra overrides of configs/dual_encoder_demo.py. Every demo trainer unrolls its 2-3 layer
-  # stacks: 14% less pipeline time on 2 CPU cores than scanned ones, see docs/speed.md.
-  c.image_clip.args = UNROLLED
+  c.image_clip.args = ""  # Extra overrides of configs/dual_encoder_demo.py.
 
   # Steps and global batch of the VLM phases; why phase 2 runs 600 steps:
   # docs/demo_results.md#phase-2-steps.
@@ -50,7 +47,7 @@ def _demo() -> ml_collections.ConfigDict:
     c[name] = ml_collections.ConfigDict()
     c[name].steps = steps
     c[name].batch_size = batch
-    c[name].args = UNROLLED  # Extra overrides of configs/demo_<name>.py.
+    c[name].args = ""  # Extra overrides of configs/demo_<name>.py.
 
   c.synthesize = ml_collections.ConfigDict()
   c.synthesize.args = ""  # Extra overrides of configs/synthesize_demo.py.
@@ -72,7 +69,7 @@ def _demo() -> ml_collections.ConfigDict:
   # Where both towers start: image_clip (the paper's), or phase0 / phase1 (a VLM's image encoder
   # for the video tower only; the text tower then starts from scratch).
   c.dual_encoder.init_from_phase = "image_clip"
-  c.dual_encoder.args = UNROLLED  # Extra overrides of configs/dual_encoder_demo.py.
+  c.dual_encoder.args = ""  # Extra overrides of configs/dual_encoder_demo.py.
 
   # Caption filtering (beyond the paper, viit_jax.filter_captions): de_viit keeps each clip's
   # top_k VIIT captions with cosine >= min_score, and a dual encoder trains on them (top_k=0 and
