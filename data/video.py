@@ -526,6 +526,18 @@ def decode_frames(path: str | os.PathLike[str], num_frames: int, fps: float, res
   return decode_at(clip, idx, res, seek=seek)
 
 
+def decode_or_error(path: str | os.PathLike[str], num_frames: int, fps: float, res: int, *,
+                    segment: tuple[float, float] | None = None) -> np.ndarray | VideoError:
+  """`decode_frames` of the centred window, or the VideoError saying why not (a decoder failure
+  outside PyAV's errors is `corrupt`): for bulk jobs that count bad clips instead of stopping."""
+  try:
+    return decode_frames(path, num_frames, fps, res, mode="uniform", segment=segment)
+  except VideoError as e:
+    return e
+  except (OSError, ValueError, RuntimeError) as e:
+    return VideoError(rj.CORRUPT, f"{type(e).__name__}: {e}", path)
+
+
 def decode_all(path: str | os.PathLike[str]) -> np.ndarray:
   """Decodes every frame at native size, upright (for tests and inspection): uint8[N, H, W, 3]
   (H, W as displayed: a clip tagged rotated by 90 degrees comes out with its sides swapped)."""

@@ -170,14 +170,10 @@ class Decoded:
 def decode_clip(clip: corpus_lib.Clip, num_frames: int, fps: float, res: int
                 ) -> Decoded | rj.RejectRecord:
   """The clip's frames (data.video's centred window), or its reject record."""
-  try:
-    frames = video.decode_frames(clip.path, num_frames, fps, res, mode="uniform",
-                                 segment=clip.segment)
-  except video.VideoError as e:
-    return rj.RejectRecord("video", clip.rel_path, e.reason, f"clip {clip.clip_id}: {e.detail}")
-  except (OSError, ValueError, RuntimeError) as e:  # A decoder failure outside PyAV's errors.
-    return rj.RejectRecord("video", clip.rel_path, rj.CORRUPT,
-                           f"clip {clip.clip_id}: {type(e).__name__}: {e}")
+  frames = video.decode_or_error(clip.path, num_frames, fps, res, segment=clip.segment)
+  if isinstance(frames, video.VideoError):
+    return rj.RejectRecord("video", clip.rel_path, frames.reason,
+                           f"clip {clip.clip_id}: {frames.detail}")
   return Decoded(clip, frames)
 
 

@@ -13,7 +13,6 @@ unit, written atomically, finished units skipped on a rerun), its manifest (the 
 """
 from __future__ import annotations
 
-import collections
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -105,10 +104,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, log=print) -> dict[s
                                    "source_unit": corpus.manifest["units"][u]})
   manifest = caption_sets.finalize(units, num_units, settings, rj.Rejects("filter"))
   assert manifest is not None  # Every unit was written above.
-  captions = collections.Counter(len(r["captions"]) for r in caption_sets.caption_rows(out_dir))
-  source_captions = sum(len(r["captions"]) for r in caption_sets.caption_rows(corpus.dir))
-  log(f"[filter] {manifest['num_captioned']} clips kept with "
-      f"{sum(k * n for k, n in captions.items())} of {source_captions} captions; "
+  kept, listed = (m["stats"]["all_captions"]["num_captions"] for m in (manifest, corpus.manifest))
+  log(f"[filter] {manifest['num_captioned']} clips kept with {kept} of {listed} captions; "
       f"{manifest['num_rejected']} clips dropped {manifest['rejects_per_reason']}; -> {out_dir} "
       f"({time.time() - started:.1f}s)")
   return manifest

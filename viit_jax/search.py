@@ -69,6 +69,7 @@ class DualEncoder:
     params: the parameters on those devices.
     vocab: its tokenizer.
     num_frames, fps, res, text_len: the frames and text length of its training data.
+    dim: E, the width of its embeddings.
   """
   source: runtime.CheckpointSource
   embedder: embed.Embedder
@@ -78,6 +79,7 @@ class DualEncoder:
   fps: float
   res: int
   text_len: int
+  dim: int
 
   def texts(self, texts: Sequence[str]) -> np.ndarray:
     """float32[N, E] normalised text embeddings."""
@@ -116,7 +118,8 @@ def load_dual_encoder(workdir: str, *, step: int = -1, batch_size: int = 0) -> D
   embedder = embed.Embedder(de_lib.DualEncoder(model_cfg), mesh,
                             batch_size or len(jax.local_devices()))
   vocab = tasks_lib.vocabulary(paths.local_copy(vocab_path))
-  return DualEncoder(source, embedder, params, vocab, num_frames, fps, res, text_len)
+  return DualEncoder(source, embedder, params, vocab, num_frames, fps, res, text_len,
+                     model_cfg.txt.out_features)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -195,11 +198,14 @@ def identity(de: DualEncoder, corpus: Corpus) -> dict[str, Any]:
           "text_len": de.text_len}
 
 
+# What must match between an index and the request for it: (section, key).
+_BINDING = (("dual_encoder", "step"), ("corpus", "manifest_sha256"))
+
+
 def _check_identity(index_dir: paths.Path, have: Mapping[str, Any],
                     want: Mapping[str, Any]) -> None:
-  diffs = [f"{k}: index {have.get(k)} != wanted {want[k]}" for k in ("dual_encoder", "corpus")
-           if have.get(k, {}).get("step" if k == "dual_encoder" else "manifest_sha256")
-           != want[k]["step" if k == "dual_encoder" else "manifest_sha256"]]
+  diffs = [f"{k}: index {have.get(k)} != wanted {want[k]}" for k, key in _BINDING
+           if have.get(k, {}).get(key) != want[k][key]]
   if diffs:
     raise IndexMismatch(f"the index at {index_dir} was built for something else ("
                         + "; ".join(diffs) + "); delete it or pass another --index")
@@ -210,13 +216,7 @@ def decode_rows(corpus: Corpus, rows: Sequence[Mapping[str, Any]], num_frames: i
   """Each row's clip as uint8[T, res, res, 3] (the centred window), or the VideoError it gave."""
   def one(row: Mapping[str, Any]) -> np.ndarray | video.VideoError:
     segment = tuple(row["segment"]) if row.get("segment") else None
-    try:
-      return video.decode_frames(corpus.video_path(row), num_frames, fps, res, mode="uniform",
-                                 segment=segment)
-    except video.VideoError as e:
-      return e
-    except (OSError, ValueError, RuntimeError) as e:  # A decoder failure outside PyAV's errors.
-      return video.VideoError("corrupt", f"{type(e).__name__}: {e}", corpus.video_path(row))
+    return video.decode_or_error(corpus.video_path(row), num_frames, fps, res, segment=segment)
 
   with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
     return list(pool.map(one, rows))
@@ -234,10 +234,10 @@ def build_shard(de: DualEncoder, corpus: Corpus, u: int, index_dir: paths.Path,
   ok = [(r, f) for r, f in zip(rows, decoded) if isinstance(f, np.ndarray)]
   rejects = [{"clip_id": r["clip_id"], "reason": f.reason, "detail": f.detail}
              for r, f in zip(rows, decoded) if not isinstance(f, np.ndarray)]
-  dim = int(de.texts([""]).shape[1])
-  videos = (de.videos(np.stack([f for _, f in ok])) if ok else np.zeros((0, dim), np.float32))
+  empty = np.zeros((0, de.dim), np.float32)
+  videos = de.videos(np.stack([f for _, f in ok])) if ok else empty
   texts = [t for r, _ in ok for t in (*r["captions"], r["alt_text"])]
-  text_emb = de.texts(texts) if texts else np.zeros((0, dim), np.float32)
+  text_emb = de.texts(texts) if texts else empty
   caption_scores, alt_scores, at = [], [], 0
   for (r, _), v in zip(ok, videos):
     k = len(r["captions"])
@@ -298,7 +298,7 @@ def build_index(de: DualEncoder, corpus: Corpus, index_dir: paths.PathLike, *,
   record = {**want, "num_clips": sum(len(m["clip_ids"]) for m in metas),
             "num_rejected": sum(len(m["rejects"]) for m in metas),
             "rejects_per_reason": dict(sorted(reasons.items())),
-            "dim": int(de.texts([""]).shape[1]), "num_shards": units,
+            "dim": de.dim, "num_shards": units,
             "seconds": round(time.time() - started, 3)}
   if me == 0:
     paths.write_json(index_dir / INDEX_FILE, record)
