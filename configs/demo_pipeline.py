@@ -26,6 +26,9 @@ def _demo() -> ml_collections.ConfigDict:
   c.seed = 0  # The world, every trainer, synthesis and sampling.
   c.python = ""  # Interpreter for the phases; '' = the pipeline's own.
   c.compile_cache = ".jax_cache"  # Persistent JAX compile cache for every phase ('' = off).
+  # Phases run at once, each as soon as the phases it reads are done (viit_jax/demo/phases.py);
+  # 1 = one after another. Their results do not depend on it: docs/speed.md#make-demo.
+  c.jobs = 2
 
   c.world = ml_collections.ConfigDict()
   c.world.preset = "demo"  # data.demo_world preset.
@@ -129,4 +132,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if preset == "test":
     _test(c)
   c.lock()
-  return config_lib.apply_overrides(c, overrides)
+  c = config_lib.apply_overrides(c, overrides)
+  if c.jobs < 1:
+    raise config_lib.ConfigError(f"jobs must be >= 1, got {c.jobs}")
+  return c

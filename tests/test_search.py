@@ -253,10 +253,11 @@ def test_bad_requests_get_a_message_and_a_4xx(run, built, server, tmp_path):
     proc.wait(timeout=30)
 
 
-def test_query_latency_benchmark_runs(run, built, capsys):
+def test_query_latency_benchmark_runs(run, built, server, capsys):
   from viit_jax.benchmarks import search as bench  # pylint: disable=g-import-not-at-top
+  # The module's server (started as the benchmark starts its own: `viit_jax.serve --port=0`).
   result = bench.main([f"--dual_encoder={run['de']}", f"--corpus={run['corpus']}",
-                       "--queries=4", "--k=5"])
+                       "--queries=4", "--k=5", f"--url={server}"])
   out = capsys.readouterr().out
   assert result["clips"] == len(run["truth"])
   assert 0 < result["server_ms"] < result["api_ms"] and result["healthz_ms"] > 0

@@ -5,7 +5,8 @@
 
 Runs every phase of `viit_jax.demo.phases.plan` as a subprocess of its own entry point (exactly
 the command a user would type; a crash stays inside its phase), streaming the child's output with
-a `[phase]` prefix (the phase list is in viit_jax/demo/phases.py).
+a `[phase]` prefix (the phase list is in viit_jax/demo/phases.py). Up to `jobs` (2) phases run at
+once, each as soon as the phases whose outputs it reads are done.
 
 Each phase writes into `<workdir>/<phase>/`; `<workdir>/<phase>/DONE.json` (command, wall and CPU
 seconds) is written after the child exits 0. A rerun skips phases with a marker, and the interrupted
@@ -37,7 +38,7 @@ def timing_table(rows: Sequence[Mapping[str, Any]]) -> str:
     lines.append(f"{r['phase']:<17} {r['status']:<8} {ph.fmt_s(r['wall_s']):>9} "
                  f"{ph.fmt_s(r['cpu_s']):>9}  {r['what']}")
   tw, tc = sum(r["wall_s"] for r in rows), sum(r["cpu_s"] for r in rows)
-  lines += ["-" * 96, f"{'all phases':<17} {'':<8} {ph.fmt_s(tw):>9} {ph.fmt_s(tc):>9}"]
+  lines += ["-" * 96, f"{'sum of phases':<17} {'':<8} {ph.fmt_s(tw):>9} {ph.fmt_s(tc):>9}"]
   return "\n".join(lines)
 
 
@@ -65,36 +66,45 @@ def _run_phases(config: ml_collections.ConfigDict, w: pathlib.Path, phases: list
   paths.write_text(w / ph.CONFIG_FILE, config_lib.to_json(config))
   env = ph.child_env(config, os.environ if env is None else env)
   started = time.time()
-  out(f"[pipeline] {len(phases)} phases -> {w} (seed {config.seed}, preset {config.preset}); "
-      f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-  rows: list[dict[str, Any]] = []
-  for i, phase in enumerate(phases):
+  out(f"[pipeline] {len(phases)} phases -> {w} (seed {config.seed}, preset {config.preset}), "
+      f"{config.jobs} at a time; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+  if stop_after:
+    phases = phases[:[p.name for p in phases].index(stop_after) + 1]
+  number = {p.name: f"({i + 1}/{len(phases)})" for i, p in enumerate(phases)}
+  records: dict[str, dict[str, Any]] = {}
+  for phase in phases:
     marker = ph.read_marker(w, phase.name)
-    if marker is not None:
-      if marker["argv"] != list(phase.argv):
-        raise RuntimeError(
-            f"{w / phase.name / ph.MARKER} was written by another command:\n  {marker['argv']}\n"
-            f"this run would use:\n  {list(phase.argv)}\nUse a fresh --workdir (or delete "
-            f"{w / phase.name} and the phases after it).")
-      out(f"[pipeline] ({i + 1}/{len(phases)}) {phase.name}: done already "
-          f"({ph.fmt_s(marker['wall_s'])}), skipped")
-      rows.append({**marker, "status": "skipped"})
-    else:
-      out(f"[pipeline] ({i + 1}/{len(phases)}) {phase.name}: {phase.what}")
-      out(f"[pipeline]   $ {' '.join(phase.argv)}")
-      record = ph.run_phase(phase, w, env, out)
-      out(f"[pipeline] ({i + 1}/{len(phases)}) {phase.name} done in {ph.fmt_s(record['wall_s'])} "
-          f"wall, {ph.fmt_s(record['cpu_s'])} CPU")
-      rows.append({**record, "status": "ran"})
-    if phase.name == stop_after:
-      out(f"[pipeline] stopping after {stop_after}")
-      break
+    if marker is None:
+      continue
+    if marker["argv"] != list(phase.argv):
+      raise RuntimeError(
+          f"{w / phase.name / ph.MARKER} was written by another command:\n  {marker['argv']}\n"
+          f"this run would use:\n  {list(phase.argv)}\nUse a fresh --workdir (or delete "
+          f"{w / phase.name} and the phases after it).")
+    out(f"[pipeline] {number[phase.name]} {phase.name}: done already "
+        f"({ph.fmt_s(marker['wall_s'])}), skipped")
+    records[phase.name] = {**marker, "status": "skipped"}
+
+  def started_phase(phase: ph.Phase) -> None:
+    out(f"[pipeline] {number[phase.name]} {phase.name}: {phase.what}")
+    out(f"[pipeline]   $ {' '.join(phase.argv)}")
+
+  def finished_phase(phase: ph.Phase, record: dict[str, Any]) -> None:
+    out(f"[pipeline] {number[phase.name]} {phase.name} done in {ph.fmt_s(record['wall_s'])} "
+        f"wall, {ph.fmt_s(record['cpu_s'])} CPU")
+    records[phase.name] = {**record, "status": "ran"}
+
+  ph.run_phases([p for p in phases if p.name not in records], w, env, out, jobs=config.jobs,
+                on_start=started_phase, on_done=finished_phase)
+  if stop_after:
+    out(f"[pipeline] stopping after {stop_after}")
+  rows = [records[p.name] for p in phases]
   total = time.time() - started
   summary = {"rows": rows, "this_run_wall_s": round(total, 2),
              "this_run_cpu_s": round(sum(r["cpu_s"] for r in rows if r["status"] == "ran"), 2),
              "all_phases_wall_s": round(sum(r["wall_s"] for r in rows), 2),
              "all_phases_cpu_s": round(sum(r["cpu_s"] for r in rows), 2),
-             "cpu_count": os.cpu_count()}
+             "jobs": config.jobs, "cpu_count": os.cpu_count()}
   paths.write_text(w / ph.TIMINGS_FILE, json.dumps(summary, indent=1))
   out("[pipeline] phase timings (wall = elapsed; CPU = user + system seconds of the phase's "
       "processes):")
@@ -107,7 +117,8 @@ def _run_phases(config: ml_collections.ConfigDict, w: pathlib.Path, phases: list
       out(f"[pipeline] claim {c['id']}: {c['verdict']}: {c['statement']} | {c['evidence']}")
     out(f"[pipeline] report: {w / 'report.md'} and {w / 'report.html'}")
   out(f"[pipeline] total wall time of this run: {ph.fmt_s(total)} "
-      f"(all phases, including ones done earlier: {ph.fmt_s(summary['all_phases_wall_s'])})")
+      f"(the phases' wall times add up to {ph.fmt_s(summary['all_phases_wall_s'])}, including "
+      "ones done earlier)")
   return rows
 
 

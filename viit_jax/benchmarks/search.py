@@ -1,12 +1,13 @@
 """Query latency of the search page (`make serve`) over an auto-labeled corpus.
 
   python -m viit_jax.benchmarks.search --dual_encoder=runs/demo/de_viit \
-      --corpus=runs/demo/label_viit [--queries=50] [--k=10]
+      --corpus=runs/demo/label_viit [--queries=50] [--k=10] [--url=http://HOST:PORT/]
 
 Starts `python -m viit_jax.serve` on a free port of 127.0.0.1 (building its index when missing,
-outside the timings), then sends `--queries` text queries, the corpus' own alt-texts in corpus
-order, each as the HTML page (`/?q=`) and as JSON (`/api/search?q=`), one at a time over HTTP.
-Prints median / p90 / max milliseconds per kind, the server's own time per query (text tower +
+outside the timings), or with `--url` times a server already running there (serving the same
+corpus: the queries are read from `--corpus`). Sends `--queries` text queries, the corpus' own
+alt-texts in corpus order, each as the HTML page (`/?q=`) and as JSON (`/api/search?q=`), one at
+a time over HTTP. Prints median / p90 / max milliseconds per kind, the server's own time per query (text tower +
 index scan, from the JSON's took_ms), and as the reference measured in the same run the round trip
 of `/healthz` (the HTTP and Flask overhead with no model work). The last line is
 `median query latency: X ms (page)`.
@@ -58,9 +59,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
   p.add_argument("--index", default="")
   p.add_argument("--queries", type=int, default=50)
   p.add_argument("--k", type=int, default=10)
+  p.add_argument("--url", default="", help="A running server's base URL ('' = start one).")
   a = p.parse_args(argv)
-  proc, url = start_server([f"--dual_encoder={a.dual_encoder}", f"--corpus={a.corpus}",
-                            *([f"--index={a.index}"] if a.index else [])])
+  proc, url = None, a.url.rstrip("/") + "/"
+  if not a.url:
+    proc, url = start_server([f"--dual_encoder={a.dual_encoder}", f"--corpus={a.corpus}",
+                              *([f"--index={a.index}"] if a.index else [])])
   try:
     from viit_jax import search  # pylint: disable=g-import-not-at-top
     corpus = search.open_corpus(a.corpus)
@@ -76,8 +80,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
       api.append(ms)
       server.append(float(json.loads(body)["took_ms"]))
   finally:
-    proc.terminate()
-    proc.wait(timeout=30)
+    if proc is not None:
+      proc.terminate()
+      proc.wait(timeout=30)
   print(f"\n{len(queries)} queries over {clips} clips, top {a.k}, one at a time\n")
   print("| request | n | median ms | p90 ms | max ms |\n|---|---|---|---|---|")
   for name, values in (("search page /?q=", page), ("JSON /api/search", api),

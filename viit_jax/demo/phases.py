@@ -25,8 +25,9 @@ runs them, the demo report and the caption-ceiling probe read their outputs by t
   report           python -m viit_jax.demo.report               report.md/.html, claims.json
 
 Each phase writes into `<workdir>/<phase>/` and leaves `<workdir>/<phase>/DONE.json` (command,
-wall and CPU seconds) when its child exits 0. `run_phase` runs one phase's child (the pipeline and
-the caption-ceiling probe both use it).
+wall and CPU seconds) when its child exits 0. Each phase names the phases whose outputs it reads
+(`Phase.needs`); `run_phases` runs a list of phases, each once those it needs are done, up to `jobs`
+at a time (the pipeline's `jobs`); `run_phase` runs one (the caption-ceiling probe uses it).
 """
 from __future__ import annotations
 
@@ -37,12 +38,12 @@ import json
 import os
 import pathlib
 import re
-import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ml_collections
@@ -83,10 +84,12 @@ class Phase:
     name: its directory under the workdir (outputs and the DONE.json marker).
     what: one line for the progress output and the timing table.
     argv: the child command (argv[0] is the Python interpreter).
+    needs: the phases whose outputs it reads; it starts once they are done.
   """
   name: str
   what: str
   argv: tuple[str, ...]
+  needs: tuple[str, ...] = ()
 
 
 def join_args(*parts: str | Mapping[str, Any]) -> str:
@@ -124,7 +127,9 @@ def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> 
     return (py, "-m", module, f"--config={cfg_file}:{args}" if args else f"--config={cfg_file}",
             f"--workdir={w / name}")
 
-  phases = []
+  phases: list[Phase] = []
+  # Every phase reads the world; a given world directory is no phase.
+  world_phase = () if config.world.dir else (WORLD,)
   if not config.world.dir:
     phases.append(Phase(WORLD, f"demo world (preset {config.world.preset}, seed {seed})",
                         (py, "-m", "data.demo_world", f"--out={world}",
@@ -137,7 +142,7 @@ def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> 
               "train.total_steps": clip.steps, "train.batch_size": clip.batch_size}
     phases.append(Phase(IMAGE_CLIP, "image CLIP on the stills' captions (T=1)",
                         entry("viit_jax.train_dual_encoder", "configs/dual_encoder_demo.py",
-                              join_args(fields, clip.args), IMAGE_CLIP)))
+                              join_args(fields, clip.args), IMAGE_CLIP), world_phase))
 
   init = {"phase0": "", "phase1": str(w / "phase0"), "phase2": str(w / "phase1")}
   whats = {"phase0": "phase 0: image-text pre-training on stills (T=1)",
@@ -151,13 +156,15 @@ def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> 
       fields["init_from"] = init[name]
     if name == "phase2":
       fields["data.viit_dir"] = str(w / VIIT_DATA)
+    needs = world_phase + ((pathlib.Path(init[name]).name,) if init[name] else ())
     if name == "phase2":  # The instruction data comes before phase 2.
       phases.append(Phase(VIIT_DATA, "instruction synthesis from VidLN narratives (rules LLM)",
                           entry("viit_jax.synthesize", "configs/synthesize_demo.py",
                                 join_args({"world_dir": world, "seed": seed},
-                                           config.synthesize.args), VIIT_DATA)))
+                                           config.synthesize.args), VIIT_DATA), world_phase))
+      needs += (VIIT_DATA,)
     phases.append(Phase(name, whats[name], entry("viit_jax.train", f"configs/demo_{name}.py",
-                                                 join_args(fields, p.args), name)))
+                                                 join_args(fields, p.args), name), needs))
 
   a = config.autolabel
   common = {"corpus.world_dir": world, "seed": seed, "corpus.limit": a.limit,
@@ -166,13 +173,15 @@ def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> 
   phases.append(Phase(LABEL_VIIT, "auto-label the pool: VIIT captions (phase-2 VLM, 8 frames)",
                       entry("viit_jax.autolabel", "configs/autolabel_demo.py",
                             join_args(common, {"mode": "viit", "init_from": w / "phase2",
-                                                "version": "v1"}, a.args), LABEL_VIIT)))
+                                                "version": "v1"}, a.args), LABEL_VIIT),
+                      (*world_phase, "phase2")))
   phases.append(Phase(LABEL_FRAMES,
                       "auto-label the pool: frame captions (phase-0 image model, T=1 per frame)",
                       entry("viit_jax.autolabel", "configs/autolabel_demo.py",
                             join_args(common, {"mode": "frame_captioner",
                                                 "init_from": w / "phase0", "version": "v1"},
-                                       a.args, a.frame_args), LABEL_FRAMES)))
+                                       a.args, a.frame_args), LABEL_FRAMES),
+                      (*world_phase, "phase0")))
 
   d = config.dual_encoder
   if d.init_from_phase not in (IMAGE_CLIP, *VLM_TRAIN):
@@ -190,11 +199,14 @@ def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> 
       fields["init_assignment_map"] = repr(dual_encoder_demo.IMAGE_CLIP_TO_DUAL_ENCODER)
     return fields
 
+  # A dual encoder reads its start and the captions of its own source (alt-text: the world's).
+  labels = {"alt_text": (), "frame_captions": (LABEL_FRAMES,), "viit": (LABEL_VIIT,)}
   for source, name in DUAL_ENCODERS.items():
     fields = de_fields(source)
     phases.append(Phase(name, f"dual encoder on {source.replace('_', ' ')}",
                         entry("viit_jax.train_dual_encoder", "configs/dual_encoder_demo.py",
-                              join_args(fields, d.args), name)))
+                              join_args(fields, d.args), name),
+                        (*world_phase, d.init_from_phase, *labels[source])))
 
   f = config.filter
   filtered = f.top_k > 0 or f.min_score > -1.0
@@ -204,11 +216,13 @@ def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> 
                         entry("viit_jax.filter_captions", "configs/filter_captions.py",
                               join_args({"dual_encoder": w / DUAL_ENCODERS["viit"],
                                          "corpus": w / LABEL_VIIT / "v1", "top_k": f.top_k,
-                                         "min_score": f.min_score}, f.args), FILTER_VIIT)))
+                                         "min_score": f.min_score}, f.args), FILTER_VIIT),
+                        (*world_phase, DUAL_ENCODERS["viit"], LABEL_VIIT)))
     fields = {**de_fields("viit"), "dual_encoder.viit_captions_dir": w / FILTER_VIIT / "v1"}
     phases.append(Phase(DE_FILTERED, "dual encoder on the filtered VIIT captions",
                         entry("viit_jax.train_dual_encoder", "configs/dual_encoder_demo.py",
-                              join_args(fields, d.args), DE_FILTERED)))
+                              join_args(fields, d.args), DE_FILTERED),
+                        (*world_phase, d.init_from_phase, FILTER_VIIT)))
 
   e = config.evaluate
   for name, (trained, what) in VLM_EVALS.items():
@@ -218,16 +232,17 @@ def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> 
               "eval.caption_metrics": e.caption_metrics}
     phases.append(Phase(name, f"evaluate {what}",
                         entry("viit_jax.evaluate", "configs/evaluate_demo.py",
-                              join_args(fields, e.args), name)))
+                              join_args(fields, e.args), name), (*world_phase, trained)))
   for name, de in {**DE_EVALS, **({EVAL_DE_FILTERED: DE_FILTERED} if filtered else {})}.items():
     fields = {"kind": "dual_encoder", "checkpoint": w / de, "data.world_dir": world,
               "eval.tasks": e.de_tasks, "eval.max_examples": e.de_max_examples,
               "eval.batch_size": e.batch_size, "eval.seed": seed}
     phases.append(Phase(name, f"evaluate the dual encoder {de}",
                         entry("viit_jax.evaluate", "configs/evaluate_demo.py",
-                              join_args(fields, e.args), name)))
+                              join_args(fields, e.args), name), (*world_phase, de)))
   phases.append(Phase(REPORT, "report (report.md, report.html, claims.json)",
-                      (py, "-m", "viit_jax.demo.report", f"--workdir={w}")))
+                      (py, "-m", "viit_jax.demo.report", f"--workdir={w}"),
+                      tuple(p.name for p in phases)))
   return phases
 
 
@@ -271,76 +286,163 @@ def _die_with_parent() -> None:
     pass
 
 
-def _cpu_children() -> float:
-  r = resource.getrusage(resource.RUSAGE_CHILDREN)
-  return r.ru_utime + r.ru_stime
-
-
 class PhaseFailed(RuntimeError):
   """A phase's child exited non-zero."""
 
 
 class Interrupted(RuntimeError):
-  """The pipeline was asked to stop (SIGTERM / SIGHUP), and its running phase with it."""
+  """The pipeline was asked to stop (SIGTERM / SIGHUP), and its running phases with it."""
+
+
+class _Child:
+  """One phase's child process: its output goes to <workdir>/logs/<phase>.log and, without the
+  start-up noise and with a `[phase]` prefix, to `out` (from a thread of its own)."""
+
+  def __init__(self, phase: Phase, workdir: pathlib.Path, env: Mapping[str, str],
+               out: Callable[[str], None]):
+    self.phase, self.workdir = phase, workdir
+    self.log_path = workdir / LOG_DIR / f"{phase.name}.log"
+    self.log_path.parent.mkdir(parents=True, exist_ok=True)
+    (workdir / phase.name).mkdir(parents=True, exist_ok=True)
+    self.log = open(self.log_path, "ab")  # pylint: disable=consider-using-with
+    self.log.write(f"\n=== {datetime.datetime.now().isoformat(timespec='seconds')} "
+                   f"{' '.join(phase.argv)}\n".encode())
+    self.t0 = time.time()
+    self.proc = subprocess.Popen(phase.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 env=dict(env), preexec_fn=_die_with_parent)
+    self.reader = threading.Thread(target=self._stream, args=(out,), daemon=True)
+    self.reader.start()
+
+  def _stream(self, out: Callable[[str], None]) -> None:
+    assert self.proc.stdout is not None
+    prefix = f"[{self.phase.name}] "
+    for raw in iter(self.proc.stdout.readline, b""):
+      self.log.write(raw)
+      self.log.flush()
+      for line in raw.decode("utf-8", "replace").rstrip("\n").split("\r"):
+        if line.strip() and not _NOISE.match(line):
+          out(prefix + line)
+
+  def reap(self, block: bool = False) -> tuple[int, float] | None:
+    """(exit code, CPU seconds of the child and its descendants) once it has exited, else None."""
+    pid, status, usage = os.wait4(self.proc.pid, 0 if block else os.WNOHANG)
+    if pid == 0:
+      return None
+    self.proc.returncode = os.waitstatus_to_exitcode(status)
+    self.reader.join(timeout=30)  # EOF comes when the child and its descendants are gone.
+    self.log.close()
+    return self.proc.returncode, usage.ru_utime + usage.ru_stime
+
+  def record(self, cpu: float) -> dict[str, Any]:
+    """Writes and returns the phase's DONE.json record (after its child exited 0)."""
+    record = {"phase": self.phase.name, "what": self.phase.what, "argv": list(self.phase.argv),
+              "wall_s": round(time.time() - self.t0, 2), "cpu_s": round(cpu, 2),
+              "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+              "loadavg_1m_at_end": round(os.getloadavg()[0], 2)}
+    tmp = self.workdir / self.phase.name / f".{MARKER}.tmp"
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, self.workdir / self.phase.name / MARKER)
+    return record
+
+  def stop(self) -> None:
+    """SIGTERM, then SIGKILL after 30 s; reaps the child."""
+    if self.proc.returncode is not None:
+      return
+    self.proc.terminate()
+    deadline = time.time() + 30
+    while self.reap() is None:
+      if time.time() > deadline:
+        self.proc.kill()
+        self.reap(block=True)
+        return
+      time.sleep(0.1)
+
+
+def run_phases(phases: Sequence[Phase], workdir: pathlib.Path, env: Mapping[str, str],
+               out: Callable[[str], None], *, jobs: int = 1,
+               on_start: Callable[[Phase], None] = lambda p: None,
+               on_done: Callable[[Phase, dict[str, Any]], None] = lambda p, r: None
+               ) -> list[dict[str, Any]]:
+  """Runs every phase, each once the phases it needs (among `phases`) are done, at most `jobs` at
+  a time, the earliest in `phases` first; returns their marker records in the order they ended.
+
+  A failed phase starts nothing new: the phases running then finish (their work is kept), then
+  PhaseFailed names it. SIGTERM / SIGHUP are forwarded to every running child, which stop (the
+  entry points save and exit), then Interrupted; any other exception (Ctrl-C) stops them too.
+  """
+  names = {p.name for p in phases}
+  pending = list(phases)
+  running: list[_Child] = []
+  done: set[str] = set()
+  records: list[dict[str, Any]] = []
+  failures: list[str] = []
+  stopped_by: list[int] = []
+  lock = threading.Lock()  # One line at a time from the children's threads and this one.
+
+  def say(line: str) -> None:
+    with lock:
+      out(line)
+
+  def forward(signum, frame):  # noqa: ARG001
+    stopped_by.append(signum)
+    for child in running:
+      child.proc.send_signal(signum)
+
+  old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
+  try:
+    while pending or running:
+      while pending and len(running) < max(1, jobs) and not failures and not stopped_by:
+        ready = [p for p in pending if all(n in done or n not in names for n in p.needs)]
+        if not ready:
+          break
+        pending.remove(ready[0])
+        with lock:
+          on_start(ready[0])
+        running.append(_Child(ready[0], workdir, env, say))
+      if not running:
+        break  # After a failure or a signal: nothing left to wait for.
+      time.sleep(0.2)
+      for child in list(running):
+        ended = child.reap()
+        if ended is None:
+          continue
+        running.remove(child)
+        rc, cpu = ended
+        if stopped_by:
+          continue
+        if rc != 0:
+          failures.append(
+              f"phase {child.phase.name} failed with exit code {rc} after "
+              f"{fmt_s(time.time() - child.t0)}; its output is in {child.log_path}")
+          if running:
+            say(f"[pipeline] {failures[-1]}; waiting for "
+                f"{', '.join(c.phase.name for c in running)} to finish")
+          continue
+        records.append(child.record(cpu))
+        done.add(child.phase.name)
+        with lock:
+          on_done(child.phase, records[-1])
+  except BaseException:
+    for child in running:
+      child.stop()
+    raise
+  finally:
+    for s, h in old.items():
+      signal.signal(s, h)
+  if stopped_by:
+    raise Interrupted(f"stopped by signal {stopped_by[0]}; rerun the same command to resume")
+  if failures:
+    raise PhaseFailed("; ".join(failures) + ". Fix the cause and rerun the same command: "
+                      "finished phases are skipped and the failed one resumes.")
+  if pending:  # Only when a phase needs one that comes after it in `phases`.
+    raise ValueError(f"phases {[p.name for p in pending]} wait for phases that never ran")
+  return records
 
 
 def run_phase(phase: Phase, workdir: pathlib.Path, env: Mapping[str, str],
               out: Callable[[str], None]) -> dict[str, Any]:
   """Runs one phase's child to completion, streaming its output; returns the marker record."""
-  log_path = workdir / LOG_DIR / f"{phase.name}.log"
-  log_path.parent.mkdir(parents=True, exist_ok=True)
-  (workdir / phase.name).mkdir(parents=True, exist_ok=True)
-  cpu0, t0 = _cpu_children(), time.time()
-  prefix = f"[{phase.name}] "
-  with open(log_path, "ab") as log:
-    log.write(f"\n=== {datetime.datetime.now().isoformat(timespec='seconds')} "
-              f"{' '.join(phase.argv)}\n".encode())
-    proc = subprocess.Popen(phase.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=dict(env), preexec_fn=_die_with_parent)
-
-    stopped_by: list[int] = []
-
-    def forward(signum, frame):  # noqa: ARG001
-      stopped_by.append(signum)
-      proc.send_signal(signum)
-
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-      assert proc.stdout is not None
-      for raw in iter(proc.stdout.readline, b""):
-        log.write(raw)
-        log.flush()
-        for line in raw.decode("utf-8", "replace").rstrip("\n").split("\r"):
-          if line.strip() and not _NOISE.match(line):
-            out(prefix + line)
-      rc = proc.wait()
-    except BaseException:  # KeyboardInterrupt included: stop the child, then stop.
-      proc.terminate()
-      try:
-        proc.wait(timeout=30)
-      except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-      raise
-    finally:
-      for s, h in old.items():
-        signal.signal(s, h)
-  wall, cpu = time.time() - t0, _cpu_children() - cpu0
-  if stopped_by:
-    raise Interrupted(f"phase {phase.name} stopped by signal {stopped_by[0]} after "
-                      f"{fmt_s(wall)}; rerun the same command to resume it")
-  if rc != 0:
-    raise PhaseFailed(f"phase {phase.name} failed with exit code {rc} after {fmt_s(wall)}; its "
-                      f"output is in {log_path}. Fix the cause and rerun the same command: "
-                      "finished phases are skipped and this one resumes.")
-  record = {"phase": phase.name, "what": phase.what, "argv": list(phase.argv),
-            "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-            "finished": datetime.datetime.now().isoformat(timespec="seconds"),
-            "loadavg_1m_at_end": round(os.getloadavg()[0], 2)}
-  tmp = workdir / phase.name / f".{MARKER}.tmp"
-  tmp.write_text(json.dumps(record, indent=1))
-  os.replace(tmp, workdir / phase.name / MARKER)
-  return record
+  return run_phases([phase], workdir, env, out)[0]
 
 
 def child_env(config: ml_collections.ConfigDict, base: Mapping[str, str]) -> dict[str, str]:
