@@ -27,7 +27,7 @@ def _demo() -> ml_collections.ConfigDict:
   c.python = ""  # Interpreter for the phases; '' = the pipeline's own.
   c.compile_cache = ".jax_cache"  # Persistent JAX compile cache for every phase ('' = off).
   # Phases run at once, each as soon as the phases it reads are done (viit_jax/demo/phases.py);
-  # 1 = one after another. Their results do not depend on it: docs/speed.md#make-demo.
+  # 1 = one after another. Results do not depend on it (docs/speed.md, "Two phases at a time").
   c.jobs = 2
 
   c.world = ml_collections.ConfigDict()
