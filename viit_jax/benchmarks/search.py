@@ -7,9 +7,9 @@ Starts `python -m viit_jax.serve` on a free port of 127.0.0.1 (building its inde
 outside the timings), or with `--url` times a server already running there (serving the same
 corpus: the queries are read from `--corpus`). Sends `--queries` text queries, the corpus' own
 alt-texts in corpus order, each as the HTML page (`/?q=`) and as JSON (`/api/search?q=`), one at
-a time over HTTP. Prints median / p90 / max milliseconds per kind, the server's own time per query (text tower +
-index scan, from the JSON's took_ms), and as the reference measured in the same run the round trip
-of `/healthz` (the HTTP and Flask overhead with no model work). The last line is
+a time over HTTP. Prints median / p90 / max milliseconds per kind, the server's own time per query
+(text tower + index scan, from the JSON's took_ms), and as the reference measured in the same run
+the round trip of `/healthz` (the HTTP and Flask overhead with no model work). The last line is
 `median query latency: X ms (page)`.
 """
 from __future__ import annotations

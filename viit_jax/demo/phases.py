@@ -144,7 +144,7 @@ def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> 
                         entry("viit_jax.train_dual_encoder", "configs/dual_encoder_demo.py",
                               join_args(fields, clip.args), IMAGE_CLIP), world_phase))
 
-  init = {"phase0": "", "phase1": str(w / "phase0"), "phase2": str(w / "phase1")}
+  init = {"phase0": "", "phase1": "phase0", "phase2": "phase1"}  # The phase each starts from.
   whats = {"phase0": "phase 0: image-text pre-training on stills (T=1)",
            "phase1": "phase 1: visual adaptation on S-MiT captions (LM frozen)",
            "phase2": "phase 2: VIIT on synthesized instructions (vision frozen)"}
@@ -153,10 +153,10 @@ def plan(config: ml_collections.ConfigDict, workdir: str | os.PathLike[str]) -> 
     fields = {"data.world_dir": world, "seed": seed, "train.total_steps": p.steps,
               "train.batch_size": p.batch_size}
     if init[name]:
-      fields["init_from"] = init[name]
+      fields["init_from"] = str(w / init[name])
     if name == "phase2":
       fields["data.viit_dir"] = str(w / VIIT_DATA)
-    needs = world_phase + ((pathlib.Path(init[name]).name,) if init[name] else ())
+    needs = world_phase + ((init[name],) if init[name] else ())
     if name == "phase2":  # The instruction data comes before phase 2.
       phases.append(Phase(VIIT_DATA, "instruction synthesis from VidLN narratives (rules LLM)",
                           entry("viit_jax.synthesize", "configs/synthesize_demo.py",
@@ -408,7 +408,7 @@ def run_phases(phases: Sequence[Phase], workdir: pathlib.Path, env: Mapping[str,
           continue
         running.remove(child)
         rc, cpu = ended
-        if stopped_by:
+        if rc != 0 and stopped_by:  # Stopped as asked: not a failure, it resumes on a rerun.
           continue
         if rc != 0:
           failures.append(
