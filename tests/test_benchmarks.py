@@ -149,6 +149,13 @@ def test_train_step_benchmark_prints_mfu_per_phase(capsys):
                                               abs=0.06)
     # The compiled count (every layer) and the analytic one agree on what the step computes.
     assert 0.7 < r["compiled_flops"] / r["hardware_flops"] < 1.5, r
+    # The matmul ceiling: the step's matmuls were found (their FLOPs are most of the step's) and
+    # the printed ceiling is model FLOPs over their time alone.
+    assert 0.5 < r["dots_flops"] / r["hardware_flops"] < 1.5, r
+    m = re.search(rf"^MFU ceiling: ([\d.]+)% \({r['phase']}, {r['variant']}\)$", out, re.M)
+    assert m, out
+    assert float(m.group(1)) == pytest.approx(100 * r["model_flops"] / r["dots_s"] / peak,
+                                              abs=0.06)
 
 
 def test_decode_benchmark_prints_the_roofline(capsys):
@@ -162,4 +169,6 @@ def test_decode_benchmark_prints_the_roofline(capsys):
     mode = "lm only" if extra else "cached"
     m = re.search(rf"^roofline: ([\d.]+)% \({mode}, batch 8\)$", out, re.M)
     assert m and 0 < float(m.group(1)) < 100, out
+    m = re.search(rf"^roofline ceiling: ([\d.]+)% \({mode}, batch 8\)$", out, re.M)
+    assert m and float(m.group(1)) > 0, out
     assert ("LM only" in out) == bool(extra)

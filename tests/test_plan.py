@@ -80,6 +80,33 @@ def test_analytic_flops_count_frozen_towers_less():
   assert dots.hardware == dots.model == full.model
 
 
+def test_program_dots_count_every_matmul_as_often_as_it_runs():
+  """Nested jaxprs (jit, scan, while, cond) are walked: a scan's body counts `length` times, a
+  while loop's `while_trips` times, a cond's costliest branch once; batch dims are the dot's."""
+  import jax
+  import jax.numpy as jnp
+  x, w, v = jnp.ones((2, 3, 4)), jnp.ones((4, 5)), jnp.ones((5, 5))
+  z = jnp.ones((2, 4, 7), jnp.bfloat16)
+
+  def f(x, w, v, z):
+    y = jnp.einsum("bmk,kn->bmn", x, w).reshape(6, 5)  # [6, 4] x [4, 5] inside einsum's jit
+    batched = jnp.einsum("bmk,bkn->bmn", x.astype(jnp.bfloat16), z)  # 2 x [3, 4] x [4, 7]
+    y, _ = jax.lax.scan(lambda c, _: (c @ v, None), y, None, length=7)
+    y = jax.lax.while_loop(lambda s: s[0] < 3, lambda s: (s[0] + 1, s[1] @ v), (0, y))[1]
+    y = jax.lax.cond(y.sum() > 0, lambda c: c @ v @ v, lambda c: c @ v, y)
+    return y, batched
+
+  dots = flops.program_dots(jax.make_jaxpr(f)(x, w, v, z), while_trips=3)
+  square = flops.Dot(1, 6, 5, 5, "float32", "float32")
+  assert dots == {flops.Dot(1, 6, 4, 5, "float32", "float32"): 1, square: 7 + 3 + 2,
+                  flops.Dot(2, 3, 4, 7, "bfloat16", "bfloat16"): 1}
+  assert square.flops == 2 * 6 * 5 * 5
+  ceiling = flops.matmul_ceiling(jax.make_jaxpr(f)(x, w, v, z), while_trips=3)
+  assert ceiling.flops == sum(d.flops * c for d, c in dots.items())
+  assert ceiling.seconds == pytest.approx(sum(c * s for _, c, s in ceiling.rows))
+  assert {d for d, _, _ in ceiling.rows} == set(dots) and all(s > 0 for _, _, s in ceiling.rows)
+
+
 if libtpu is not None:
 
   def test_plan_compiles_the_vlm_step_for_v5e_2x4(capsys):

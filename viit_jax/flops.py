@@ -18,6 +18,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.extend import core as jax_core
 
 from viit_jax import decoding
 from viit_jax.models import dual_encoder as de_lib
@@ -186,3 +187,123 @@ def devices_peak(dtype: Any = jnp.bfloat16, override_tflops: float = 0.0) -> tup
   peak = _HOST_PEAK[name] * hosts
   return peak, (f"measured 1024^2 {jnp.dtype(dtype).name} matmul on the host"
                 + (f" x {hosts} processes" if hosts > 1 else ""))
+
+
+# ------------------------------------------------------------------------------------------------
+# The matmul ceiling: every matmul of a program, timed alone in its best operand layout.
+
+
+@dataclasses.dataclass(frozen=True)
+class Dot:
+  """One matmul shape as the canonical [batch, m, k] x [batch, k, n] -> [batch, m, n]."""
+  batch: int
+  m: int
+  k: int
+  n: int
+  dtype: str  # Operands' dtype.
+  out_dtype: str
+
+  @property
+  def flops(self) -> float:
+    return 2.0 * self.batch * self.m * self.k * self.n
+
+  def __str__(self) -> str:
+    lead = f"{self.batch} x " if self.batch > 1 else ""
+    return f"{lead}[{self.m}, {self.k}] x [{self.k}, {self.n}] {self.dtype}->{self.out_dtype}"
+
+
+def _dot_of(eqn: Any) -> Dot:
+  """The canonical shape of a `dot_general` equation (free dimensions flattened)."""
+  lhs, rhs = (v.aval.shape for v in eqn.invars)
+  (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+  size = lambda shape, dims: math.prod(shape[d] for d in dims)
+  free = lambda shape, used: math.prod(s for d, s in enumerate(shape) if d not in used)
+  return Dot(batch=size(lhs, lb), m=free(lhs, set(lc) | set(lb)), k=size(lhs, lc),
+             n=free(rhs, set(rc) | set(rb)), dtype=str(eqn.invars[0].aval.dtype),
+             out_dtype=str(eqn.outvars[0].aval.dtype))
+
+
+def program_dots(jaxpr: Any, while_trips: int = 1) -> dict[Dot, int]:
+  """Every `dot_general` a (closed) jaxpr runs, nested ones included, with how often it runs.
+
+  A scan's body counts `length` times; a while loop's body `while_trips` times (its trip count is
+  not static: the caller knows it, e.g. a decode loop with EOS disabled); of a `cond`'s branches
+  the one with the most matmul FLOPs.
+  """
+  counts: dict[Dot, int] = {}
+
+  def walk(jx: Any, times: int, into: dict[Dot, int]) -> None:
+    for eqn in jx.eqns:
+      name = eqn.primitive.name
+      if name == "dot_general":
+        d = _dot_of(eqn)
+        into[d] = into.get(d, 0) + times
+        continue
+      if name == "cond":
+        branches = []
+        for branch in eqn.params["branches"]:
+          b: dict[Dot, int] = {}
+          walk(branch.jaxpr, times, b)
+          branches.append(b)
+        best = max(branches, key=lambda b: sum(d.flops * c for d, c in b.items()))
+        for d, c in best.items():
+          into[d] = into.get(d, 0) + c
+        continue
+      if name == "while":
+        walk(eqn.params["body_jaxpr"].jaxpr, times * while_trips, into)
+        continue
+      inner = times * (int(eqn.params["length"]) if name == "scan" else 1)
+      for sub in jax_core.jaxprs_in_params(eqn.params):
+        walk(sub, inner, into)
+
+  walk(getattr(jaxpr, "jaxpr", jaxpr), 1, counts)
+  return counts
+
+
+def time_dot(dot: Dot, device: Any = None, min_flops: float = 1e8, repeats: int = 5) -> float:
+  """Seconds of one `dot` alone on `device`: the best over `repeats` runs and over the two layouts
+  of the right operand ([k, n] and [n, k]) of a jitted call doing up to 8 copies of it (on
+  distinct left operands; enough to reach `min_flops`), so dispatch overhead is spread thin."""
+  device = device or jax.local_devices()[0]
+  copies = max(1, min(8, math.ceil(min_flops / dot.flops)))
+  lhs = jax.device_put(jnp.ones((copies, dot.batch, dot.m, dot.k), dot.dtype), device)
+  best = math.inf
+  for rhs_shape, contract in (((dot.batch, dot.k, dot.n), 1), ((dot.batch, dot.n, dot.k), 2)):
+    rhs = jax.device_put(jnp.ones(rhs_shape, dot.dtype), device)
+    dims = (((2,), (contract,)), ((0,), (0,)))
+
+    @jax.jit
+    def run(a, b, dims=dims):
+      return [jax.lax.dot_general(a[i], b, dims, preferred_element_type=jnp.dtype(dot.out_dtype))
+              for i in range(copies)]
+
+    jax.block_until_ready(run(lhs, rhs))
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      jax.block_until_ready(run(lhs, rhs))
+      best = min(best, (time.perf_counter() - t0) / copies)
+  return best
+
+
+@dataclasses.dataclass(frozen=True)
+class MatmulCeiling:
+  """A program's matmuls timed alone: the time no schedule of the program can beat on this device
+  with these kernels (element-wise work, layout changes and overheads all come on top).
+
+  Attributes:
+    seconds: sum over the program's matmuls of count x `time_dot`.
+    flops: their FLOPs (count x 2bmkn).
+    rows: (dot, count, seconds of one) per distinct shape, slowest in total first.
+  """
+  seconds: float
+  flops: float
+  rows: tuple[tuple[Dot, int, float], ...]
+
+
+def matmul_ceiling(jaxpr: Any, while_trips: int = 1, device: Any = None) -> MatmulCeiling:
+  """Times every distinct matmul of `jaxpr` (see `program_dots`) alone; see `MatmulCeiling`."""
+  dots = program_dots(jaxpr, while_trips)
+  rows = sorted(((d, c, time_dot(d, device)) for d, c in dots.items()),
+                key=lambda r: -r[1] * r[2])
+  return MatmulCeiling(seconds=sum(c * s for _, c, s in rows),
+                       flops=sum(c * d.flops for d, c, _ in rows), rows=tuple(rows))

@@ -440,6 +440,14 @@ def compile_step(task: Task, config: ml_collections.ConfigDict, mesh: jax.shardi
 def lower_step(task: Task, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
                spec: StateSpec) -> jax.stages.Lowered:
   """The train step of `compile_step`, lowered with abstract arguments (not yet compiled)."""
+  traced = trace_step(task, config, mesh, spec)
+  with sharding_lib.use_mesh(mesh, sharding_lib.RULES):
+    return traced.lower()
+
+
+def trace_step(task: Task, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+               spec: StateSpec) -> jax.stages.Traced:
+  """The train step of `compile_step`, traced with abstract arguments (its jaxpr; `.lower()`)."""
   rules = sharding_lib.RULES
   batch_sharding = jax.sharding.NamedSharding(mesh, sharding_lib.batch_spec(rules))
   batch_shardings = {k: batch_sharding for k in task.batch_spec}
@@ -454,7 +462,7 @@ def lower_step(task: Task, config: ml_collections.ConfigDict, mesh: jax.sharding
   abstract_batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_shardings[k])
                     for k, v in task.batch_spec.items()}
   with sharding_lib.use_mesh(mesh, rules):
-    return jitted.lower(spec.abstract_state, abstract_batch)
+    return jitted.trace(spec.abstract_state, abstract_batch)
 
 
 def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,

@@ -15,7 +15,10 @@ Roofline: the analytic FLOPs of the call (prefill: ViT + LM over the visual and 
 every extend step: 2 x LM parameters + attention over the cache; viit_jax.flops) divided by a
 jitted 1024^2 matmul's FLOP/s in the same dtype, measured before and after (the higher), is the
 time the call would take at the matmul peak; each row prints `roofline: X%`, that time over the
-measured one. `--lm_only` decodes with the language model alone (decoding.LMAdapter) from a text
+measured one. Beside it `roofline ceiling: X%`: the same time over that of the call's matmuls
+alone (every dot_general of prefill and of `max_decode_len` extend steps, each timed alone in its
+best operand layout: viit_jax.flops.matmul_ceiling), the most the roofline fraction can be with
+this machine's matmul kernels at the call's shapes. `--lm_only` decodes with the language model alone (decoding.LMAdapter) from a text
 prompt as long as the visual + prompt tokens: the figure to set beside text-only decoders of the
 same dimensions (e.g. transformers' generate).
 Video decoding (PyAV) is not included: see the autolabel progress line for the whole job.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import statistics
 import time
 from collections.abc import Sequence
@@ -56,10 +60,14 @@ def _inputs(cfg: vlm_lib.VLMConfig, batch: int, lm_only: bool = False) -> dict[s
   return {"frames": rng.integers(0, 256, (batch, t, r, r, 3), dtype=np.uint8), **text}
 
 
+def _args(params, inputs: dict[str, np.ndarray]) -> tuple:
+  ids = jnp.arange(len(inputs["tokens"]), dtype=jnp.int32)
+  return params, {k: jnp.asarray(v) for k, v in inputs.items()}, ids, jnp.int32(0)
+
+
 def time_decode(fn, params, inputs: dict[str, np.ndarray], repeats: int) -> tuple[float, float]:
   """(compile + first run seconds, median seconds of `repeats` runs)."""
-  ids = jnp.arange(len(inputs["tokens"]), dtype=jnp.int32)
-  args = (params, {k: jnp.asarray(v) for k, v in inputs.items()}, ids, jnp.int32(0))
+  args = _args(params, inputs)
   t0 = time.perf_counter()
   jax.block_until_ready(fn(*args))
   first = time.perf_counter() - t0
@@ -90,13 +98,18 @@ def run(variant: str, batch_sizes: Sequence[int], max_decode_len: int, sampler: 
   mode = "lm only" if lm_only else "cached"
   cached = jax.jit(functools.partial(decoding.decode, model=adapter, cfg=dcfg))
 
-  def row(mode: str, b: int, first: float, sec: float) -> dict:
+  def row(mode: str, b: int, first: float, sec: float, dots_s: float = math.nan) -> dict:
     work = flops.analytic_decode_flops(cfg, b, dcfg, PROMPT_LEN, vision=not lm_only).model
     return {"mode": mode, "batch": b, "compile_s": first, "seconds": sec, "clips_per_s": b / sec,
-            "tokens_per_s": b * num_samples * max_decode_len / sec, "flops": work}
+            "tokens_per_s": b * num_samples * max_decode_len / sec, "flops": work,
+            "dots_s": dots_s}
 
-  rows = [row(mode, b, *time_decode(cached, params, _inputs(cfg, b, lm_only), repeats))
-          for b in batch_sizes]
+  rows = []
+  for b in batch_sizes:
+    inputs = _inputs(cfg, b, lm_only)
+    # EOS is disabled: the decode loop runs exactly max_decode_len extend steps.
+    dots = flops.matmul_ceiling(cached.trace(*_args(params, inputs)).jaxpr, max_decode_len)
+    rows.append(row(mode, b, *time_decode(cached, params, inputs, repeats), dots.seconds))
   if uncached:
     b = max(batch_sizes)
     slow = jax.jit(functools.partial(decoding.uncached_decode, model=adapter, cfg=dcfg))
@@ -107,20 +120,27 @@ def run(variant: str, batch_sizes: Sequence[int], max_decode_len: int, sampler: 
 
 def with_roofline(rows: list[dict], peak: float) -> list[dict]:
   """Adds "roofline": the time the call's analytic FLOPs take at `peak` FLOP/s over the measured
-  time. (The uncached row recomputes the whole prefix at every step: its FLOPs are the cached
+  time; and "ceiling": the same over the time of the call's matmuls alone (the most `roofline`
+  can reach with this machine's matmul kernels at the call's shapes; NaN for the uncached row). (The uncached row recomputes the whole prefix at every step: its FLOPs are the cached
   call's, so its fraction shows what the cache saves, not arithmetic efficiency.)"""
-  return [{**r, "roofline": r["flops"] / peak / r["seconds"]} for r in rows]
+  return [{**r, "roofline": r["flops"] / peak / r["seconds"],
+           "ceiling": r["flops"] / peak / r["dots_s"]} for r in rows]
 
 
 def format_table(rows: list[dict], header: str) -> str:
   lines = [header, f"{'mode':<9} {'batch':>5} {'s/batch':>9} {'clips/s':>9} {'tokens/s':>10} "
-                   f"{'GFLOP':>8} {'roofline':>8} {'compile+1st s':>13}"]
+                   f"{'GFLOP':>8} {'roofline':>8} {'dots s':>8} {'ceiling':>7} "
+                   f"{'compile+1st s':>13}"]
   for r in rows:
     lines.append(f"{r['mode']:<9} {r['batch']:>5} {r['seconds']:>9.4f} {r['clips_per_s']:>9.2f} "
                  f"{r['tokens_per_s']:>10.1f} {r['flops'] / 1e9:>8.2f} "
-                 f"{100 * r['roofline']:>7.1f}% {r['compile_s']:>13.2f}")
+                 f"{100 * r['roofline']:>7.1f}% {r['dots_s']:>8.4f} {100 * r['ceiling']:>6.1f}% "
+                 f"{r['compile_s']:>13.2f}")
   for r in rows:
     lines.append(f"roofline: {100 * r['roofline']:.1f}% ({r['mode']}, batch {r['batch']})")
+  for r in rows:
+    if not math.isnan(r["ceiling"]):
+      lines.append(f"roofline ceiling: {100 * r['ceiling']:.1f}% ({r['mode']}, batch {r['batch']})")
   slow = [r for r in rows if r["mode"] == "uncached"]
   if slow:
     fast = next(r for r in rows if r["mode"] != "uncached" and r["batch"] == slow[0]["batch"])
