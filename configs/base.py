@@ -128,12 +128,3 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.init_assignment_map = ()  # ((regex, replacement or None), ...), t5x-style.
 
   return config_lib.finalize(c, arg)
-
-
-def demo_model(c: ml_collections.ConfigDict, variant: str) -> None:
-  """The demo's model settings: `variant`, and the step XLA:CPU runs fastest at the demo sizes:
-  float32 compute and unrolled layer stacks (1.3-2.2x faster per step than bfloat16 scanned;
-  docs/speed.md, "The demo's dtype and layout"). TPU configs keep bfloat16 and scanned stacks."""
-  c.model.variant = variant
-  c.model.dtype = "float32"
-  c.model.scan = False

@@ -19,7 +19,7 @@ from viit_jax import config_lib
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = base.get_config()
   c.experiment = "demo_phase0"
-  base.demo_model(c, "demo")
+  c.model.variant = "demo"
   c.data.task = "demo_stills_caption"
   c.data.eval_task = "demo_stills_caption"
   c.data.eval_split = "val"

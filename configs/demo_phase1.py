@@ -15,7 +15,7 @@ from viit_jax import config_lib
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = base.get_config()
   c.experiment = "demo_phase1"
-  base.demo_model(c, "demo")
+  c.model.variant = "demo"
   c.data.task = "demo_smit_caption"
   c.data.eval_task = "demo_smit_caption"
   c.data.eval_split = "val"

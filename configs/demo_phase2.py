@@ -18,7 +18,7 @@ from viit_jax import config_lib
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = base.get_config()
   c.experiment = "demo_phase2"
-  base.demo_model(c, "demo")
+  c.model.variant = "demo"
   c.data.viit_dir = "runs/demo/viit"
   c.data.task = "demo_viit_mix"
   # Captions are 60% of the mixture, reasoning QA 20%, short QA 20% (the paper gives no rates):

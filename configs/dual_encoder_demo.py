@@ -95,7 +95,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = base.get_config()
   add_dual_encoder_section(c)
   c.experiment = "dual_encoder_demo"
-  base.demo_model(c, "demo-de")
+  c.model.variant = "demo-de"
   c.data.task = ""  # Unused: dual_encoder.caption_source picks the training tasks.
   c.data.eval_task = "demo_msrvtt_retrieval"  # In-training eval: 1k-A-style retrieval R@K.
   c.data.eval_split = "test"

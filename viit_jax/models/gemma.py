@@ -130,16 +130,15 @@ class RMSNorm(nn.Module):
 
 
 class Einsum(nn.Module):
-  """A single weight `w` of the given shape, contracted with x's last `contract` dims at w's dims
-  `w_axis`.. (layers.matmul: x [..., K] -> [..., w's other dims])."""
+  """A single weight `w` of the given shape, applied with an einsum equation."""
   shape: tuple[int, ...]
   axes: tuple[str | None, ...]
   init: layers.Initializer
 
   @nn.compact
-  def __call__(self, x: Array, contract: int = 1, w_axis: int = 0) -> Array:
+  def __call__(self, eqn: str, x: Array) -> Array:
     w = layers.logical_param(self, "w", self.init, self.shape, self.axes)
-    return layers.matmul(x, w.astype(x.dtype), contract, w_axis)
+    return jnp.einsum(eqn, x, w.astype(x.dtype))
 
 
 class Embedder(nn.Module):
@@ -162,8 +161,8 @@ class Embedder(nn.Module):
 
   def decode(self, x: Array) -> Array:
     """[B, L, D] -> float32 logits [B, L, V] (tied weights)."""
-    return layers.matmul(x, self.input_embedding.astype(x.dtype), w_axis=1,
-                         preferred_element_type=jnp.float32)
+    return jnp.einsum("bld,vd->blv", x, self.input_embedding.astype(x.dtype),
+                      preferred_element_type=jnp.float32)
 
 
 class Attention(nn.Module):
@@ -183,10 +182,9 @@ class Attention(nn.Module):
     kv_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=2,
                                                out_axis=(1, 3), batch_axis=0)
     o_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=(0, 1), out_axis=2)
-    q = Einsum((n, d, h), ("heads", "embed", "kv"), q_init, name="q_einsum")(x, w_axis=1)
-    kv = Einsum((2, k_heads, d, h), (None, "heads", "embed", "kv"), kv_init,
-                name="kv_einsum")(x, w_axis=2)  # [B, T, 2, K, Hd]
-    k, v = kv[:, :, 0], kv[:, :, 1]
+    q = Einsum((n, d, h), ("heads", "embed", "kv"), q_init, name="q_einsum")("btd,ndh->btnh", x)
+    k, v = Einsum((2, k_heads, d, h), (None, "heads", "embed", "kv"), kv_init,
+                  name="kv_einsum")("btd,ckdh->cbtkh", x)
     q = apply_rope(q, positions, cfg.rope_max_wavelength)
     k = apply_rope(k, positions, cfg.rope_max_wavelength)
     q = q * jnp.asarray(h ** -0.5, q.dtype)
@@ -197,21 +195,17 @@ class Attention(nn.Module):
       v = jax.lax.dynamic_update_slice(kv_cache[1], v.astype(kv_cache[1].dtype),
                                        (0, kv_index, 0, 0))
       new_cache = (k, v)
-    b, t, s, g = q.shape[0], q.shape[1], k.shape[1], n // k_heads
-    # The G query heads of a KV head side by side in rows [B, K, T*G, Hd]: with one KV head (every
-    # Gemma 1 / PaliGemma size) both attention matmuls read and write in place, without the
-    # transposes a [B, K, G, T, S] layout costs.
-    qg = q.reshape(b, t, k_heads, g, h).transpose(0, 2, 1, 3, 4).reshape(b, k_heads, t * g, h)
-    logits = jnp.einsum("bkqh,bskh->bkqs", qg, k.astype(q.dtype),
-                        preferred_element_type=jnp.float32).reshape(b, k_heads, t, g, s)
+    b, t = q.shape[:2]
+    qg = q.reshape(b, t, k_heads, n // k_heads, h)
+    logits = jnp.einsum("btkgh,bskh->bkgts", qg, k.astype(q.dtype),
+                        preferred_element_type=jnp.float32)
     if cfg.attn_logits_softcap is not None:
       logits = jnp.tanh(logits / cfg.attn_logits_softcap) * cfg.attn_logits_softcap
-    logits = jnp.where(mask[:, None, :, None, :], logits, layers.NEG_INF)
-    probs = jax.nn.softmax(logits, axis=-1).astype(q.dtype).reshape(b, k_heads, t * g, s)
-    enc = jnp.einsum("bkqs,bskh->bkqh", probs, v.astype(q.dtype))
-    enc = enc.reshape(b, k_heads, t, g, h).transpose(0, 2, 1, 3, 4).reshape(b, t, n, h)
+    logits = jnp.where(mask[:, None, None, :, :], logits, layers.NEG_INF)
+    probs = jax.nn.softmax(logits, axis=-1).astype(q.dtype)
+    enc = jnp.einsum("bkgts,bskh->btkgh", probs, v.astype(q.dtype)).reshape(b, t, n, h)
     out = Einsum((n, h, d), ("heads", "kv", "embed"), o_init,
-                 name="attn_vec_einsum")(enc, contract=2)
+                 name="attn_vec_einsum")("btnh,nhd->btd", enc)
     return out, new_cache
 
 
@@ -228,10 +222,10 @@ class FeedForward(nn.Module):
     w2 = layers.logical_param(self, "linear", nn.initializers.lecun_normal(), (f, d),
                               ("mlp", "embed"))
     w = w.astype(x.dtype)
-    gate = nn.gelu(layers.matmul(x, w[0]), approximate=True)
-    hidden = gate * layers.matmul(x, w[1])
+    gate = nn.gelu(jnp.einsum("btd,df->btf", x, w[0]), approximate=True)
+    hidden = gate * jnp.einsum("btd,df->btf", x, w[1])
     hidden = layers.constrain(hidden, ("batch", "length", "mlp"))
-    return layers.matmul(hidden, w2.astype(x.dtype))
+    return jnp.einsum("btf,fd->btd", hidden, w2.astype(x.dtype))
 
 
 class Block(nn.Module):

@@ -10,7 +10,6 @@ module's compute `dtype`; normalisation statistics and attention logits are floa
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -46,25 +45,6 @@ def logical_param(module: nn.Module, name: str, init: Initializer, shape: Sequen
 def constrain(x: Array, axes: Sequence[str | None]) -> Array:
   """Logical sharding constraint on an activation (a no-op outside a mesh context)."""
   return nn.with_logical_constraint(x, tuple(axes))
-
-
-def matmul(x: Array, w: Array, contract: int = 1, w_axis: int = 0,
-           preferred_element_type: Dtype | None = None) -> Array:
-  """Contracts the last `contract` dims of x [..., K_1..K_c] with w's dims w_axis..w_axis+c-1 (the
-  same sizes): returns [..., w's other dims in order], e.g. x [B, T, D] . w [D, F] -> [B, T, F].
-
-  One matmul whose left operand is 2-D: x's leading dims are flattened into rows first and
-  restored after. The sum is an einsum's; the layout is what XLA:CPU needs: a 3-D einsum's weight
-  gradient gets a strided transpose of the activations' gradient, 2-3x slower at the demo sizes
-  (docs/speed.md, "Matmuls on flattened rows").
-  """
-  lead = x.shape[:x.ndim - contract]
-  k = math.prod(x.shape[x.ndim - contract:])
-  pre, post = w.shape[:w_axis], w.shape[w_axis + contract:]
-  y = jax.lax.dot_general(x.reshape(-1, k), w.reshape(*pre, k, *post),
-                          (((1,), (len(pre),)), ((), ())),
-                          preferred_element_type=preferred_element_type)
-  return y.reshape(*lead, *pre, *post)
 
 
 def remat_policy(name: str) -> Callable[..., bool] | None:
@@ -109,7 +89,7 @@ class Dense(nn.Module):
   def __call__(self, x: Array) -> Array:
     kernel = logical_param(self, "kernel", self.kernel_init, (x.shape[-1], self.features), self.axes)
     bias = logical_param(self, "bias", self.bias_init, (self.features,), self.axes[1:])
-    y = matmul(x.astype(self.dtype), kernel.astype(self.dtype))
+    y = jnp.dot(x.astype(self.dtype), kernel.astype(self.dtype))
     return y + bias.astype(self.dtype)
 
 
@@ -139,7 +119,7 @@ class _HeadsIn(nn.Module):
                            ("embed", "heads", "kv"))
     bias = logical_param(self, "bias", nn.initializers.zeros, (self.num_heads, self.head_dim),
                          ("heads", "kv"))
-    y = matmul(x.astype(self.dtype), kernel.astype(self.dtype))
+    y = jnp.einsum("...d,dnh->...nh", x.astype(self.dtype), kernel.astype(self.dtype))
     return y + bias.astype(self.dtype)
 
 
@@ -154,7 +134,7 @@ class _HeadsOut(nn.Module):
     init = nn.initializers.xavier_uniform(in_axis=(0, 1), out_axis=2)
     kernel = logical_param(self, "kernel", init, (n, h, self.features), ("heads", "kv", "embed"))
     bias = logical_param(self, "bias", nn.initializers.zeros, (self.features,), ("embed",))
-    y = matmul(x.astype(self.dtype), kernel.astype(self.dtype), contract=2)
+    y = jnp.einsum("...nh,nhd->...d", x.astype(self.dtype), kernel.astype(self.dtype))
     return y + bias.astype(self.dtype)
 
 
