@@ -3,7 +3,9 @@
 Analytic FLOPs (2 per multiply-add; matmuls and attention) of a train step and of a decode call,
 shared by the AOT plan (viit_jax.aot), the trainer's MFU (viit_jax.loop) and the benchmarks; and
 the peak FLOP/s they are set against: the published dense peak of a TPU or GPU chip, or on a CPU
-(no published figure for a shared machine) a jitted square matmul measured in the same process.
+(no published figure for a shared machine) a jitted square matmul measured in the same process;
+and the matmul ceiling: a program's matmuls (from its jaxpr) each timed alone, the time the program
+cannot beat with this device's matmul kernels.
 
   MFU = model FLOPs per step x steps per second / peak FLOP/s of the devices used
   (model FLOPs: what the math needs; remat's recomputation is not counted)
