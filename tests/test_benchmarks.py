@@ -138,7 +138,7 @@ def test_train_step_benchmark_prints_mfu_per_phase(capsys):
   from viit_jax.benchmarks import train_step
   rows = train_step.main(["--variant=test", "--steps=1", "--batch_size=8", "--dtype=float32",
                           "--config_args=model.scan=false", "--peak_n=256",
-                          "--phases=phase1,dual_encoder"])
+                          "--phases=phase1,dual_encoder", "--top_ops=3"])
   out = capsys.readouterr().out
   peak = float(re.search(r"MFU against ([\d.]+)\)", out).group(1)) * 1e9
   assert [r["phase"] for r in rows] == ["phase1", "dual_encoder"]
@@ -156,6 +156,9 @@ def test_train_step_benchmark_prints_mfu_per_phase(capsys):
     assert m, out
     assert float(m.group(1)) == pytest.approx(100 * r["model_flops"] / r["dots_s"] / peak,
                                               abs=0.06)
+    # --top_ops: a traced profile's 3 slowest ops, each in ms per step.
+    assert f"{r['phase']} ({r['variant']}), profiled: ops: " in out
+    assert len(re.findall(r"^ +\d+\.\d+ ms +\d+\.\d% ", r["ops"], re.M)) == 3 + 3, r["ops"]
 
 
 def test_decode_benchmark_prints_the_roofline(capsys):
@@ -172,3 +175,35 @@ def test_decode_benchmark_prints_the_roofline(capsys):
     m = re.search(rf"^roofline ceiling: ([\d.]+)% \({mode}, batch 8\)$", out, re.M)
     assert m and float(m.group(1)) > 0, out
     assert ("LM only" in out) == bool(extra)
+
+
+def test_op_profile_names_each_op_and_sums_layers():
+  """An HLO module's instructions map to their shapes and sources; by_source adds both layers of
+  a block and keeps the backward pass apart."""
+  from viit_jax import op_profile
+  hlo = "\n".join([
+      "%fused_computation.3 (p: f32[4,8]) -> f32[4,8] {",
+      '  %add.1 = f32[4,8]{1,0} add(%p, %p), metadata={op_name="jit(step)/jvp(VLM)/x/add"}',
+      "}",
+      "ENTRY %main {",
+      '  ROOT %ynn_fusion.7 = f32[4,8]{1,0} fusion(%a), kind=kCustom, metadata={op_name='
+      '"jit(step)/transpose(jvp(VLM))/llm.transform/layers_1/mlp/dot_general"}',
+      "  %copy.2 = bf16[8,4]{1,0} copy(%b)",
+      "  %while.3 = (s32[], f32[4,8]{1,0}) while(%t), condition=%c, body=%b",
+      "}"])
+  assert op_profile.instructions(hlo) == {
+      "add.1": ("f32[4,8]", "jit(step)/jvp(VLM)/x/add"),
+      "ynn_fusion.7": ("f32[4,8]",
+                       "jit(step)/transpose(jvp(VLM))/llm.transform/layers_1/mlp/dot_general"),
+      "copy.2": ("bf16[8,4]", "")}
+  src = "jit(train_step)/{}llm.transform/layers_{}/mlp/dot_general{}"
+  rows = [op_profile.OpTime("f.1", 0.002, "f32[2]", src.format("jvp(VLM)/", 0, "")),
+          op_profile.OpTime("f.2", 0.003, "f32[2]", src.format("jvp(VLM)/", 1, "")),
+          op_profile.OpTime("f.3", 0.004, "f32[2]", src.format("transpose(jvp(VLM))/", 0, "")),
+          op_profile.OpTime("copy.1", 0.001, "f32[2]", "")]
+  assert op_profile.by_source(rows) == [
+      ("llm.transform/mlp/dot_general", pytest.approx(0.005)),
+      ("bwd llm.transform/mlp/dot_general", 0.004), ("(made by XLA)", 0.001)]
+  text = op_profile.format_top(rows, 0.01, top=2)
+  assert "ops: 10.0 ms per step" in text and "f.3" in text and "copy.1" not in text.split(
+      "slowest sources")[0]

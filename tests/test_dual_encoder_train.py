@@ -136,6 +136,11 @@ def test_alt_text_checkpoints_and_resumes_exactly(demo_world, tmp_path):
   assert any(re.search(r"\| MFU \d+\.\d% \|", line) for line in first_logs), first_logs
   assert list((work / "profile").rglob("*.xplane.pb")), "no profiler trace of steps 2-3"
   assert any("profile of steps 2-3 written" in line for line in first_logs)
+  # Then the trace's slowest XLA ops and the model code they came from (viit_jax.op_profile).
+  ops = next(line for line in first_logs if line.startswith("ops: "))
+  top, sources = ops.split("slowest sources (layers summed):\n")
+  assert re.search(r"slowest ops:\n +\d+\.\d+ ms +\d+\.\d% ", top), ops
+  assert any(not l.endswith("(made by XLA)") for l in sources.splitlines()), ops
   ckpt_dir = pathlib.Path(checkpoints.checkpoint_dir(work))
   assert sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()) == [2, 4]
   rows = _train_rows(work)

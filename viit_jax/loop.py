@@ -46,6 +46,7 @@ from viit_jax import checkpoints
 from viit_jax import config_lib
 from viit_jax import flops as flops_lib
 from viit_jax import metric_writer
+from viit_jax import op_profile
 from viit_jax import optim
 from viit_jax import paths
 from viit_jax import runtime
@@ -331,7 +332,8 @@ def _format_memory(mib: Mapping[str, float]) -> str:
 
 class Profile:
   """`train.profile_steps` "a:b": a `jax.profiler` trace of steps a to b (inclusive) written to
-  `directory` (<workdir>/profile; TensorBoard's profile plugin reads it). "" = none."""
+  `directory` (<workdir>/profile; TensorBoard's profile plugin reads it), then the slowest ops of
+  the program `hlo_text` returns (viit_jax.op_profile) in the log. "" = none."""
 
   def __init__(self, spec: str, directory: str, log: Callable[[str], None]):
     self.first = self.last = 0
@@ -343,17 +345,24 @@ class Profile:
       if not 0 < self.first <= self.last:
         raise ValueError(f"train.profile_steps {spec!r}: need 0 < a <= b")
     self.directory, self.log, self.active = directory, log, False
+    self.hlo_text: Callable[[], str] | None = None  # The traced program's HLO (set once compiled).
+    self._t0 = 0.0
 
   def before(self, step: int) -> None:
     if self.first and step == self.first:
       jax.profiler.start_trace(self.directory)
-      self.active = True
+      self.active, self._t0 = True, time.perf_counter()
 
   def after(self, step: int, metrics: Any) -> None:
     if self.active and step == self.last:
       jax.block_until_ready(metrics)
+      steps = self.last - self.first + 1
+      step_seconds = (time.perf_counter() - self._t0) / steps
       self.close()
       self.log(f"profile of steps {self.first}-{self.last} written to {self.directory}")
+      if self.hlo_text is not None:
+        rows = op_profile.read(self.directory, self.hlo_text(), steps)
+        self.log(op_profile.format_top(rows, step_seconds))
 
   def close(self) -> None:
     if self.active:
@@ -509,6 +518,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str, *,
 
   t0 = time.time()
   compiled = compile_step(task, config, mesh, spec)
+  profile.hlo_text = compiled.as_text
   memory = memory_report(compiled)
   log(f"compiled train step in {time.time() - t0:.1f}s; {_format_memory(memory)}")
   writer = metric_writer.MetricWriter(workdir, METRICS_FILE)

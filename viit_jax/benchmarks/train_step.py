@@ -23,6 +23,9 @@ slowest shapes listed, and
 the MFU the step would reach if everything but its matmuls took no time: what this machine's
 matmul kernels allow at the step's shapes.
 
+`--top_ops=N` traces `--steps` more steps of each phase with `jax.profiler` and prints its N
+slowest XLA ops and model sources (viit_jax.op_profile): where the time between the matmuls goes.
+
 The peak is a jitted 1024^2 matmul (`--peak_n`) in the compute dtype (viit_jax.flops.matmul_peak), measured
 before and after the phases; MFU uses the higher of the two, so a machine that gets busier during
 the run lowers MFU instead of flattering it.
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -46,6 +50,7 @@ from configs import dual_encoder_demo
 from viit_jax import aot
 from viit_jax import flops
 from viit_jax import loop
+from viit_jax import op_profile
 from viit_jax import programs
 from viit_jax import sharding as sharding_lib
 from viit_jax.models import vlm as vlm_lib
@@ -82,8 +87,9 @@ def synthetic_batch(spec: dict[str, jax.ShapeDtypeStruct], vocab_size: int,
 
 
 def run_phase(phase: str, variant: str, dtype: str, batch_size: int, steps: int,
-              extra: str = "") -> dict[str, Any]:
-  """One phase's figures: step seconds, FLOPs (compiled, analytic), achieved FLOP/s."""
+              extra: str = "", top_ops: int = 0) -> dict[str, Any]:
+  """One phase's figures: step seconds, FLOPs (compiled, analytic), achieved FLOP/s, the matmul
+  ceiling; with `top_ops`, "ops": the slowest ops of `steps` more steps, traced."""
   config = phase_config(phase, variant, dtype, batch_size, extra)
   mesh = sharding_lib.make_mesh(dict(config.mesh))
   program = aot.train_program(config, mesh)
@@ -108,6 +114,17 @@ def run_phase(phase: str, variant: str, dtype: str, batch_size: int, steps: int,
     state, metrics = compiled(state, batch)
     jax.block_until_ready((state, metrics))
     times.append(time.perf_counter() - t0)
+  ops = ""
+  if top_ops:
+    with tempfile.TemporaryDirectory() as trace_dir:
+      with jax.profiler.trace(trace_dir):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+          state, metrics = compiled(state, batch)
+        jax.block_until_ready((state, metrics))
+        traced_s = (time.perf_counter() - t0) / steps
+      ops = op_profile.format_top(op_profile.read(trace_dir, compiled.as_text(), steps),
+                                  traced_s, top_ops)
   if aot.scanned(cfg):  # XLA counts a scanned stack's body once.
     extrapolated = aot.layer_extrapolated_flops(program)
     compiled_flops = extrapolated[0] if extrapolated else None
@@ -121,7 +138,7 @@ def run_phase(phase: str, variant: str, dtype: str, batch_size: int, steps: int,
           "compiled_flops": compiled_flops or float("nan"),
           "model_flops": program.analytic.model, "hardware_flops": program.analytic.hardware,
           "achieved": program.analytic.model / seconds, "dots_s": ceiling.seconds,
-          "dots_flops": ceiling.flops, "dots": ceiling.rows}
+          "dots_flops": ceiling.flops, "dots": ceiling.rows, "ops": ops}
 
 
 def format_rows(rows: Sequence[dict[str, Any]], peak: float, top: int = 5) -> str:
@@ -146,6 +163,9 @@ def format_rows(rows: Sequence[dict[str, Any]], peak: float, top: int = 5) -> st
       lines.append(f"  {count:>4} x {dot}: {1e3 * sec:.3f} ms each, "
                    f"{dot.flops / sec / 1e9:.1f} GFLOP/s")
   for r in rows:
+    if r["ops"]:
+      lines.append(f"{r['phase']} ({r['variant']}), profiled: {r['ops']}")
+  for r in rows:
     lines.append(f"MFU: {100 * r['achieved'] / peak:.1f}% ({r['phase']}, {r['variant']})")
   for r in rows:
     lines.append(f"MFU ceiling: {100 * r['model_flops'] / r['dots_s'] / peak:.1f}% "
@@ -164,6 +184,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
   parser.add_argument("--config_args", default="", help="extra overrides of every phase's config "
                       "(e.g. model.scan=false,model.remat_policy=full)")
   parser.add_argument("--peak_n", type=int, default=1024, help="the peak matmul's size")
+  parser.add_argument("--top_ops", type=int, default=0,
+                      help="trace --steps more steps per phase and print its N slowest XLA ops "
+                      "and model sources (viit_jax.op_profile); 0 = no trace")
   args = parser.parse_args(argv)
   phases = [p for p in args.phases.split(",") if p]
   unknown = [p for p in phases if p not in PHASES]
@@ -171,8 +194,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.error(f"unknown phases {unknown}; known: {list(PHASES)}")
   dtype = jnp.dtype(args.dtype or phase_config(phases[0], args.variant, "", 0).model.dtype)
   before = flops.matmul_peak(dtype, args.peak_n)
-  rows = [run_phase(p, args.variant, args.dtype, args.batch_size, args.steps, args.config_args)
-          for p in phases]
+  rows = [run_phase(p, args.variant, args.dtype, args.batch_size, args.steps, args.config_args,
+                    args.top_ops) for p in phases]
   after = flops.matmul_peak(dtype, args.peak_n)
   peak = max(before, after)
   print(f"{jax.devices()[0].platform} ({jax.device_count()} device(s)); matmul peak "
