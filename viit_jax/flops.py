@@ -211,7 +211,8 @@ class Dot:
 
   def __str__(self) -> str:
     lead = f"{self.batch} x " if self.batch > 1 else ""
-    return f"{lead}[{self.m}, {self.k}] x [{self.k}, {self.n}] {self.dtype}->{self.out_dtype}"
+    return (f"{lead}[{self.m}, {self.k}] x [{self.k}, {self.n}] "
+            f"{self.dtype}->{self.out_dtype}")
 
 
 def _dot_of(eqn: Any) -> Dot:

@@ -18,9 +18,9 @@ time the call would take at the matmul peak; each row prints `roofline: X%`, tha
 measured one. Beside it `roofline ceiling: X%`: the same time over that of the call's matmuls
 alone (every dot_general of prefill and of `max_decode_len` extend steps, each timed alone in its
 best operand layout: viit_jax.flops.matmul_ceiling), the most the roofline fraction can be with
-this machine's matmul kernels at the call's shapes. `--lm_only` decodes with the language model alone (decoding.LMAdapter) from a text
-prompt as long as the visual + prompt tokens: the figure to set beside text-only decoders of the
-same dimensions (e.g. transformers' generate).
+this machine's matmul kernels at the call's shapes. `--lm_only` decodes with the language model
+alone (decoding.LMAdapter) from a text prompt as long as the visual + prompt tokens: the figure to
+set beside text-only decoders of the same dimensions (e.g. transformers' generate).
 Video decoding (PyAV) is not included: see the autolabel progress line for the whole job.
 """
 from __future__ import annotations
@@ -121,8 +121,9 @@ def run(variant: str, batch_sizes: Sequence[int], max_decode_len: int, sampler: 
 def with_roofline(rows: list[dict], peak: float) -> list[dict]:
   """Adds "roofline": the time the call's analytic FLOPs take at `peak` FLOP/s over the measured
   time; and "ceiling": the same over the time of the call's matmuls alone (the most `roofline`
-  can reach with this machine's matmul kernels at the call's shapes; NaN for the uncached row). (The uncached row recomputes the whole prefix at every step: its FLOPs are the cached
-  call's, so its fraction shows what the cache saves, not arithmetic efficiency.)"""
+  can reach with this machine's matmul kernels at the call's shapes; NaN for the uncached row).
+  (The uncached row recomputes the whole prefix at every step: its FLOPs are the cached call's,
+  so its fraction shows what the cache saves, not arithmetic efficiency.)"""
   return [{**r, "roofline": r["flops"] / peak / r["seconds"],
            "ceiling": r["flops"] / peak / r["dots_s"]} for r in rows]
 

@@ -1,7 +1,8 @@
 """Train-step speed and MFU of each phase's program, against a matmul peak measured in the same run.
 
   python -m viit_jax.benchmarks.train_step [--variant=demo|mid] \
-      [--phases=phase1,phase2,dual_encoder] [--batch_size=16] [--steps=10] [--dtype=float32|bfloat16]
+      [--phases=phase1,phase2,dual_encoder] [--batch_size=16] [--steps=10] \
+      [--dtype=float32|bfloat16] [--top_ops=15]
 
 Each phase's step is the trainer's own program (viit_jax.aot.train_program, i.e. loop.lower_step:
 the optimizer, frozen towers, remat and micro-batches of the phase's demo config with the variant
