@@ -13,6 +13,7 @@ cannot beat with this device's matmul kernels.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from typing import Any
@@ -263,10 +264,12 @@ def program_dots(jaxpr: Any, while_trips: int = 1) -> dict[Dot, int]:
   return counts
 
 
+@functools.lru_cache(maxsize=None)
 def time_dot(dot: Dot, device: Any = None, min_flops: float = 1e8, repeats: int = 5) -> float:
   """Seconds of one `dot` alone on `device`: the best over `repeats` runs and over the two layouts
   of the right operand ([k, n] and [n, k]) of a jitted call doing up to 8 copies of it (on
-  distinct left operands; enough to reach `min_flops`), so dispatch overhead is spread thin."""
+  distinct left operands; enough to reach `min_flops`), so dispatch overhead is spread thin.
+  Remembered per process: the phases of one benchmark run share most shapes."""
   device = device or jax.local_devices()[0]
   copies = max(1, min(8, math.ceil(min_flops / dot.flops)))
   lhs = jax.device_put(jnp.ones((copies, dot.batch, dot.m, dot.k), dot.dtype), device)
