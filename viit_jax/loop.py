@@ -447,9 +447,11 @@ def compile_step(task: Task, config: ml_collections.ConfigDict, mesh: jax.shardi
 
 
 def lower_step(task: Task, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
-               spec: StateSpec) -> jax.stages.Lowered:
-  """The train step of `compile_step`, lowered with abstract arguments (not yet compiled)."""
-  traced = trace_step(task, config, mesh, spec)
+               spec: StateSpec, traced: jax.stages.Traced | None = None) -> jax.stages.Lowered:
+  """The train step of `compile_step`, lowered with abstract arguments (not yet compiled); from
+  `traced` (`trace_step`'s result) when the caller has traced it already."""
+  if traced is None:
+    traced = trace_step(task, config, mesh, spec)
   with sharding_lib.use_mesh(mesh, sharding_lib.RULES):
     return traced.lower()
 
