@@ -85,7 +85,9 @@ def _demo() -> ml_collections.ConfigDict:
   c.evaluate = ml_collections.ConfigDict()
   c.evaluate.num_frames = 8  # VLMs are evaluated on 8 frames (the image model too).
   c.evaluate.max_examples = 0  # Held-out examples per VLM benchmark (0 = all).
-  c.evaluate.de_tasks = "msrvtt_retrieval+kinetics_zero_shot"  # Dual-encoder benchmarks.
+  # Dual-encoder benchmarks: the 1k-A-style pairs, every sentence of the same clips (the full
+  # protocol), Kinetics-style zero-shot classification.
+  c.evaluate.de_tasks = "msrvtt_retrieval+msrvtt_full_retrieval+kinetics_zero_shot"
   c.evaluate.de_max_examples = 0  # Per dual-encoder benchmark (0 = all).
   c.evaluate.batch_size = 32
   # pycocoevalcap scores (METEOR, which starts a JVM with a paraphrase table, is left out).

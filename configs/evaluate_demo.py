@@ -10,6 +10,7 @@ Every task is a seqio Task with its metric_fns, run by seqio.Evaluator (viit_jax
   smit_caption    S-MiT CIDEr (the paper's ablation metric; smit/val.csv)
 `kind=dual_encoder`:
   msrvtt_retrieval   1k-A text->video and video->text R@1/5/10, MedR, MeanR (`eval.tie_policy`)
+  msrvtt_full_retrieval  the same over every sentence of the test clips (the full protocol)
   vatex_retrieval    the same over VATEX clips, every English caption a query
   kinetics_zero_shot zero-shot classification top-1 / top-5 (prompt templates)
 

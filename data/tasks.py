@@ -21,6 +21,9 @@ Tasks (demo name / real name: splits; extra fields):
       video_id, references (all captions; suffix = the first one).
   demo_msrvtt_retrieval / msrvtt_retrieval: test (the 1k-A pairs); video_id, key, text,
       captions (= [text]).
+  demo_msrvtt_full_retrieval / msrvtt_full_retrieval: the MSR-VTT splits present (test in the
+      demo), one example per clip with all its sentences (every sentence is a retrieval query: the
+      "full" protocol); video_id, key, captions.
   demo_msrvtt_qa / msrvtt_qa: the MSR-VTT-QA splits present; as nextqa_oe (type: the question
       word).
   demo_anet_caption / anet_caption: ActivityNet Captions val_1, val_2 (train): one example per
@@ -69,7 +72,8 @@ ItemsFn = Callable[[str, Rejects], Iterable[ClipItem]]
 DEMO_TASK_NAMES = {
     "coco_caption": "demo_stills_caption", "smit_caption": "demo_smit_caption",
     "webvid_pool": "demo_pool", "msrvtt_caption": "demo_msrvtt_caption",
-    "msrvtt_retrieval": "demo_msrvtt_retrieval", "msrvtt_qa": "demo_msrvtt_qa",
+    "msrvtt_retrieval": "demo_msrvtt_retrieval",
+    "msrvtt_full_retrieval": "demo_msrvtt_full_retrieval", "msrvtt_qa": "demo_msrvtt_qa",
     "nextqa_oe": "demo_nextqa_oe", "anet_caption": "demo_anet_caption",
     "anet_qa": "demo_anet_qa", "vatex_retrieval": "demo_vatex_retrieval",
     "kinetics": "demo_kinetics"}
@@ -538,6 +542,10 @@ def _register_sets(data_dirs: Mapping[str, str | pathlib.Path], names: Mapping[s
     add_captions("msrvtt_caption", "msrvtt", caption_splits,
                  lambda split, rej, root=root: tb.msrvtt_items(root, split, rej),
                  {s: s for s in caption_splits}, caption_evaluation(caption_metrics))
+    add("msrvtt_full_retrieval", "msrvtt", caption_splits,
+        lambda split, rej, root=root: tb.msrvtt_items(root, split, rej),
+        tb.msrvtt_features(num_frames, res), [pp.retrieval_text], uniform(caption_splits),
+        {s: s for s in caption_splits}, evaluation=retrieval_evaluation(tie_policy))
     qa_splits = tb.msrvtt_qa_splits(root)
     if qa_splits:
       add_open_qa("msrvtt_qa", "msrvtt", qa_splits,
@@ -648,7 +656,8 @@ def register_real_tasks(data_dirs: Mapping[str, str | pathlib.Path], *, num_fram
     tfds_data_dir: None: decode mp4 with PyAV on the fly. Else read the data sets that have a
       TFDS builder (all but coco, MSR-VTT-QA, ActivityNet and VATEX) from shards prepared there by
       `python -m data.tfds_builders` (a clear error when missing).
-    name_prefix: prepended to the task names (msrvtt_caption, msrvtt_retrieval, msrvtt_qa
+    name_prefix: prepended to the task names (msrvtt_caption, msrvtt_retrieval,
+      msrvtt_full_retrieval, msrvtt_qa
       (when <msrvtt>/MSRVTT-QA/<split>_qa.json exist), nextqa_oe, anet_caption, anet_qa,
       vatex_retrieval,
       webvid_pool, internvid_pool, smit_caption, kinetics, coco_caption).
@@ -661,8 +670,8 @@ def register_real_tasks(data_dirs: Mapping[str, str | pathlib.Path], *, num_fram
   """
   names = {role: name_prefix + role for role in (
       "coco_caption", "smit_caption", "webvid_pool", "internvid_pool", "msrvtt_caption",
-      "msrvtt_retrieval", "msrvtt_qa", "nextqa_oe", "anet_caption", "anet_qa", "vatex_retrieval",
-      "kinetics")}
+      "msrvtt_retrieval", "msrvtt_full_retrieval", "msrvtt_qa", "nextqa_oe", "anet_caption",
+      "anet_qa", "vatex_retrieval", "kinetics")}
   formats = _Formats(webvid_csv=webvid_csv, webvid_path_template=webvid_path_template,
                      internvid_jsonl=internvid_jsonl,
                      internvid_path_template=internvid_path_template,

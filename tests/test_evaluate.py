@@ -233,6 +233,9 @@ def test_evaluate_dual_encoder_cli(de_checkpoint, demo_world, tmp_path):
     assert r[f"{d}/R@1"] <= r[f"{d}/R@5"] <= r[f"{d}/R@10"] <= 100
     assert 1 <= r[f"{d}/MedR"] <= 24 and 1 <= r[f"{d}/MeanR"] <= 24
   assert r["num_texts"] == r["num_videos"] == 24  # The test world's 1k-A-style set.
+  full = report["tasks"]["msrvtt_full_retrieval"]["metrics"]
+  # Every sentence of the 24 test clips (6-8 each in the test world) is a query.
+  assert full["num_videos"] == 24 and 6 * 24 <= full["num_texts"] <= 8 * 24
   z = report["tasks"]["kinetics_zero_shot"]["metrics"]
   assert z["count"] == 22 and z["num_classes"] == 11 and 0 <= z["top1"] <= z["top5"] <= 100
   zs = _jsonl(tmp_path / "predictions" / "kinetics_zero_shot.jsonl")
@@ -310,7 +313,7 @@ def test_retrieval_and_zero_shot_tasks_rank_ties_by_hand(demo_world):
   def one_hot(i: int, n: int = 3) -> np.ndarray:
     return np.eye(n, dtype=np.float32)[i]
 
-  for task in ("demo_msrvtt_retrieval", "demo_vatex_retrieval"):
+  for task in ("demo_msrvtt_retrieval", "demo_msrvtt_full_retrieval", "demo_vatex_retrieval"):
     examples = _examples(task, "test")
 
     def score_fn(ds, model_feature_shapes=None):
@@ -385,6 +388,7 @@ def test_dual_encoder_metrics_equal_hand_ranking_of_own_embeddings(de_checkpoint
     return np.asarray(model.apply({"params": params}, tokens, method=de_lib.DualEncoder.embed_text))
 
   for name, task in (("msrvtt_retrieval", "demo_msrvtt_retrieval"),
+                     ("msrvtt_full_retrieval", "demo_msrvtt_full_retrieval"),
                      ("vatex_retrieval", "demo_vatex_retrieval")):
     examples = _examples(task, "test")
     pairs = [(_text(t), i) for i, ex in enumerate(examples) for t in ex["captions"]]

@@ -21,6 +21,7 @@ EXPECTED = {
     "demo_pool": {"clip_id", "alt_text"},
     "demo_msrvtt_caption": {"video_id", "references"},
     "demo_msrvtt_retrieval": {"video_id", "key", "text"},
+    "demo_msrvtt_full_retrieval": {"video_id", "key", "text", "captions"},
     "demo_nextqa_oe": {"video_id", "qid", "key", "type", "question", "answer", "answers"},
     "demo_msrvtt_qa": {"video_id", "qid", "key", "type", "question", "answer", "answers"},
     "demo_anet_caption": {"key", "video_id", "references"},

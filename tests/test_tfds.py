@@ -60,15 +60,16 @@ def test_tfds_tasks_equal_the_pyav_path(demo_world, prepared):
                                      "nextqa": demo_world / "nextqa"},
                                     num_frames=8, fps=2.0, res=32, vocab_path=vocab,
                                     tfds_data_dir=data_dir, name_prefix="tfds_")
-  assert sorted(names) == ["tfds_msrvtt_caption", "tfds_msrvtt_qa", "tfds_msrvtt_retrieval",
-                          "tfds_nextqa_oe"]
+  assert sorted(names) == ["tfds_msrvtt_caption", "tfds_msrvtt_full_retrieval", "tfds_msrvtt_qa",
+                          "tfds_msrvtt_retrieval", "tfds_nextqa_oe"]
   # MSR-VTT-QA has no TFDS builder: it stays on the PyAV path.
   assert {n: tasks.task_info(n).backend for n in names} == {
-      "tfds_msrvtt_caption": "tfds", "tfds_msrvtt_qa": "pyav", "tfds_msrvtt_retrieval": "tfds",
-      "tfds_nextqa_oe": "tfds"}
+      "tfds_msrvtt_caption": "tfds", "tfds_msrvtt_full_retrieval": "tfds",
+      "tfds_msrvtt_qa": "pyav", "tfds_msrvtt_retrieval": "tfds", "tfds_nextqa_oe": "tfds"}
   tasks.register_demo_tasks(demo_world, num_frames=8, fps=2.0, res=32)
   pairs = [("tfds_msrvtt_caption", "demo_msrvtt_caption", "test", "video_id"),
            ("tfds_msrvtt_retrieval", "demo_msrvtt_retrieval", "test", "key"),
+           ("tfds_msrvtt_full_retrieval", "demo_msrvtt_full_retrieval", "test", "key"),
            ("tfds_nextqa_oe", "demo_nextqa_oe", "val", "key"),
            ("tfds_nextqa_oe", "demo_nextqa_oe", "test", "key")]
   for tfds_name, pyav_name, split, key in pairs:
