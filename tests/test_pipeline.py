@@ -20,6 +20,7 @@ from viit_jax import caption_sets
 from viit_jax import config_lib
 from viit_jax.demo import analysis
 from viit_jax.demo import caption_ceiling as dcc
+from viit_jax.demo import claim_noise as dcn
 from viit_jax.demo import phases as pl
 from viit_jax.demo import report
 
@@ -319,6 +320,57 @@ def test_pipeline_runs_every_phase_writes_report_and_resumes(tmp_path, monkeypat
              for r in caption_sets.caption_rows(c / f"{dcc.TRUTH}_k2_s0" / "v1"))
   assert res2["captions_per_clip"] == 2
   assert json.loads((c / dcc.RESULTS).read_text())["captions_per_clip"] == 2
+
+  # Claim 2's noise: the run's de_viit / de_frames commands with another trainer seed, every dual
+  # encoder (the run's own too) evaluated by the run's command on the 1k-A pairs and the full
+  # protocol. The runner records the commands; each "evaluation" copies the run's metrics of its
+  # source with the VIIT numbers raised by the seed, so the margins are known.
+  ran.clear()
+
+  def fake_eval(phase, out_dir, env, log):
+    del env, log
+    ran.append(phase)
+    (out_dir / phase.name).mkdir(parents=True)
+    if phase.name.startswith("eval_"):
+      source = "viit" if phase.name.startswith("eval_de_viit") else "frames"
+      m = json.loads((w / f"eval_de_{source}" / "metrics.json").read_text())
+      bump = int(phase.name.rsplit("_s", 1)[1]) if source == "viit" else 0
+      for task in ("msrvtt_retrieval", "msrvtt_full_retrieval"):
+        m["tasks"][task]["metrics"] = {k: v + bump for k, v in m["tasks"][task]["metrics"].items()}
+      (out_dir / phase.name / "metrics.json").write_text(json.dumps(m))
+    return {"wall_s": 0.0}
+
+  monkeypatch.setattr(pl, "run_phase", fake_eval)
+  noise_dir = tmp_path / "noise"
+  res3 = dcn.measure(w, noise_dir, seeds=[2, 0, 2], log=lambda s: None)
+  assert res3["seeds"] == [0, 2]
+  assert [p.name for p in ran] == ["eval_de_viit_s0", "eval_de_frames_s0", "de_viit_s2",
+                                   "eval_de_viit_s2", "de_frames_s2", "eval_de_frames_s2"]
+  by_name = {p.name: list(p.argv) for p in ran}
+  for de in ("de_viit", "de_frames"):
+    run_train = json.loads((w / de / pl.MARKER).read_text())["argv"]
+    run_eval = json.loads((w / f"eval_{de}" / pl.MARKER).read_text())["argv"]
+    assert by_name[f"{de}_s2"] == [
+        a.replace(",seed=0,", ",seed=2,").replace(f"--workdir={w / de}",
+                                                  f"--workdir={noise_dir / f'{de}_s2'}")
+        for a in run_train]
+    assert by_name[f"{de}_s2"] != run_train
+    tasks = f"eval.tasks={dcn.TASKS},"
+    assert by_name[f"eval_{de}_s0"] == [
+        a.replace("eval.tasks=msrvtt_retrieval+msrvtt_full_retrieval+kinetics_zero_shot,", tasks)
+        .replace(f"--workdir={w / f'eval_{de}'}", f"--workdir={noise_dir / f'eval_{de}_s0'}")
+        for a in run_eval]
+    assert by_name[f"eval_{de}_s2"] == [
+        a.replace(f"checkpoint={w / de},", f"checkpoint={noise_dir / f'{de}_s2'},")
+        .replace(f"eval_{de}_s0", f"eval_{de}_s2") for a in by_name[f"eval_{de}_s0"]]
+  run_numbers = report.read_numbers(w).de
+  for k in dcn.METRICS:
+    base = run_numbers["viit"][k] - run_numbers["frame_captions"][k]
+    assert res3["margins"][k]["margins"] == pytest.approx([base, base + 2]), k
+    assert res3["margins"][k]["mean"] == pytest.approx(base + 1)
+    assert res3["margins"][k]["sd"] == pytest.approx(2 ** 0.5)
+  assert json.loads((noise_dir / dcn.RESULTS).read_text()) == res3
+  assert "| 0 (the run's) |" in dcn.table(res3) and "(1.41) |" in dcn.table(res3)
 
 
 def _sleeper(name: str, seconds: float, *, needs: tuple[str, ...] = (), rc: int = 0,

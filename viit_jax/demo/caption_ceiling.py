@@ -148,33 +148,18 @@ def text_retrieval(queries: Sequence[str], docs: Sequence[str],
 # The ceiling dual encoder: the run's own de_viit / eval_de_viit commands on the truth captions.
 
 
-def _replace_once(argv: Sequence[str], old: str, new: str, what: str) -> tuple[str, ...]:
-  hits = sum(a.count(old) for a in argv)
-  if hits != 1:
-    raise ValueError(f"expected {old!r} once in the run's {what} command, found it {hits} times: "
-                     f"{list(argv)}")
-  return tuple(a.replace(old, new) for a in argv)
-
-
 def ceiling_phases(run: pathlib.Path, out: pathlib.Path, captions_dir: pathlib.Path
                    ) -> list[phases.Phase]:
   """The run's de_viit and eval_de_viit commands, retargeted at the truth captions and `out`."""
   de = phases.DUAL_ENCODERS["viit"]
   ev = f"eval_{de}"
-  argvs = {}
-  for name in (de, ev):
-    marker = phases.read_marker(run, name)
-    if marker is None:
-      raise FileNotFoundError(f"{run / name / phases.MARKER} does not exist: finish the run "
-                              f"first (make demo, or python -m viit_jax.pipeline ... "
-                              f"--workdir={run})")
-    argvs[name] = tuple(marker["argv"])
-  train = _replace_once(argvs[de], f"dual_encoder.viit_captions_dir="
-                        f"{run / phases.LABEL_VIIT / 'v1'}",
-                        f"dual_encoder.viit_captions_dir={captions_dir}", de)
-  train = _replace_once(train, f"--workdir={run / de}", f"--workdir={out / DE_TRUTH}", de)
-  evaluate = _replace_once(argvs[ev], f"checkpoint={run / de}", f"checkpoint={out / DE_TRUTH}", ev)
-  evaluate = _replace_once(evaluate, f"--workdir={run / ev}", f"--workdir={out / EVAL_TRUTH}", ev)
+  argvs = {name: phases.finished_argv(run, name) for name in (de, ev)}
+  swap = phases.replace_once
+  train = swap(argvs[de], f"dual_encoder.viit_captions_dir={run / phases.LABEL_VIIT / 'v1'}",
+               f"dual_encoder.viit_captions_dir={captions_dir}", de)
+  train = swap(train, f"--workdir={run / de}", f"--workdir={out / DE_TRUTH}", de)
+  evaluate = swap(argvs[ev], f"checkpoint={run / de}", f"checkpoint={out / DE_TRUTH}", ev)
+  evaluate = swap(evaluate, f"--workdir={run / ev}", f"--workdir={out / EVAL_TRUTH}", ev)
   return [phases.Phase(DE_TRUTH, "dual encoder on the ground-truth captions", train),
           phases.Phase(EVAL_TRUTH, "evaluate it (1k-A-style retrieval)", evaluate)]
 
@@ -220,19 +205,8 @@ def measure(run: pathlib.Path, out: pathlib.Path, *, captions_per_clip: int = 4,
     # The settings name the caption set, so other settings give other commands (and a rerun).
     set_name = f"{TRUTH}_k{captions_per_clip}_s{seed}"
     captions_dir = write_caption_set(labels["viit"], truth, out / set_name / "v1")
-    env = phases.child_env(cfg, os.environ)
-    ran = False
-    for phase in ceiling_phases(run, out, captions_dir):
-      marker = phases.read_marker(out, phase.name)
-      if not ran and marker is not None and marker["argv"] == list(phase.argv):
-        log(f"[ceiling] {phase.name}: done already, skipped")
-        continue
-      if (out / phase.name).exists():  # Another command's outputs (no stale checkpoint resumes).
-        shutil.rmtree(out / phase.name)
-      ran = True
-      log(f"[ceiling] {phase.name}: {phase.what}")
-      record = phases.run_phase(phase, out, env, log)
-      log(f"[ceiling] {phase.name} done in {record['wall_s']:.0f}s")
+    phases.run_chain(ceiling_phases(run, out, captions_dir), out,
+                     phases.child_env(cfg, os.environ), log, "ceiling")
     results["dual_encoder_t2v"]["truth"] = t2v_metrics(out / EVAL_TRUTH / "metrics.json")
   out.mkdir(parents=True, exist_ok=True)
   (out / RESULTS).write_text(json.dumps(results, indent=1))

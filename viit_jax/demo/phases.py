@@ -38,6 +38,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -443,6 +444,44 @@ def run_phase(phase: Phase, workdir: pathlib.Path, env: Mapping[str, str],
               out: Callable[[str], None]) -> dict[str, Any]:
   """Runs one phase's child to completion, streaming its output; returns the marker record."""
   return run_phases([phase], workdir, env, out)[0]
+
+
+def finished_argv(run: pathlib.Path, name: str) -> tuple[str, ...]:
+  """The command that made phase `name` of a finished pipeline run (its marker's)."""
+  marker = read_marker(run, name)
+  if marker is None:
+    raise FileNotFoundError(f"{run / name / MARKER} does not exist: finish the run first (make "
+                            f"demo, or python -m viit_jax.pipeline ... --workdir={run})")
+  return tuple(marker["argv"])
+
+
+def replace_once(argv: Sequence[str], old: str, new: str, what: str) -> tuple[str, ...]:
+  """argv with `old` replaced by `new`; an error unless `old` occurs exactly once in it."""
+  hits = sum(a.count(old) for a in argv)
+  if hits != 1:
+    raise ValueError(f"expected {old!r} once in the run's {what} command, found it {hits} times: "
+                     f"{list(argv)}")
+  return tuple(a.replace(old, new) for a in argv)
+
+
+def run_chain(chain: Sequence[Phase], workdir: pathlib.Path, env: Mapping[str, str],
+              out: Callable[[str], None], tag: str) -> None:
+  """Runs phases that each read the one before (a retrained model, then its evaluation) into
+  `workdir`, one at a time: a phase whose marker holds the same command is done and skipped, until
+  one runs; from there every phase runs again, its old outputs removed first (a stale checkpoint
+  of another command must not resume). `tag` prefixes the progress lines."""
+  ran = False
+  for phase in chain:
+    marker = read_marker(workdir, phase.name)
+    if not ran and marker is not None and marker["argv"] == list(phase.argv):
+      out(f"[{tag}] {phase.name}: done already, skipped")
+      continue
+    if (workdir / phase.name).exists():
+      shutil.rmtree(workdir / phase.name)
+    ran = True
+    out(f"[{tag}] {phase.name}: {phase.what}")
+    record = run_phase(phase, workdir, env, out)
+    out(f"[{tag}] {phase.name} done in {record['wall_s']:.0f}s")
 
 
 def child_env(config: ml_collections.ConfigDict, base: Mapping[str, str]) -> dict[str, str]:
