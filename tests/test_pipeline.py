@@ -252,6 +252,7 @@ def test_pipeline_runs_every_phase_writes_report_and_resumes(tmp_path, monkeypat
   assert "### What each kind of fact is worth on this test set" in md
   assert set(record["query_oracle_recall"]) == set(analysis.QUERY_FACTS)
   assert "### What the queries' words are worth" in md
+  assert report.TABLE4_NOTE in md and "viit_jax.demo.claim_noise" in page
   claims = record["claims"]
   assert [c["verdict"] in ("HOLDS", "FAILS") for c in claims] == [True, True]
   for c in claims:

@@ -83,6 +83,12 @@ PAPER_TABLE3 = {"eval_image": {"cider": 21.3, "qa": 12.7, "anet_cider": 13.8, "a
 PAPER_TABLE4 = {"alt_text": ("alt-text", 37.0),
                 "frame_captions": ("image captioner on frames", 39.5),
                 "viit": ("VIIT captions (full method)", 44.3)}
+TABLE4_NOTE = ("R@K: the 1k-A-style pairs, one sentence per test clip (the claim's); full R@K: "
+               "every sentence of the same clips a query (the full protocol, about 8x the "
+               "queries). Each dual encoder is one draw of its trainer: `python -m "
+               "viit_jax.demo.claim_noise --run=<this workdir>` retrains the VIIT and frame-caption "
+               "ones with other seeds and prints the margin's spread (docs/demo_results.md, "
+               "'How sure is claim 2').")
 QA_NOTE = ("MSR-VTT-QA and ActivityNet-QA accuracy: exact match on the demo world's layouts of "
            "them (msrvtt/MSRVTT-QA/test_qa.json, activitynet/test_{q,a}.json: two NExT-QA-style "
            "questions per clip, phrase answers, so harder than the real sets' one-word answers). "
@@ -451,7 +457,8 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
   md += ["", "## Table 3 (video-language model, zero-shot)", "", *_md_table(TABLE3_HEADER, t3),
          "", "\\* " + QA_NOTE, "",
          "## Table 4 (dual encoder, text-to-video retrieval on the 1k-A-style set)", "",
-         *_md_table(TABLE4_HEADER, t4), "", *filtering_text, f"![recall]({rel(recall)})", "",
+         *_md_table(TABLE4_HEADER, t4), "", TABLE4_NOTE, "", *filtering_text,
+         f"![recall]({rel(recall)})", "",
          "### What each kind of fact is worth on this test set", "",
          *_md_table(analysis.ORACLE_HEADER, analysis.oracle_rows(oracle)), "", analysis.ORACLE_NOTE, "",
          "### What the queries' words are worth", "",
@@ -489,7 +496,7 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
   body += ["</ul>", "<h2>Table 3 (video-language model, zero-shot)</h2>",
            _html_table(TABLE3_HEADER, t3), f"<p><small>* {html.escape(QA_NOTE)}</small></p>",
            "<h2>Table 4 (dual encoder, text-to-video retrieval, 1k-A-style set)</h2>",
-           _html_table(TABLE4_HEADER, t4),
+           _html_table(TABLE4_HEADER, t4), f"<p><small>{html.escape(TABLE4_NOTE)}</small></p>",
            *[f"<p>{html.escape(t)}</p>" for t in filtering_text if t], img(recall, "recall chart"),
            "<h3>What each kind of fact is worth on this test set</h3>",
            _html_table(analysis.ORACLE_HEADER, analysis.oracle_rows(oracle)),
