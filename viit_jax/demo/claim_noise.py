@@ -33,15 +33,13 @@ from typing import Any
 import ml_collections
 
 from viit_jax.demo import phases
+from viit_jax.demo import report
 
 SOURCES = {"viit": "VIIT captions", "frame_captions": "frame captions"}
 TASKS = "msrvtt_retrieval+msrvtt_full_retrieval"
-# Reported number -> (evaluation task, metric): 1k-A R@1 (the claim's) and the full protocol's.
-METRICS = {"r1": ("msrvtt_retrieval", "t2v/R@1"),
-           "full_r1": ("msrvtt_full_retrieval", "t2v/R@1"),
-           "full_r5": ("msrvtt_full_retrieval", "t2v/R@5"),
-           "full_r10": ("msrvtt_full_retrieval", "t2v/R@10")}
-COLUMNS = {"r1": "1k-A R@1", "full_r1": "full R@1", "full_r5": "full R@5", "full_r10": "full R@10"}
+# The report's numbers (report.DE_METRICS) compared, with their column names: 1k-A R@1 (the
+# claim's) and the full protocol's R@1/5/10.
+METRICS = {"r1": "1k-A R@1", "full_r1": "full R@1", "full_r5": "full R@5", "full_r10": "full R@10"}
 RESULTS = "results.json"
 
 
@@ -71,10 +69,10 @@ def draw_phases(run: pathlib.Path, out: pathlib.Path, source: str, seed: int, ru
   return chain
 
 
-def read_metrics(path: pathlib.Path) -> dict[str, float]:
-  """METRICS from an evaluation's metrics.json."""
-  tasks = json.loads(path.read_text())["tasks"]
-  return {k: float(tasks[task]["metrics"][key]) for k, (task, key) in METRICS.items()}
+def read_metrics(workdir: pathlib.Path, phase: str) -> dict[str, float]:
+  """METRICS from the metrics.json of evaluation `phase` under `workdir`."""
+  m = report.load_metrics(workdir, phase)
+  return {k: report.lookup(m, report.DE_METRICS[k]) for k in METRICS}
 
 
 def summarize(draws: Mapping[int, Mapping[str, Mapping[str, float]]]) -> dict[str, Any]:
@@ -103,7 +101,7 @@ def measure(run: pathlib.Path, out: pathlib.Path, seeds: Sequence[int],
     for source in SOURCES:
       chain = draw_phases(run, out, source, seed, run_seed)
       phases.run_chain(chain, out, env, log, "claim_noise")
-      draws[seed][source] = read_metrics(out / chain[-1].name / "metrics.json")
+      draws[seed][source] = read_metrics(out, chain[-1].name)
   results = {"run": str(run), "run_seed": run_seed, "seeds": order,
              "draws": {str(s): d for s, d in draws.items()}, "margins": summarize(draws)}
   out.mkdir(parents=True, exist_ok=True)
@@ -114,7 +112,7 @@ def measure(run: pathlib.Path, out: pathlib.Path, seeds: Sequence[int],
 def table(results: Mapping[str, Any]) -> str:
   """Markdown: one row per trainer seed (VIIT / frame captions / margin per metric), then the
   margins' mean and standard deviation."""
-  header = ["trainer seed", *(f"{c} VIIT / frames (margin)" for c in COLUMNS.values())]
+  header = ["trainer seed", *(f"{c} VIIT / frames (margin)" for c in METRICS.values())]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for seed, d in results["draws"].items():
     own = " (the run's)" if int(seed) == results["run_seed"] else ""

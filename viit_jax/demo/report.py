@@ -139,12 +139,18 @@ class Numbers:
 FILTERED = "viit_filtered"
 
 
+def _numbers(metrics: Mapping[str, Any], paths: Mapping[str, MetricPath],
+             optional: Sequence[str]) -> dict[str, float]:
+  """Each of `paths` from a metrics.json tree; NaN for an `optional` one it lacks."""
+  return {k: lookup(metrics, p) if k not in optional or has(metrics, p) else math.nan
+          for k, p in paths.items()}
+
+
 def read_numbers(workdir: pathlib.Path) -> Numbers:
   vlm, de, files = {}, {}, {}
   for phase in ph.VLM_EVALS:
     m = load_metrics(workdir, phase)
-    vlm[phase] = {k: lookup(m, p) if k not in OPTIONAL_VLM_METRICS or has(m, p) else math.nan
-                  for k, p in VLM_METRICS.items()}
+    vlm[phase] = _numbers(m, VLM_METRICS, OPTIONAL_VLM_METRICS)
     files[phase] = str(workdir / phase / "metrics.json")
   sources = {**{s: f"eval_{p}" for s, p in ph.DUAL_ENCODERS.items()},
              FILTERED: ph.EVAL_DE_FILTERED}
@@ -152,8 +158,7 @@ def read_numbers(workdir: pathlib.Path) -> Numbers:
     if source == FILTERED and not (workdir / phase / "metrics.json").is_file():
       continue  # A run without the filtering phases.
     m = load_metrics(workdir, phase)
-    de[source] = {k: lookup(m, p) if k not in OPTIONAL_DE_METRICS or has(m, p) else math.nan
-                  for k, p in DE_METRICS.items()}
+    de[source] = _numbers(m, DE_METRICS, OPTIONAL_DE_METRICS)
     if has(m, KINETICS_TOP1):
       de[source]["kinetics_top1"] = lookup(m, KINETICS_TOP1)
     files[phase] = str(workdir / phase / "metrics.json")
