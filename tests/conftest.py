@@ -13,7 +13,11 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # most of a test's time; with an empty compile cache tests/test_train.py alone took 210 s -> 105 s on
 # 2 cores. Subprocesses of tests inherit them (launch.local.xla_flags keeps them and changes only
 # the device count), so a CLI run and an in-process run compile the same programs bit for bit.
-FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+# Single-threaded Eigen kernels: the 2 pytest-xdist workers (and their subprocesses) already keep
+# both cores busy, and a thread pool per process only adds threads spinning for work (-7% CPU on
+# tests/test_train.py + tests/test_dual_encoder_train.py, 2 workers, cold compile cache).
+FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=0 "
+                      "--xla_llvm_disable_expensive_passes=true --xla_cpu_multi_thread_eigen=false")
 os.environ["XLA_FLAGS"] = local.xla_flags(
     f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE_FLAGS}", 8)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
