@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: setup sysdeps demo test serve clean
+.PHONY: setup sysdeps bytecode demo test serve clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,13 +47,20 @@ sysdeps:
 
 setup: sysdeps $(STAMP)
 
-demo: setup
+# The project's modules byte-compiled (only changed files are redone): where PYTHONDONTWRITEBYTECODE
+# is set, as in many CI images, every Python process would compile them again on import, and the
+# tests start hundreds (tests/test_xm_launch.py, test_llm_backends.py, test_launch_gke.py: 106 ->
+# 71 CPU-s).
+bytecode: setup
+	$(PY) -m compileall -q viit_jax data configs launch
+
+demo: bytecode
 	$(PY) -m viit_jax.pipeline --config=configs/demo_pipeline.py:seed=$(SEED) --workdir=$(DEMO_DIR)
 
-test: setup
+test: bytecode
 	$(PY) -m pytest -q -n 2 --dist=loadfile --no-loadscope-reorder tests $(PYTEST_ARGS)
 
-serve: setup
+serve: bytecode
 	$(PY) -m viit_jax.serve --dual_encoder=$(DEMO_DIR)/de_viit --corpus=$(DEMO_DIR)/label_viit \
 	  --host=$(HOST) --port=$(PORT)
 
