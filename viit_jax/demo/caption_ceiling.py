@@ -39,7 +39,6 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import ml_collections
 import numpy as np
 
 from data import demo_world
@@ -179,7 +178,7 @@ def measure(run: pathlib.Path, out: pathlib.Path, *, captions_per_clip: int = 4,
             log: Callable[[str], None] = print) -> dict[str, Any]:
   """Both measurements for one finished run; writes and returns results.json's content."""
   run, out = run.resolve(), out.resolve()
-  cfg = ml_collections.ConfigDict(json.loads((run / phases.CONFIG_FILE).read_text()))
+  cfg = phases.run_config(run)
   records = pool_records(phases.world_dir(cfg, run))
   labels = {"viit": run / phases.LABEL_VIIT / "v1", "frame_captions":
             run / phases.LABEL_FRAMES / "v1"}
@@ -234,11 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--text_only", action="store_true", help="skip the ceiling dual encoder")
   a = p.parse_args(argv)
   run = pathlib.Path(a.run)
-  if not (run / phases.CONFIG_FILE).is_file():
-    p.error(f"{run / phases.CONFIG_FILE} does not exist: --run must be a pipeline workdir")
   out = pathlib.Path(a.out) if a.out else run / "caption_ceiling"
-  results = measure(run, out, captions_per_clip=a.captions_per_clip, seed=a.seed,
-                    text_only=a.text_only)
+  try:
+    results = measure(run, out, captions_per_clip=a.captions_per_clip, seed=a.seed,
+                      text_only=a.text_only)
+  except FileNotFoundError as e:  # Not a finished pipeline run.
+    p.error(str(e))
   print(f"pool clips: {results['pool_clips']}; text-to-text: TF-IDF, queries are fresh "
         "paraphrases of each pool clip; dual encoder: 1k-A-style test set")
   print(table(results))

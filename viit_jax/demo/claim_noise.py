@@ -30,8 +30,6 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import ml_collections
-
 from viit_jax.demo import phases
 from viit_jax.demo import report
 
@@ -91,7 +89,7 @@ def measure(run: pathlib.Path, out: pathlib.Path, seeds: Sequence[int],
   """Retrains and evaluates each draw (the run's own seed first); writes and returns results.json's
   content."""
   run, out = run.resolve(), out.resolve()
-  cfg = ml_collections.ConfigDict(json.loads((run / phases.CONFIG_FILE).read_text()))
+  cfg = phases.run_config(run)
   run_seed = int(cfg.seed)
   env = phases.child_env(cfg, os.environ)
   order = [run_seed, *(s for s in dict.fromkeys(seeds) if s != run_seed)]
@@ -133,14 +131,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                  help="trainer seeds to retrain with, comma-separated (the run's own is always in)")
   a = p.parse_args(argv)
   run = pathlib.Path(a.run)
-  if not (run / phases.CONFIG_FILE).is_file():
-    p.error(f"{run / phases.CONFIG_FILE} does not exist: --run must be a pipeline workdir")
   try:
     seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
   except ValueError:
     p.error(f"--seeds must be comma-separated integers, got {a.seeds!r}")
   out = pathlib.Path(a.out) if a.out else run / "claim_noise"
-  results = measure(run, out, seeds)
+  try:
+    results = measure(run, out, seeds)
+  except FileNotFoundError as e:  # Not a finished pipeline run.
+    p.error(str(e))
   print(f"claim 2's margin, VIIT minus frame captions, over {len(results['seeds'])} trainer seeds "
         "of both dual encoders (1k-A: 400 queries; full: every sentence of the same clips):")
   print(table(results))

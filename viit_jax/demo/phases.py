@@ -446,6 +446,15 @@ def run_phase(phase: Phase, workdir: pathlib.Path, env: Mapping[str, str],
   return run_phases([phase], workdir, env, out)[0]
 
 
+def run_config(run: pathlib.Path) -> ml_collections.ConfigDict:
+  """The pipeline config a run was made with (its workdir's CONFIG_FILE)."""
+  path = run / CONFIG_FILE
+  if not path.is_file():
+    raise FileNotFoundError(f"{path} does not exist: not a pipeline workdir (make demo, or "
+                            f"python -m viit_jax.pipeline ... --workdir={run})")
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
 def finished_argv(run: pathlib.Path, name: str) -> tuple[str, ...]:
   """The command that made phase `name` of a finished pipeline run (its marker's)."""
   marker = read_marker(run, name)
