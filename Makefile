@@ -22,7 +22,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Re-installs only when setup.py changes. uv installs the same pinned set as pip in ~18 s instead of
-# ~84 s on an empty cache (docs/speed.md, "make test's set-up"); pip is the fallback where uv
+# ~84 s on an empty cache (docs/speed.md, "`make test`"); pip is the fallback where uv
 # cannot be installed or cannot reach the index (uv does not read pip's configuration).
 EXTRAS := .[test,launch,serve,tpu]
 $(STAMP): setup.py $(CONSTRAINTS) | $(PY)
