@@ -5,6 +5,7 @@ phase is a real subprocess of its entry point; then a rerun that must skip the f
 resume the one whose marker is gone from its own checkpoint.
 """
 import json
+import math
 import os
 import pathlib
 import re
@@ -123,6 +124,30 @@ def test_caption_accuracy_counts_true_words_per_kind():
   assert acc["direction"] == pytest.approx(100 * 2 / 3)  # left, bottom(=down) right; up wrong
   assert acc["event"] == pytest.approx(100 * 3 / 4)  # moves, turns, bounces right; grows wrong
   assert acc["words_per_text"] == pytest.approx((8 + 8 + 5) / 3)
+
+
+def test_change_carried_counts_states_in_order_and_the_named_event():
+  one = lambda event: {"actors": [{"shape": "circle"}], "events": [event]}  # noqa: E731
+  truth = {"c.mp4": one({"kind": "change_colour", "from": "red", "to": "blue"}),
+           "g.mp4": one({"kind": "grow"}), "a.mp4": one({"kind": "appear"}),
+           "two.mp4": {"actors": [{}, {}], "events": [{"kind": "grow"}]}}  # two actors: left out
+  texts = {"c.mp4": ["a red circle; a blue circle",  # in order, no verb
+                     "a red circle turns blue",  # in order and named
+                     "a blue circle; a red circle",  # reversed
+                     "a red circle turns green"],  # verb with the wrong end colour: not named
+           "g.mp4": ["a small square; a large square",  # in order
+                     "a big square grows",  # named; one size only
+                     "a little square gets bigger"],  # named ("bigger" is a grow stem)
+           "a.mp4": ["a circle appears", "a circle"],
+           "two.mp4": ["a small square; a big square"], "unknown.mp4": ["a red circle turns blue"]}
+  carried = analysis.change_carried(texts, truth)
+  assert list(carried) == ["grow", "appear", "change_colour"]  # the world's order of kinds
+  assert carried["change_colour"] == {"in_order": 50.0, "named": 25.0, "texts": 4.0}
+  assert carried["grow"] == pytest.approx({"in_order": 100 / 3, "named": 200 / 3, "texts": 3.0})
+  assert carried["appear"]["named"] == 50.0 and math.isnan(carried["appear"]["in_order"])
+  alt = analysis.change_carried({"g.mp4": ["a small square"]}, truth)
+  rows = analysis.change_rows({"alt_text": alt, "frame_captions": carried, "viit": {}})
+  assert rows == [["grow", "1", "0.0", "0.0", "33.3", "66.7", "n/a", "n/a"]]
 
 
 def test_oracle_recall_is_the_expected_rank_of_clips_sharing_the_facts():
@@ -246,7 +271,8 @@ def test_pipeline_runs_every_phase_writes_report_and_resumes(tmp_path, monkeypat
   assert filtering["r1_gain"] == pytest.approx(filtering["filtered"]["r1"]
                                                - filtering["unfiltered"]["r1"])
   assert filtering["summary"] in md
-  assert set(record["caption_accuracy"]) == set(pl.DUAL_ENCODERS)
+  assert set(record["caption_accuracy"]) == set(record["change_carried"]) == set(pl.DUAL_ENCODERS)
+  assert "### Whether they carry what happens" in md
   assert "## What the training texts get right" in md
   assert set(record["fact_oracle_recall"]) == set(analysis.ORACLE_FACTS)
   assert "### What each kind of fact is worth on this test set" in md

@@ -1,5 +1,6 @@
 """The demo report's analysis against the world's script: what each training text gets right about
-a pool clip (caption accuracy), and what each kind of fact is worth on the retrieval test set
+a pool clip (caption accuracy) and whether it carries what happens in a one-event clip (change
+carried), and what each kind of fact is worth on the retrieval test set
 (fact oracles on the clip side and on the query side). Only the demo world has a script to
 compare with; `viit_jax.demo.report` shows these tables beside the claims.
 """
@@ -116,14 +117,22 @@ def read_pool(workdir: pathlib.Path, cfg: Mapping[str, Any]) -> Pool:
               frames=_unit_rows(workdir / ph.LABEL_FRAMES / "v1"), truth=_world_clips(world))
 
 
+def pool_texts(pool: Pool) -> dict[str, dict[str, list[str]]]:
+  """The pool's three training texts (SOURCE_NAMES' keys): clip file -> its texts."""
+  f = pool.file_of
+  return {"alt_text": {f(r): [r["alt_text"]] for r in pool.viit.values()},
+          "frame_captions": {f(r): r["captions"] for r in pool.frames.values()},
+          "viit": {f(r): r["captions"] for r in pool.viit.values()}}
+
+
 def pool_caption_accuracy(pool: Pool) -> dict[str, dict[str, float]]:
   """caption_accuracy of the three training texts of the pool (alt-text, frame, VIIT captions)."""
-  f = pool.file_of
-  return {"alt_text": caption_accuracy({f(r): [r["alt_text"]] for r in pool.viit.values()},
-                                       pool.truth),
-          "frame_captions": caption_accuracy({f(r): r["captions"] for r in pool.frames.values()},
-                                             pool.truth),
-          "viit": caption_accuracy({f(r): r["captions"] for r in pool.viit.values()}, pool.truth)}
+  return {source: caption_accuracy(texts, pool.truth) for source, texts in pool_texts(pool).items()}
+
+
+def pool_change_carried(pool: Pool) -> dict[str, dict[str, dict[str, float]]]:
+  """change_carried of the three training texts of the pool."""
+  return {source: change_carried(texts, pool.truth) for source, texts in pool_texts(pool).items()}
 
 
 def accuracy_rows(acc: Mapping[str, Mapping[str, float]]) -> list[list[str]]:
@@ -136,6 +145,79 @@ ACCURACY_HEADER = ["training text", *(f"{v} right %" for v in ACCURACY_FIELDS.va
 ACCURACY_NOTE = ("Of the colour, shape, direction and event words a pool clip's text names, the "
                  "share true of that clip by the world's script (any actor, any event); frame "
                  "captions are the joined captions of 4 frames.")
+
+
+# ------------------------------------------------------------------------------------------------
+# Whether each training text carries what happens in a one-actor one-event pool clip: its change of
+# state in time order, or the event's name. Joined frame captions can say a change without a verb
+# ("a red circle; ...; a blue circle"), so event-word precision alone undersells them.
+
+SIZE_STATES = {w: size for size, ws in demo_world.SIZE_WORDS.items() for w in ws}  # word -> size
+ORDERED_KINDS = ("change_colour", "grow", "shrink")  # Changes whose two states texts can spell out.
+
+
+def _before_after(event: Mapping[str, Any]) -> tuple[str, str, Mapping[str, str]]:
+  """(state before, state after, word -> state) of an event of ORDERED_KINDS."""
+  if event["kind"] == "change_colour":
+    return event["from"], event["to"], {c: c for c in demo_world.COLOURS}
+  before, after = ("small", "big") if event["kind"] == "grow" else ("big", "small")
+  return before, after, SIZE_STATES
+
+
+def _in_order(words: Sequence[str], before: str, after: str, states: Mapping[str, str]) -> bool:
+  """The text names `before`, and `after` at a later word."""
+  seq = [states[w] for w in words if w in states]
+  return before in seq and after in seq[seq.index(before) + 1:]
+
+
+def _named(words: Sequence[str], event: Mapping[str, Any]) -> bool:
+  """A word of the event's stems (a colour change: and its end colour)."""
+  verb = any(w.startswith(st) for w in words for st in EVENT_STEMS[event["kind"]])
+  return verb and (event["kind"] != "change_colour" or event["to"] in words)
+
+
+def change_carried(texts: Mapping[str, Sequence[str]], truth: Mapping[str, Mapping[str, Any]]
+                   ) -> dict[str, dict[str, float]]:
+  """Per event kind (world order), over the texts of clips with one actor and one event: the share
+  (%) naming the state before and the state after in that order (ORDERED_KINDS; NaN for the
+  others), the share naming the event, and the number of texts. `texts`: clip file -> its texts;
+  `truth`: clip file -> world record.
+  """
+  counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+  for clip, ts in texts.items():
+    rec = truth.get(clip)
+    if rec is None or len(rec["actors"]) != 1 or len(rec["events"]) != 1:
+      continue
+    event = rec["events"][0]
+    c = counts[event["kind"]]
+    for t in ts:
+      words = WORD_RE.findall(t.lower())
+      c["texts"] += 1
+      c["in_order"] += event["kind"] in ORDERED_KINDS and _in_order(words, *_before_after(event))
+      c["named"] += _named(words, event)
+  return {kind: {"in_order": (100.0 * c["in_order"] / c["texts"] if kind in ORDERED_KINDS
+                              else float("nan")),
+                 "named": 100.0 * c["named"] / c["texts"], "texts": float(c["texts"])}
+          for kind in demo_world.EVENT_KINDS if (c := counts.get(kind))}
+
+
+SHORT_NAMES = {"alt_text": "alt-text", "frame_captions": "frame captions", "viit": "VIIT"}
+CHANGE_HEADER = ["event (one actor)", "clips",
+                 *(f"{name}: {what}" for name in SHORT_NAMES.values()
+                   for what in ("before -> after %", "named %"))]
+CHANGE_NOTE = ("Pool clips with one actor and one event, by the event: the share of each text that "
+               "names the state before and the state after in that order (the colours of a colour "
+               "change, the sizes of a grow or shrink) and the share that names the event (its "
+               "verb; for a colour change with its end colour). Joined frame captions can spell a "
+               "change out across frames; a VIIT caption has to name it.")
+
+
+def change_rows(carried: Mapping[str, Mapping[str, Mapping[str, float]]]) -> list[list[str]]:
+  """A row per event kind of pool_change_carried: clips, then each source's two shares."""
+  return [[kind.replace("_", " "), f"{carried['alt_text'][kind]['texts']:.0f}",
+           *(fmt(carried[s].get(kind, {}).get(k)) for s in SHORT_NAMES
+             for k in ("in_order", "named"))]
+          for kind in carried["alt_text"]]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -433,12 +433,14 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
   cfg = _config(w)
   pool = analysis.read_pool(w, cfg)
   acc = analysis.pool_caption_accuracy(pool)
+  carried = analysis.pool_change_carried(pool)
   test_pairs = analysis.retrieval_test_pairs(pool.world)
   oracle = analysis.oracle_recall(pool.truth, [f for f, _ in test_pairs])
   query_oracle = analysis.query_oracle_recall(pool.truth, test_pairs)
   record = {"seed": cfg.get("seed"), "preset": cfg.get("preset"), "claims": cl,
             "numbers": {"vlm": n.vlm, "dual_encoder": n.de}, "caption_accuracy": acc,
-            "fact_oracle_recall": oracle, "query_oracle_recall": query_oracle,
+            "change_carried": carried, "fact_oracle_recall": oracle,
+            "query_oracle_recall": query_oracle,
             "caption_filtering": filtering_summary(n, cfg), "metrics_files": n.files}
   paths.write_text(w / CLAIMS_FILE, json.dumps(record, indent=1))
   losses, recall = plot_losses(w, out), plot_recall(n, out)
@@ -471,6 +473,9 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
          analysis.QUERY_ORACLE_NOTE, "",
          "## What the training texts get right (pool clips vs the world's script)", "",
          *_md_table(analysis.ACCURACY_HEADER, analysis.accuracy_rows(acc)), "", analysis.ACCURACY_NOTE, "",
+         "### Whether they carry what happens", "",
+         *_md_table(analysis.CHANGE_HEADER, analysis.change_rows(carried)), "",
+         analysis.CHANGE_NOTE, "",
          "## Loss curves", "", f"![losses]({rel(losses)})", "",
          "## Example pool clips (8 frames at 2 fps) and their training texts", ""]
   for e in exs:
@@ -511,7 +516,10 @@ def write(workdir: str | pathlib.Path) -> dict[str, Any]:
            f"<p><small>{html.escape(analysis.QUERY_ORACLE_NOTE)}</small></p>",
            "<h2>What the training texts get right (pool clips vs the world's script)</h2>",
            _html_table(analysis.ACCURACY_HEADER, analysis.accuracy_rows(acc)),
-           f"<p><small>{html.escape(analysis.ACCURACY_NOTE)}</small></p>", "<h2>Loss curves</h2>",
+           f"<p><small>{html.escape(analysis.ACCURACY_NOTE)}</small></p>",
+           "<h3>Whether they carry what happens</h3>",
+           _html_table(analysis.CHANGE_HEADER, analysis.change_rows(carried)),
+           f"<p><small>{html.escape(analysis.CHANGE_NOTE)}</small></p>", "<h2>Loss curves</h2>",
            img(losses, "loss curves"), "<h2>Example pool clips and their training texts</h2>"]
   for e in exs:
     rows = [["alt-text", e.alt_text],
