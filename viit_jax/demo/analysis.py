@@ -50,13 +50,18 @@ def _truth_sets(clip: Mapping[str, Any]) -> dict[str, set[str]]:
           "event": {e["kind"] for e in events}}
 
 
+def _event_kinds(words: Sequence[str]) -> list[str]:
+  """The event kind each word names by its stem (EVENT_STEMS), in word order."""
+  return [k for w in words for k, stems in EVENT_STEMS.items()
+          if any(w.startswith(st) for st in stems)]
+
+
 def _mentions(text: str, colours: Sequence[str], shapes: Sequence[str]) -> dict[str, list[str]]:
   words = WORD_RE.findall(text.lower())
   return {"colour": [w for w in words if w in colours],
           "shape": [w for w in words if w in shapes],
           "direction": [DIRECTION_WORDS[w] for w in words if w in DIRECTION_WORDS],
-          "event": [k for w in words for k, stems in EVENT_STEMS.items()
-                    if any(w.startswith(st) for st in stems)]}
+          "event": _event_kinds(words)}
 
 
 def caption_accuracy(texts: Mapping[str, Sequence[str]], truth: Mapping[str, Mapping[str, Any]]
@@ -171,9 +176,9 @@ def _in_order(words: Sequence[str], before: str, after: str, states: Mapping[str
 
 
 def _named(words: Sequence[str], event: Mapping[str, Any]) -> bool:
-  """A word of the event's stems (a colour change: and its end colour)."""
-  verb = any(w.startswith(st) for w in words for st in EVENT_STEMS[event["kind"]])
-  return verb and (event["kind"] != "change_colour" or event["to"] in words)
+  """A word names the event's kind (a colour change: and its end colour is named)."""
+  return (event["kind"] in _event_kinds(words)
+          and (event["kind"] != "change_colour" or event["to"] in words))
 
 
 def change_carried(texts: Mapping[str, Sequence[str]], truth: Mapping[str, Mapping[str, Any]]
